@@ -436,8 +436,17 @@ def _decode(data: dict[str, Any], key: str, path: Path, trust_pickle: bool) -> A
         ) from exc
 
 
-def _check_spaces_compatible(kind: str, stored: spaces.Space, env: spaces.Space, where: str) -> None:
-    """Raise SpaceMismatchError unless ``stored`` and ``env`` describe the same data."""
+def check_spaces_compatible(
+    kind: str, stored: spaces.Space, env: spaces.Space, where: str, other: str = "the environment"
+) -> None:
+    """Raise SpaceMismatchError unless ``stored`` and ``env`` describe the same data.
+
+    :param kind: "observation" or "action" (actions also compare Box bounds)
+    :param stored: the space of ``where``
+    :param env: the space it must match, that of ``other``
+    :param where: who has ``stored`` (for the message)
+    :param other: who has ``env`` (for the message)
+    """
     ok = type(stored) is type(env)
     if ok and isinstance(stored, spaces.Box) and isinstance(env, spaces.Box):
         ok = stored.shape == env.shape
@@ -456,9 +465,9 @@ def _check_spaces_compatible(kind: str, stored: spaces.Space, env: spaces.Space,
         ok = set(stored.spaces) == set(env.spaces)
         if ok:
             for k in stored.spaces:
-                _check_spaces_compatible(kind, stored.spaces[k], env.spaces[k], where)
+                check_spaces_compatible(kind, stored.spaces[k], env.spaces[k], where, other)
     if not ok:
-        raise SpaceMismatchError(f"{kind} spaces differ: {where} has {stored}, the environment has {env}")
+        raise SpaceMismatchError(f"{kind} spaces differ: {where} has {stored}, {other} has {env}")
 
 
 def _construct_policy(policy_class: type, obs_space: spaces.Space, act_space: spaces.Space, kwargs: dict[str, Any]) -> BasePolicy:
@@ -466,6 +475,9 @@ def _construct_policy(policy_class: type, obs_space: spaces.Space, act_space: sp
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     clean = {k: v for k, v in kwargs.items() if accepts_any or k in params}
     clean.pop("device", None)  # very old zips record it; the teacher is moved later
+    arch = clean.get("net_arch")
+    if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict):
+        clean["net_arch"] = arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]; same network
     try:
         return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
     except Exception as exc:
@@ -624,9 +636,9 @@ def load_teacher(
             act_space = space
     where = f"teacher {located.zip_path.name}"
     if obs_space is not None and env_obs is not None:
-        _check_spaces_compatible("observation", obs_space, env_obs, where)
+        check_spaces_compatible("observation", obs_space, env_obs, where)
     if act_space is not None and env_act is not None:
-        _check_spaces_compatible("action", act_space, env_act, where)
+        check_spaces_compatible("action", act_space, env_act, where)
     # Prefer the environment's own space objects (today's bounds); fall back on the stored ones.
     obs_space = env_obs or obs_space
     act_space = env_act or act_space

@@ -1,0 +1,262 @@
+"""What every distillation algorithm shares: holding a teacher and running it once per rollout."""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from ppdistill.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
+from ppdistill.errors import MissingTeacherError, PPDistillError
+from ppdistill.losses import KLDirection
+from ppdistill.networks import NormalizedFlattenExtractor, TensorObs, actor_critic_forward
+from ppdistill.teachers import Teacher, check_spaces_compatible, load_teacher
+
+SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
+
+# Largest number of observation elements sent through the teacher at once (64 MB of floats):
+# a whole MLP rollout goes in one call; image rollouts are cut into a few chunks.
+_TEACHER_CHUNK_ELEMENTS = 1 << 24
+
+StudentObsNorm = Literal["teacher", "none"]
+
+
+def _n_elements(obs_space: spaces.Space) -> int:
+    if isinstance(obs_space, spaces.Dict):
+        return sum(_n_elements(s) for s in obs_space.spaces.values())
+    return int(np.prod(obs_space.shape or (1,)))
+
+
+class DistillationMixin:
+    """Teacher handling for SB3 on-policy algorithms (mixed in before ``PPO`` / ``OnPolicyAlgorithm``).
+
+    - checks the teacher's spaces against the student's, moves it to the student's device;
+    - computes its outputs once per rollout, without gradients, into the rollout buffer;
+    - keeps it out of ``save()`` but records what it was (``teacher_info``);
+    - refuses to ``learn()`` without one.
+    """
+
+    teacher: Teacher | None
+    teacher_info: dict[str, Any] | None
+    kl_direction: KLDirection
+    student_obs_norm: StudentObsNorm
+
+    # provided by SB3
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    device: th.device
+    policy: ActorCriticPolicy
+    policy_kwargs: dict[str, Any]
+    rollout_buffer: RolloutBuffer
+    rollout_buffer_class: type[RolloutBuffer] | None
+    env: VecEnv | None
+
+    # -- teacher ---------------------------------------------------------------------
+    def _init_distillation(
+        self, teacher: Teacher | str | pathlib.Path | None, kl_direction: KLDirection, student_obs_norm: StudentObsNorm
+    ) -> None:
+        if kl_direction not in ("forward", "reverse"):
+            raise ValueError(f"kl_direction must be 'forward' or 'reverse', got {kl_direction!r}")
+        if student_obs_norm not in ("teacher", "none"):
+            raise ValueError(f"student_obs_norm must be 'teacher' or 'none', got {student_obs_norm!r}")
+        self.kl_direction = kl_direction
+        self.student_obs_norm = student_obs_norm
+        self.teacher = None
+        self.teacher_info = None
+        if teacher is not None:
+            self.set_teacher(teacher)
+            if student_obs_norm == "teacher":
+                self._inherit_teacher_normalization()
+
+    def set_teacher(self, teacher: Teacher | str | pathlib.Path) -> None:
+        """Attach (or replace) the teacher.
+
+        :param teacher: a :class:`~ppdistill.teachers.Teacher`, or a path for :func:`~ppdistill.load_teacher`
+        """
+        if isinstance(teacher, str | pathlib.Path):
+            teacher = load_teacher(teacher)
+        if not isinstance(teacher, Teacher):
+            raise TypeError(f"teacher must be a ppdistill Teacher or a path, got {type(teacher).__name__}")
+        where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
+        check_spaces_compatible("action", teacher.action_space, self.action_space, where, "the student")
+        check_spaces_compatible("observation", teacher.observation_space, self.observation_space, where, "the student")
+        if teacher.squashed:
+            raise PPDistillError(
+                f"{where} acts through a tanh squashing (SAC); distilling it into a Gaussian PPO student is not supported"
+            )
+        teacher.to(self.device).freeze()
+        self.teacher = teacher
+        self.teacher_info = copy.deepcopy(teacher.info)
+
+    def _inherit_teacher_normalization(self) -> None:
+        """Give the student the teacher's frozen observation normalization, inside its network.
+
+        Done only where it cannot clash: a flat Box observation, no features extractor of the
+        user's, and no observation normalization already in the student's VecEnv.
+        """
+        assert self.teacher is not None
+        normalizer = self.teacher.obs_normalizer
+        if normalizer is None or normalizer.keys is not None or not isinstance(self.observation_space, spaces.Box):
+            return
+        if self.policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
+            return
+        vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
+        if vecnorm is not None and vecnorm.norm_obs:
+            return
+        self.policy_kwargs = {
+            **self.policy_kwargs,
+            "features_extractor_class": NormalizedFlattenExtractor,
+            "features_extractor_kwargs": normalizer.stats(),
+        }
+
+    @property
+    def _needs_teacher_values(self) -> bool:
+        """Whether the teacher's state values are stored with the rollout."""
+        return False
+
+    def _require_teacher(self) -> Teacher:
+        if self.teacher is None:
+            recorded = (self.teacher_info or {}).get("path")
+            hint = f" It was distilled from {recorded}." if recorded else ""
+            raise MissingTeacherError(
+                f"{type(self).__name__} has no teacher.{hint} Pass teacher=... to {type(self).__name__}.load() "
+                "or call model.set_teacher(...) before learn(); to train without one, use PPO"
+            )
+        return self.teacher
+
+    # -- SB3 hooks ---------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        if self.rollout_buffer_class is None or not issubclass(
+            self.rollout_buffer_class, DistillRolloutBuffer | DistillDictRolloutBuffer
+        ):
+            dict_obs = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = DistillDictRolloutBuffer if dict_obs else DistillRolloutBuffer
+        super()._setup_model()  # type: ignore[misc]
+        self.rollout_buffer.raw_obs_source = self._raw_observations  # type: ignore[attr-defined]
+
+    def _raw_observations(self) -> RawObs | None:
+        """The unnormalized current observation when the student's VecEnv normalizes them."""
+        vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
+        if vecnorm is not None and vecnorm.norm_obs:
+            return vecnorm.get_original_obs()
+        return None
+
+    def _excluded_save_params(self) -> list[str]:
+        # The teacher is never pickled into the student: teacher_info records where it came from.
+        return [*super()._excluded_save_params(), "teacher"]  # type: ignore[misc]
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+        if complete:
+            self._store_teacher_outputs(rollout_buffer)
+        return complete
+
+    def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
+        buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
+        params, values = self._run_teacher(buffer.teacher_inputs(), with_values=self._needs_teacher_values)
+        buffer.set_teacher_outputs(params, values)
+
+    def _run_teacher(self, inputs: RawObs, with_values: bool) -> tuple[th.Tensor, th.Tensor | None]:
+        """The teacher over a whole flat batch of raw observations, in as few calls as memory allows."""
+        teacher = self._require_teacher()
+        first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+        n = int(first.shape[0])
+        chunk = max(1, _TEACHER_CHUNK_ELEMENTS // max(1, _n_elements(self.observation_space)))
+        params_parts: list[th.Tensor] = []
+        value_parts: list[th.Tensor] = []
+        for start in range(0, n, chunk):
+            sl = slice(start, start + chunk)
+            part = {k: v[sl] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[sl]
+            out = teacher(obs_as_tensor(part, self.device), with_values=with_values)
+            params_parts.append(out.params)
+            if out.values is not None:
+                value_parts.append(out.values)
+        params = params_parts[0] if len(params_parts) == 1 else th.cat(params_parts)
+        values = None
+        if value_parts:
+            values = value_parts[0] if len(value_parts) == 1 else th.cat(value_parts)
+        return params.float(), None if values is None else values.float()
+
+    def _student_forward(self, obs: TensorObs, with_values: bool = True) -> tuple[Distribution, th.Tensor | None]:
+        """The student's distribution and values in one forward pass."""
+        return actor_critic_forward(self.policy, obs, with_values=with_values)
+
+    def learn(
+        self: SelfDistill,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDistill:
+        """SB3's ``learn``, after checking that a teacher is attached.
+
+        :param total_timesteps: environment steps to collect (> 0)
+        :param callback: SB3 callback(s)
+        :param log_interval: log every this many rollouts
+        :param tb_log_name: TensorBoard run name (default: the class name)
+        :param reset_num_timesteps: start the step counter (and the λ schedule) from zero
+        :param progress_bar: show a progress bar (tqdm + rich)
+        """
+        self._require_teacher()
+        if int(total_timesteps) <= 0:
+            raise ValueError(f"total_timesteps must be positive, got {total_timesteps}")
+        return super().learn(  # type: ignore[misc]
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or type(self).__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: str | pathlib.Path,
+        env: VecEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        teacher: Teacher | str | pathlib.Path | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """SB3's ``load``, plus the teacher to continue distilling from.
+
+        The teacher is not stored in the student's zip; ``model.teacher_info`` says what it
+        was. Without ``teacher=``, the model predicts and evaluates but ``learn()`` raises.
+
+        :param path: the saved student
+        :param env: environment to continue on
+        :param device: device of the student (and of the teacher)
+        :param custom_objects: as in SB3
+        :param print_system_info: as in SB3
+        :param force_reset: as in SB3
+        :param teacher: a :class:`~ppdistill.teachers.Teacher` or a path to load one from
+        :param kwargs: attributes to override, as in SB3
+        """
+        model = super().load(  # type: ignore[misc]
+            path, env=env, device=device, custom_objects=custom_objects,
+            print_system_info=print_system_info, force_reset=force_reset, **kwargs,
+        )
+        model.teacher = None
+        if teacher is not None:
+            model.set_teacher(teacher)
+        return model
+

@@ -1,0 +1,121 @@
+"""Evaluate students, teachers and any SB3 model the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from ppdistill.envs import make_env
+
+
+class Agent(Protocol):
+    """Anything with SB3's ``predict`` (SB3 models, ppdistill teachers)."""
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, Any]: ...
+
+
+def interquartile_mean(values: np.ndarray | list[float]) -> float:
+    """Mean of the middle 50% (the 25% trimmed mean that rliable reports as IQM).
+
+    :param values: scores
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if x.size == 0:
+        return float("nan")
+    k = int(0.25 * x.size)
+    return float(x[k : x.size - k].mean())
+
+
+@dataclass
+class EvalResult:
+    """Episode returns and lengths, with summary statistics.
+
+    :param returns: undiscounted return of each episode
+    :param lengths: length of each episode
+    """
+
+    returns: np.ndarray
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    @property
+    def iqm(self) -> float:
+        return interquartile_mean(self.returns)
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.returns.size)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers for JSON."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "iqm": self.iqm,
+            "n_episodes": self.n_episodes,
+            "returns": [float(r) for r in self.returns],
+            "lengths": [int(n) for n in self.lengths],
+        }
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f} (IQM {self.iqm:.2f}, {self.n_episodes} episodes)"
+
+
+def evaluate(
+    agent: Agent,
+    env: str | gym.Env | VecEnv,
+    n_episodes: int = 20,
+    deterministic: bool = True,
+    seed: int | None = None,
+) -> EvalResult:
+    """Play ``n_episodes`` full episodes and report their returns.
+
+    :param agent: a student, a teacher, or any SB3 model
+    :param env: an environment id (made with :func:`ppdistill.envs.make_env`), an env, or a VecEnv
+    :param n_episodes: number of episodes (> 0)
+    :param deterministic: act with the mode of the policy (the paper's rule for Atari and
+        MuJoCo; it used stochastic actions for Procgen)
+    :param seed: seed of the environment's resets, for repeatable numbers
+    :return: the returns and lengths, with ``.mean``, ``.std``, ``.iqm``
+    """
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    owned = isinstance(env, str)
+    if isinstance(env, str):
+        env_id = env
+        vec_env: VecEnv = DummyVecEnv([lambda: Monitor(make_env(env_id))])
+    elif isinstance(env, VecEnv):
+        vec_env = env
+    else:
+        single = env
+        vec_env = DummyVecEnv([lambda: single if isinstance(single, Monitor) else Monitor(single)])
+    if seed is not None:
+        vec_env.seed(seed)
+    try:
+        returns, lengths = evaluate_policy(
+            agent,  # type: ignore[arg-type]
+            vec_env,
+            n_eval_episodes=n_episodes,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            warn=False,
+        )
+    finally:
+        if owned:
+            vec_env.close()
+    return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))

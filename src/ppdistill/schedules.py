@@ -1,0 +1,66 @@
+"""Picklable schedules of SB3's ``progress_remaining`` (1 at the start of training, 0 at the end).
+
+They are plain objects rather than lambdas so that a saved student carries its schedule and
+a resumed run continues where it stopped (SB3 computes ``progress_remaining`` from the
+model's own step counter and the total budget, not from a counter local to one ``learn()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Schedule = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class Constant:
+    """Always ``value``."""
+
+    value: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Linear:
+    """From ``start`` (progress 1) to ``end`` (progress 0), linearly."""
+
+    start: float
+    end: float = 0.0
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.end + (self.start - self.end) * progress_remaining
+
+
+@dataclass(frozen=True)
+class DistillThenFinetune:
+    """``value`` for the first ``fraction`` of the budget, then 0: the student goes on as plain PPO.
+
+    :param value: λ during the distillation phase
+    :param fraction: share of the total budget spent distilling, in (0, 1]
+    """
+
+    value: float
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.value if (1.0 - progress_remaining) < self.fraction else 0.0
+
+
+def as_schedule(value: float | Schedule) -> Schedule:
+    """A float becomes :class:`Constant`; a callable is returned unchanged.
+
+    :param value: number or schedule
+    """
+    if callable(value):
+        return value
+    value = float(value)
+    if value < 0:
+        raise ValueError(f"distill_lambda must be >= 0, got {value}")
+    return Constant(value)

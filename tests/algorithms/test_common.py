@@ -1,0 +1,154 @@
+"""What all three algorithms share: spaces, the frozen teacher, once-per-rollout, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
+from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
+from ppdistill.distributions import params_from_distribution
+from ppdistill.errors import MissingTeacherError, SpaceMismatchError
+from ppdistill.losses import distillation_kl
+from ppdistill.teachers import CallableTeacher
+
+from ..conftest import zoo_path
+from ..toy import ACTION_SPACES, LinearTeacherNet, ToyEnv, recording_logger
+
+ALGOS = [PPD, StudentDistill, TeacherDistill]
+SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0, "device": "cpu"}
+
+
+def toy_teacher(action_space, dict_obs=False, value_fn=None):
+    net = LinearTeacherNet(5 if dict_obs else 4, action_space)
+    obs_space = ToyEnv(action_space, dict_obs=dict_obs).observation_space
+    return CallableTeacher(net, obs_space, action_space, value_fn=value_fn, info={"kind": "callable"}).freeze()
+
+
+def mean_kl(model, teacher, n=256):
+    env = ToyEnv(model.action_space, dict_obs=isinstance(model.observation_space, spaces.Dict))
+    env.reset(seed=123)
+    obs = [env._obs() for _ in range(n)]
+    if isinstance(obs[0], dict):
+        batch = {k: th.as_tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
+    else:
+        batch = th.as_tensor(np.stack(obs))
+    with th.no_grad():
+        dist, _ = model._student_forward(batch, with_values=False)
+        return distillation_kl(model.action_space, teacher(batch).params, params_from_distribution(dist)).mean().item()
+
+
+@pytest.mark.parametrize("space_name", list(ACTION_SPACES))
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_distillation_reduces_kl_on_every_action_space(algo, space_name):
+    space = ACTION_SPACES[space_name]
+    teacher = toy_teacher(space)
+    model = algo("MlpPolicy", ToyEnv(space), teacher=teacher, learning_rate=3e-3, **SMALL)
+    before = mean_kl(model, teacher)
+    # a Gaussian student's log-std has to travel from 0 to the teacher's -1.2, at most ~lr per Adam step
+    model.learn(3072 if space_name == "box" else 1024)
+    after = mean_kl(model, teacher)
+    assert after < 0.6 * before, (before, after)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_dict_observations(algo):
+    space = ACTION_SPACES["discrete"]
+    teacher = toy_teacher(space, dict_obs=True)
+    model = algo("MultiInputPolicy", ToyEnv(space, dict_obs=True), teacher=teacher, learning_rate=3e-3, **SMALL)
+    before = mean_kl(model, teacher)
+    model.learn(1024)
+    assert mean_kl(model, teacher) < 0.6 * before
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_teacher_untouched_and_run_once_per_rollout(algo, cartpole_teacher):
+    teacher = load_teacher(zoo_path("ppo/CartPole-v1_1"))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    model = algo("MlpPolicy", "CartPole-v1", teacher=teacher, **SMALL)
+    model.learn(64 * 5)
+    assert all(th.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    n_rollouts = 5
+    # student-acting methods run the teacher once per rollout over the whole batch;
+    # teacher-distill runs it once per step (it must act), never again in train()
+    expected_calls = n_rollouts if algo is not TeacherDistill else n_rollouts * 64
+    assert teacher.n_calls == expected_calls
+    assert teacher.n_samples == n_rollouts * 64
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_space_mismatch_is_one_clear_error(algo, cartpole_teacher):
+    with pytest.raises(SpaceMismatchError) as info:
+        algo("MlpPolicy", "Acrobot-v1", teacher=cartpole_teacher)
+    msg = str(info.value)
+    assert "Discrete(2)" in msg and "Discrete(3)" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_teacher_sees_raw_observations_when_the_student_env_normalizes(algo):
+    seen = []
+    space = ACTION_SPACES["discrete"]
+    net = LinearTeacherNet(4, space)
+
+    def params_fn(obs):
+        seen.append(obs.clone())
+        return net(obs)
+
+    teacher = CallableTeacher(params_fn, ToyEnv(space).observation_space, space).freeze()
+    env = VecNormalize(make_vec_env(lambda: ToyEnv(space, obs_offset=100.0), n_envs=2, seed=0), norm_reward=False)
+    model = algo("MlpPolicy", env, teacher=teacher, **SMALL)
+    model.learn(128)
+    seen_all = th.cat(seen)
+    # raw observations sit around 100; normalized ones would sit around 0
+    assert seen_all.mean().item() == pytest.approx(100.0, abs=0.5)
+    stored = model.rollout_buffer.observations
+    assert abs(float(np.mean(stored))) < 5.0  # while the student itself saw normalized inputs
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_save_records_teacher_and_load_without_it_refuses_to_learn(algo, tmp_path, cartpole_teacher):
+    model = algo("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, **SMALL)
+    model.learn(128)
+    model.save(tmp_path / "student")
+    loaded = algo.load(tmp_path / "student", env=make_vec_env("CartPole-v1"))
+    assert loaded.teacher is None
+    assert loaded.teacher_info["path"].endswith("CartPole-v1.zip")
+    assert loaded.teacher_info["kind"] == "actor-critic"
+    obs = np.zeros((3, 4), dtype=np.float32)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    with pytest.raises(MissingTeacherError, match="CartPole-v1.zip"):
+        loaded.learn(64)
+    resumed = algo.load(tmp_path / "student", env=make_vec_env("CartPole-v1"), teacher=loaded.teacher_info["path"])
+    resumed.learn(128, reset_num_timesteps=False)
+    assert resumed.num_timesteps == 256
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_learn_without_teacher_and_bad_budget(algo):
+    model = algo("MlpPolicy", "CartPole-v1", **SMALL)
+    with pytest.raises(MissingTeacherError, match="no teacher"):
+        model.learn(64)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_distill_diagnostics_are_logged(algo, cartpole_teacher):
+    model = algo("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, **SMALL)
+    logger, rec = recording_logger()
+    model.set_logger(logger)
+    model.learn(64 * 3)
+    for key in ("distill/kl", "distill/loss", "distill/agreement"):
+        values = rec.values(key)
+        assert len(values) >= 2 and all(np.isfinite(values)), key
+    assert all(0.0 <= a <= 1.0 for a in rec.values("distill/agreement"))
+
+
+def test_gsde_student_against_gaussian_teacher():
+    teacher = load_teacher(zoo_path("ppo/Pendulum-v1_1"))
+    model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, use_sde=True, **SMALL)
+    model.learn(256)
+    assert np.isfinite(model.logger.name_to_value.get("distill/kl", 0.0))
