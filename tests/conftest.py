@@ -38,3 +38,11 @@ def cartpole_teacher():
     from ppdistill import load_teacher
 
     return load_teacher(zoo_path("ppo/CartPole-v1_1"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # The networks in these tests are tiny: one thread is faster, and CI has two cores.
+    import torch as th
+
+    th.set_num_threads(1)

@@ -137,4 +137,6 @@ def test_action_agreement_per_space():
     box = spaces.Box(-1, 1, (2,))
     teacher = t([[0.0, 0.0, math.log(0.1), math.log(0.1)]])
     student = t([[0.05, 0.5, 0.0, 0.0]])
-    assert action_agreement(box, teacher, student) == 0.5  # within one teacher std in the first dimension only
+    assert (
+        action_agreement(box, teacher, student) == 0.5
+    )  # within one teacher std in the first dimension only

@@ -15,7 +15,8 @@ from gymnasium import spaces
 
 from ppdistill import evaluate, load_teacher
 from ppdistill.errors import SpaceMismatchError, TeacherLoadError
-from ppdistill.teachers import ActorCriticTeacher, QValueTeacher, _read_vecnormalize
+from ppdistill.serialization import read_vecnormalize
+from ppdistill.teachers import ActorCriticTeacher, QValueTeacher
 
 from .conftest import zoo_path
 
@@ -67,7 +68,7 @@ def test_teacher_sees_observations_through_its_own_vecnormalize():
     teacher = load_teacher(folder)
     assert isinstance(teacher, ActorCriticTeacher) and teacher.obs_normalizer is not None
     # the same statistics, read independently of the teacher
-    normalizer, value_scale = _read_vecnormalize(folder / "Hopper-v3" / "vecnormalize.pkl")
+    normalizer, value_scale = read_vecnormalize(folder / "Hopper-v3" / "vecnormalize.pkl")
     assert value_scale > 1.0  # the zoo normalized Hopper's rewards
     obs = th.randn(7, 11, dtype=th.float32) * 3
     manual = th.clamp((obs - normalizer.mean) / normalizer.std, -10, 10)

@@ -25,7 +25,10 @@ class ToyEnv(gym.Env):
         self.obs_offset = obs_offset
         if dict_obs:
             self.observation_space = spaces.Dict(
-                {"a": spaces.Box(-np.inf, np.inf, (2,), np.float32), "b": spaces.Box(-np.inf, np.inf, (3,), np.float32)}
+                {
+                    "a": spaces.Box(-np.inf, np.inf, (2,), np.float32),
+                    "b": spaces.Box(-np.inf, np.inf, (3,), np.float32),
+                }
             )
         else:
             self.observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -46,8 +49,10 @@ class ToyEnv(gym.Env):
 
     def step(self, action):
         self._t += 1
-        reward = float(np.all(np.asarray(action) == 0)) if not isinstance(self.action_space, spaces.Box) else -float(
-            np.sum(np.square(action))
+        reward = (
+            float(np.all(np.asarray(action) == 0))
+            if not isinstance(self.action_space, spaces.Box)
+            else -float(np.sum(np.square(action)))
         )
         return self._obs(), reward, False, self._t >= 20, {}
 

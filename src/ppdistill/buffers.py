@@ -74,7 +74,7 @@ class _TeacherStorage:
         if self._raw_obs:
             if isinstance(self._raw_obs[0], dict):
                 keys = self._raw_obs[0].keys()
-                return {k: self._flat(np.stack([o[k] for o in self._raw_obs])) for k in keys}  # type: ignore[index]
+                return {k: self._flat(np.stack([o[k] for o in self._raw_obs])) for k in keys}
             return self._flat(np.stack(self._raw_obs))  # type: ignore[arg-type]
         if getattr(self, "generator_ready", False):
             return self.observations
@@ -95,18 +95,22 @@ class _TeacherStorage:
             raise RuntimeError("the teacher's outputs were not computed for this rollout")
         idx = th.as_tensor(batch_inds, device=self.teacher_params.device)
         values = self.teacher_values[idx] if self.teacher_values is not None else None
-        return DistillRolloutBufferSamples(*base, teacher_params=self.teacher_params[idx], teacher_values=values)
+        return DistillRolloutBufferSamples._make((*base, self.teacher_params[idx], values))
 
 
 class DistillRolloutBuffer(_TeacherStorage, RolloutBuffer):
     """:class:`~stable_baselines3.common.buffers.RolloutBuffer` with teacher outputs."""
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> DistillRolloutBufferSamples:  # type: ignore[override]
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRolloutBufferSamples:
         return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)
 
 
 class DistillDictRolloutBuffer(_TeacherStorage, DictRolloutBuffer):
     """:class:`~stable_baselines3.common.buffers.DictRolloutBuffer` with teacher outputs."""
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> DistillRolloutBufferSamples:  # type: ignore[override]
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRolloutBufferSamples:
         return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)

@@ -49,7 +49,8 @@ def param_dim(action_space: spaces.Space) -> int:
     if isinstance(action_space, spaces.Box):
         return 2 * int(np.prod(action_space.shape))
     raise ValueError(
-        f"unsupported action space {action_space}: ppdistill handles Discrete, MultiDiscrete, MultiBinary and Box"
+        f"unsupported action space {action_space}: "
+        "ppdistill handles Discrete, MultiDiscrete, MultiBinary and Box"
     )
 
 
@@ -89,7 +90,9 @@ def distribution_from_params(action_space: spaces.Space, params: th.Tensor) -> D
     if isinstance(action_space, spaces.MultiDiscrete):
         return MultiCategoricalDistribution(list(action_space.nvec)).proba_distribution(action_logits=params)
     if isinstance(action_space, spaces.MultiBinary):
-        return BernoulliDistribution(int(np.prod(action_space.shape))).proba_distribution(action_logits=params)
+        return BernoulliDistribution(int(np.prod(action_space.shape))).proba_distribution(
+            action_logits=params
+        )
     if isinstance(action_space, spaces.Box):
         mean, log_std = split_gaussian(params)
         dist = DiagGaussianDistribution(mean.shape[-1])
@@ -100,9 +103,7 @@ def distribution_from_params(action_space: spaces.Space, params: th.Tensor) -> D
     raise ValueError(f"unsupported action space {action_space}")
 
 
-def actions_from_params(
-    action_space: spaces.Space, params: th.Tensor, deterministic: bool
-) -> np.ndarray:
+def actions_from_params(action_space: spaces.Space, params: th.Tensor, deterministic: bool) -> np.ndarray:
     """Sample (or take the mode of) actions and shape them for ``env.step``.
 
     :param action_space: action space of the environment

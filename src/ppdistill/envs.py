@@ -32,7 +32,16 @@ LEGACY_ENV_IDS: dict[str, str] = {
     "Humanoid-v4": "Humanoid-v5",
 }
 
-_MUJOCO_NAMES = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "Swimmer", "Reacher", "InvertedPendulum")
+_MUJOCO_NAMES = (
+    "HalfCheetah",
+    "Hopper",
+    "Walker2d",
+    "Ant",
+    "Humanoid",
+    "Swimmer",
+    "Reacher",
+    "InvertedPendulum",
+)
 
 
 class UnknownEnvError(PPDistillError, ValueError):
@@ -54,7 +63,11 @@ def _check_registered(env_id: str) -> None:
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them"
+    hint = (
+        f"; did you mean {', '.join(close)}?"
+        if close
+        else "; `python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them"
+    )
     raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
 
 

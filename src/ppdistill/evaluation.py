@@ -108,7 +108,7 @@ def evaluate(
         vec_env.seed(seed)
     try:
         returns, lengths = evaluate_policy(
-            agent,  # type: ignore[arg-type]
+            agent,
             vec_env,
             n_eval_episodes=n_episodes,
             deterministic=deterministic,

@@ -133,7 +133,9 @@ def ppd_term(kl: th.Tensor, ratio: th.Tensor, clip_range: float, detach_ratio: b
     return PPDTerm(loss=loss, kl=kl.detach().mean().item(), clipped_fraction=clipped)
 
 
-def action_agreement(action_space: spaces.Space, teacher_params: th.Tensor, student_params: th.Tensor) -> float:
+def action_agreement(
+    action_space: spaces.Space, teacher_params: th.Tensor, student_params: th.Tensor
+) -> float:
     """How often the student's deterministic action matches the teacher's.
 
     Discrete / MultiDiscrete / MultiBinary: fraction of samples whose modes are equal
@@ -161,4 +163,3 @@ def action_agreement(action_space: spaces.Space, teacher_params: th.Tensor, stud
         else:
             raise ValueError(f"unsupported action space {action_space}")
         return float(same.float().mean().item())
-

@@ -27,6 +27,9 @@ class ObsNormalizer(nn.Module):
     :param epsilon: added to the variance
     """
 
+    mean: th.Tensor
+    std: th.Tensor
+
     def __init__(
         self,
         mean: np.ndarray | dict[str, np.ndarray],
@@ -43,7 +46,9 @@ class ObsNormalizer(nn.Module):
             self.keys = sorted(mean)
             for k in self.keys:
                 self.register_buffer(f"mean_{k}", th.as_tensor(np.asarray(mean[k]), dtype=th.float32))
-                self.register_buffer(f"std_{k}", th.as_tensor(np.sqrt(np.asarray(var[k]) + epsilon), dtype=th.float32))
+                self.register_buffer(
+                    f"std_{k}", th.as_tensor(np.sqrt(np.asarray(var[k]) + epsilon), dtype=th.float32)
+                )
         else:
             self.register_buffer("mean", th.as_tensor(np.asarray(mean), dtype=th.float32))
             self.register_buffer("std", th.as_tensor(np.sqrt(np.asarray(var) + epsilon), dtype=th.float32))
@@ -58,7 +63,8 @@ class ObsNormalizer(nn.Module):
         assert isinstance(obs, dict)
         out = dict(obs)
         for k in self.keys:
-            out[k] = self._norm(obs[k], getattr(self, f"mean_{k}"), getattr(self, f"std_{k}"))
+            mean, std = self.get_buffer(f"mean_{k}"), self.get_buffer(f"std_{k}")
+            out[k] = self._norm(obs[k], mean, std)
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -14,20 +14,13 @@ spaces onto gymnasium's.
 
 from __future__ import annotations
 
-import base64
-import inspect
-import io
-import json
-import pickle
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
-import yaml
 from gymnasium import spaces
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
@@ -42,8 +35,18 @@ from ppdistill.distributions import (
     params_from_distribution,
 )
 from ppdistill.envs import canonical_env_id, make_env
-from ppdistill.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.errors import TeacherLoadError
 from ppdistill.networks import ObsNormalizer, TensorObs, actor_critic_forward
+from ppdistill.serialization import (
+    check_spaces_compatible,
+    construct_policy,
+    decode_entry,
+    load_policy_state,
+    locate,
+    read_sb3_zip,
+    read_vecnormalize,
+    space_from_record,
+)
 
 DEFAULT_Q_TEMPERATURE = 0.01
 """τ in softmax(Q/τ) for value-based teachers (Rusu et al. 2016 found 0.01 best)."""
@@ -88,7 +91,8 @@ class Teacher(nn.Module):
         super().__init__()
         if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
             raise TeacherLoadError(
-                f"teacher action space {action_space} is not supported: use Discrete, MultiDiscrete, MultiBinary or Box"
+                f"teacher action space {action_space} is not supported: "
+                "use Discrete, MultiDiscrete, MultiBinary or Box"
             )
         self.observation_space = observation_space
         self.action_space = action_space
@@ -112,10 +116,8 @@ class Teacher(nn.Module):
 
     @property
     def device(self) -> th.device:
-        for t in self.parameters():
-            return t.device
-        for t in self.buffers():
-            return t.device
+        for tensor in [*self.parameters(), *self.buffers()]:
+            return tensor.device
         return th.device("cpu")
 
     @property
@@ -123,7 +125,7 @@ class Teacher(nn.Module):
         """True when actions are tanh-squashed samples of the Gaussian (SAC-like)."""
         return False
 
-    def forward(self, obs: TensorObs, with_values: bool = False) -> TeacherOutput:  # type: ignore[override]
+    def forward(self, obs: TensorObs, with_values: bool = False) -> TeacherOutput:
         """Distribution parameters (and values) for raw observations.
 
         :param obs: raw observations on the teacher's device (tensor or dict of tensors)
@@ -159,7 +161,7 @@ class Teacher(nn.Module):
         :param deterministic: take the distribution's mode
         :return: actions and None
         """
-        vectorized = is_vectorized_observation(observation, self.observation_space)
+        vectorized = is_vectorized_observation(observation, self.observation_space)  # type: ignore[arg-type]
         if not vectorized:
             if isinstance(observation, dict):
                 observation = {k: np.asarray(v)[None] for k, v in observation.items()}
@@ -276,293 +278,6 @@ class CallableTeacher(Teacher):
         return TeacherOutput(params, values)
 
 
-# ======================================================================================
-# Reading SB3 zips and VecNormalize pickles without the old gym package
-# ======================================================================================
-
-
-class _Record:
-    """Stand-in for a pickled object we only read attributes from."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._args = args
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
-            state = {**(state[0] or {}), **(state[1] or {})}
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-
-
-def _stub(name: str) -> type:
-    return type(name, (_Record,), {})
-
-
-_STUBS: dict[tuple[str, str], type] = {}
-_SAFE_GLOBALS = {
-    ("collections", "OrderedDict"),
-    ("collections", "deque"),
-    ("copyreg", "_reconstructor"),
-    ("builtins", "object"),
-    ("builtins", "dict"),
-    ("builtins", "list"),
-    ("builtins", "tuple"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "float"),
-    ("builtins", "int"),
-    ("builtins", "bool"),
-    ("builtins", "complex"),
-    ("builtins", "slice"),
-    ("torch", "device"),
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-}
-_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric")
-_NUMPY_NAMES = {"_reconstruct", "scalar", "_frombuffer"}
-_CLASS_MODULE_PREFIXES = ("stable_baselines3.", "sb3_contrib.", "torch.nn.", "torch.optim.")
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles SB3 metadata: numpy data, gym/gymnasium spaces (as records), SB3 classes.
-
-    Everything else is refused, so a foreign or hostile pickle raises instead of running.
-    Classes from stable_baselines3, sb3_contrib, torch.nn and torch.optim are resolved by
-    reference (policy classes, activation functions, optimizers).
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        if module in _NUMPY_MODULES and name in _NUMPY_NAMES:
-            return super().find_class(module, name)
-        if module == "numpy.random._pickle" or module.startswith("numpy.random"):
-            # RNG states inside old spaces: read as records, never used.
-            return _STUBS.setdefault((module, name), _stub(name))
-        if module == "gym" or module.startswith(("gym.", "gymnasium.")) or module == "gymnasium":
-            return _STUBS.setdefault((module, name), _stub(name))
-        if module.endswith("running_mean_std") or module.endswith("vec_normalize"):
-            return _STUBS.setdefault((module, name), _stub(name))
-        if module.startswith(_CLASS_MODULE_PREFIXES):
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
-                return obj
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-
-
-def _safe_loads(data: bytes) -> Any:
-    return _SafeUnpickler(io.BytesIO(data)).load()
-
-
-def _space_from_record(rec: Any) -> spaces.Space:
-    """A gymnasium space from a pickled gym or gymnasium space (read as a record)."""
-    if isinstance(rec, spaces.Space):
-        return rec
-    name = type(rec).__name__
-    d = getattr(rec, "__dict__", {})
-    if name == "Box":
-        dtype = np.dtype(d.get("dtype", np.float32))
-        low, high = np.asarray(d["low"]), np.asarray(d["high"])
-        return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=low.shape, dtype=dtype)  # type: ignore[arg-type]
-    if name == "Discrete":
-        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
-    if name == "MultiDiscrete":
-        return spaces.MultiDiscrete(np.asarray(d["nvec"]))
-    if name == "MultiBinary":
-        return spaces.MultiBinary(d["n"])
-    if name == "Dict":
-        return spaces.Dict({k: _space_from_record(v) for k, v in d["spaces"].items()})
-    raise TeacherLoadError(f"cannot read a pickled space of type {name}")
-
-
-@dataclass
-class _ZipContents:
-    data: dict[str, Any]
-    policy_state: dict[str, th.Tensor]
-    sb3_version: str
-
-
-def _read_sb3_zip(path: Path) -> _ZipContents:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if "data" not in names or "policy.pth" not in names:
-                raise TeacherLoadError(
-                    f"{path} is a zip but not a stable-baselines3 model (no 'data' or 'policy.pth' inside); "
-                    "pass a file written by model.save()"
-                )
-            raw = archive.read("data").decode("utf-8")
-            state_bytes = archive.read("policy.pth")
-            version = archive.read("_stable_baselines3_version").decode() if "_stable_baselines3_version" in names else "?"
-    except zipfile.BadZipFile as exc:
-        raise TeacherLoadError(f"{path} is not a readable zip file ({exc}); pass an SB3 model .zip") from exc
-    except (OSError, EOFError, UnicodeDecodeError, zipfile.LargeZipFile, RuntimeError, ValueError) as exc:
-        if isinstance(exc, TeacherLoadError):
-            raise
-        raise TeacherLoadError(f"{path} cannot be read as an SB3 model zip: {exc}") from exc
-    try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("'data' is not a JSON object")
-    except ValueError as exc:
-        raise TeacherLoadError(f"{path}: the model's 'data' entry is not valid JSON ({exc}); the file is damaged") from exc
-    try:
-        state = th.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types on damaged input
-        raise TeacherLoadError(f"{path}: policy.pth cannot be read ({type(exc).__name__}); the file is damaged") from exc
-    if not isinstance(state, Mapping):
-        raise TeacherLoadError(f"{path}: policy.pth does not hold a state dict")
-    return _ZipContents(data=data, policy_state=dict(state), sb3_version=version)
-
-
-def _decode(data: dict[str, Any], key: str, path: Path, trust_pickle: bool) -> Any:
-    item = data.get(key)
-    if not isinstance(item, dict) or ":serialized:" not in item:
-        return item
-    blob = base64.b64decode(item[":serialized:"].encode())
-    try:
-        return _safe_loads(blob)
-    except Exception as exc:
-        if trust_pickle:
-            import cloudpickle
-
-            try:
-                return cloudpickle.loads(blob)
-            except Exception as exc2:
-                raise TeacherLoadError(f"{path}: cannot decode {key!r} ({exc2})") from exc2
-        raise TeacherLoadError(
-            f"{path}: {key!r} holds a pickled object outside the allow-list ({exc}); "
-            "if you trust this file, pass trust_pickle=True"
-        ) from exc
-
-
-def check_spaces_compatible(
-    kind: str, stored: spaces.Space, env: spaces.Space, where: str, other: str = "the environment"
-) -> None:
-    """Raise SpaceMismatchError unless ``stored`` and ``env`` describe the same data.
-
-    :param kind: "observation" or "action" (actions also compare Box bounds)
-    :param stored: the space of ``where``
-    :param env: the space it must match, that of ``other``
-    :param where: who has ``stored`` (for the message)
-    :param other: who has ``env`` (for the message)
-    """
-    ok = type(stored) is type(env)
-    if ok and isinstance(stored, spaces.Box) and isinstance(env, spaces.Box):
-        ok = stored.shape == env.shape
-        if ok and kind == "action":
-            ok = bool(np.allclose(stored.low, env.low) and np.allclose(stored.high, env.high))
-        if ok and kind == "observation":
-            # Image spaces (uint8) are scaled by SB3; a float/uint8 mix is a real mismatch.
-            ok = (stored.dtype == np.uint8) == (env.dtype == np.uint8)
-    elif ok and isinstance(stored, spaces.Discrete) and isinstance(env, spaces.Discrete):
-        ok = stored.n == env.n
-    elif ok and isinstance(stored, spaces.MultiDiscrete) and isinstance(env, spaces.MultiDiscrete):
-        ok = bool(np.array_equal(stored.nvec, env.nvec))
-    elif ok and isinstance(stored, spaces.MultiBinary) and isinstance(env, spaces.MultiBinary):
-        ok = stored.shape == env.shape
-    elif ok and isinstance(stored, spaces.Dict) and isinstance(env, spaces.Dict):
-        ok = set(stored.spaces) == set(env.spaces)
-        if ok:
-            for k in stored.spaces:
-                check_spaces_compatible(kind, stored.spaces[k], env.spaces[k], where, other)
-    if not ok:
-        raise SpaceMismatchError(f"{kind} spaces differ: {where} has {stored}, {other} has {env}")
-
-
-def _construct_policy(policy_class: type, obs_space: spaces.Space, act_space: spaces.Space, kwargs: dict[str, Any]) -> BasePolicy:
-    params = inspect.signature(policy_class.__init__).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    clean = {k: v for k, v in kwargs.items() if accepts_any or k in params}
-    clean.pop("device", None)  # very old zips record it; the teacher is moved later
-    arch = clean.get("net_arch")
-    if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict):
-        clean["net_arch"] = arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]; same network
-    try:
-        return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
-    except Exception as exc:
-        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__} with {clean}: {exc}") from exc
-
-
-def _load_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Path) -> None:
-    missing, unexpected = policy.load_state_dict(state, strict=False)
-    # SB3 >= 1.8 also lists a shared features extractor under pi_/vf_features_extractor;
-    # older zips store it once. Those aliases are the only keys allowed to be missing.
-    aliases = ("pi_features_extractor.", "vf_features_extractor.")
-    real_missing = [k for k in missing if not (k.startswith(aliases) and "features_extractor." + k.split(".", 1)[1] in state)]
-    if real_missing or unexpected:
-        raise TeacherLoadError(
-            f"{path}: the weights do not fit the policy it describes "
-            f"(missing {real_missing[:3]}, unexpected {list(unexpected)[:3]}); the file is damaged or from another library"
-        )
-
-
-def _read_vecnormalize(path: Path) -> tuple[ObsNormalizer | None, float]:
-    """Frozen observation normalization and the reward scale from a ``vecnormalize.pkl``."""
-    try:
-        rec = _safe_loads(path.read_bytes())
-    except Exception as exc:
-        raise TeacherLoadError(f"{path} is not a readable VecNormalize pickle ({exc})") from exc
-    d = getattr(rec, "__dict__", None)
-    if not isinstance(d, dict) or "obs_rms" not in d:
-        raise TeacherLoadError(f"{path} does not hold VecNormalize statistics")
-    epsilon = float(d.get("epsilon", 1e-8))
-    normalizer = None
-    if d.get("norm_obs", True):
-        obs_rms = d["obs_rms"]
-        if isinstance(obs_rms, dict):
-            mean = {k: np.asarray(v.__dict__["mean"]) for k, v in obs_rms.items()}
-            var = {k: np.asarray(v.__dict__["var"]) for k, v in obs_rms.items()}
-            normalizer = ObsNormalizer(mean, var, float(d.get("clip_obs", 10.0)), epsilon)
-        else:
-            normalizer = ObsNormalizer(
-                np.asarray(obs_rms.__dict__["mean"]), np.asarray(obs_rms.__dict__["var"]), float(d.get("clip_obs", 10.0)), epsilon
-            )
-    value_scale = 1.0
-    if d.get("norm_reward", False) and "ret_rms" in d:
-        # VecNormalize divides rewards by sqrt(var(returns) + eps): the critic learned in those units.
-        value_scale = float(np.sqrt(np.asarray(d["ret_rms"].__dict__["var"]) + epsilon))
-    return normalizer, value_scale
-
-
-@dataclass
-class _Located:
-    zip_path: Path
-    vecnormalize: Path | None
-    env_id: str | None
-
-
-def _locate(path: Path) -> _Located:
-    """Find the model zip, its VecNormalize statistics and the env id of a zoo-style folder."""
-    if not path.exists():
-        raise TeacherLoadError(f"teacher file {path} does not exist; check the path")
-    folder = path if path.is_dir() else path.parent
-    if path.is_dir():
-        zips = sorted(p for p in path.glob("*.zip"))
-        preferred = [p for p in zips if p.stem == "best_model"] or zips
-        if not preferred:
-            raise TeacherLoadError(f"{path} is a folder without a model .zip; pass the .zip or an rl-zoo run folder")
-        if len(preferred) > 1:
-            raise TeacherLoadError(f"{path} holds several zips ({', '.join(p.name for p in preferred)}); pass one of them")
-        zip_path = preferred[0]
-    else:
-        zip_path = path
-    # rl-zoo layouts: <run>/<Env>.zip + <run>/<Env>/{config.yml,args.yml,vecnormalize.pkl}, or all side by side
-    side = folder / zip_path.stem
-    candidates = [side / "vecnormalize.pkl", folder / "vecnormalize.pkl"]
-    vecnormalize = next((c for c in candidates if c.is_file()), None)
-    env_id = None
-    for args in (side / "args.yml", folder / "args.yml"):
-        if args.is_file():
-            try:
-                loaded = yaml.load(args.read_text(), Loader=yaml.UnsafeLoader)
-                env_id = dict(loaded).get("env")
-            except Exception:
-                env_id = None
-            break
-    return _Located(zip_path, vecnormalize, env_id)
-
-
 def load_teacher(
     source: str | Path | Callable[[TensorObs], th.Tensor],
     env_id: str | None = None,
@@ -605,29 +320,31 @@ def load_teacher(
         obs_space = observation_space or env_obs
         act_space = action_space or env_act
         if obs_space is None or act_space is None:
-            raise TeacherLoadError("a callable teacher needs env_id=, or observation_space= and action_space=")
+            raise TeacherLoadError(
+                "a callable teacher needs env_id=, or observation_space= and action_space="
+            )
         teacher: Teacher = CallableTeacher(
             source, obs_space, act_space, value_fn=value_fn, info={"kind": "callable", "env_id": env_id}
         )
         return teacher.to(device).freeze()
 
     path = Path(source).expanduser()
-    located = _locate(path)
+    located = locate(path)
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
         env = make_env(env_id)
         env_obs, env_act = env.observation_space, env.action_space
         env.close()
-    contents = _read_sb3_zip(located.zip_path)
+    contents = read_sb3_zip(located.zip_path)
     data = contents.data
-    policy_class = _decode(data, "policy_class", located.zip_path, trust_pickle)
+    policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
         raise TeacherLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
-    policy_kwargs = _decode(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
+    policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
     obs_space = act_space = None
     for key in ("observation_space", "action_space"):
         try:
-            space = _space_from_record(_decode(data, key, located.zip_path, trust_pickle=False))
+            space = space_from_record(decode_entry(data, key, located.zip_path, trust_pickle=False))
         except (TeacherLoadError, KeyError, TypeError, ValueError):
             space = None
         if key == "observation_space":
@@ -643,21 +360,24 @@ def load_teacher(
     obs_space = env_obs or obs_space
     act_space = env_act or act_space
     if obs_space is None or act_space is None:
-        raise TeacherLoadError(f"{located.zip_path}: its spaces cannot be read; pass env_id= so they come from the environment")
+        raise TeacherLoadError(
+            f"{located.zip_path}: its spaces cannot be read; pass env_id= so they come from the environment"
+        )
 
     if issubclass(policy_class, ActorCriticPolicy):
         policy_kwargs = {**policy_kwargs, "use_sde": bool(data.get("use_sde", False))}
-    policy = _construct_policy(policy_class, obs_space, act_space, policy_kwargs)
-    _load_state(policy, contents.policy_state, located.zip_path)
+    policy = construct_policy(policy_class, obs_space, act_space, policy_kwargs)
+    load_policy_state(policy, contents.policy_state, located.zip_path)
     policy.set_training_mode(False)
 
     vec_path = Path(vecnormalize) if vecnormalize is not None else located.vecnormalize
-    normalizer, value_scale = _read_vecnormalize(vec_path) if vec_path is not None else (None, 1.0)
+    normalizer, value_scale = read_vecnormalize(vec_path) if vec_path is not None else (None, 1.0)
     if normalizer is not None and normalizer.keys is None and isinstance(obs_space, spaces.Box):
-        if tuple(normalizer.mean.shape) != tuple(obs_space.shape):
+        norm_shape = tuple(normalizer.stats()["mean"].shape)
+        if norm_shape != obs_space.shape:
             raise TeacherLoadError(
-                f"{vec_path} normalizes observations of shape {tuple(normalizer.mean.shape)}, "
-                f"but the teacher takes {obs_space.shape}; pass the vecnormalize.pkl saved with this model"
+                f"{vec_path} normalizes observations of shape {norm_shape}, but the teacher takes "
+                f"{obs_space.shape}; pass the vecnormalize.pkl saved with this model"
             )
     info = {
         "path": str(located.zip_path.resolve()),

@@ -25,7 +25,9 @@ SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0, "device": "c
 def toy_teacher(action_space, dict_obs=False, value_fn=None):
     net = LinearTeacherNet(5 if dict_obs else 4, action_space)
     obs_space = ToyEnv(action_space, dict_obs=dict_obs).observation_space
-    return CallableTeacher(net, obs_space, action_space, value_fn=value_fn, info={"kind": "callable"}).freeze()
+    return CallableTeacher(
+        net, obs_space, action_space, value_fn=value_fn, info={"kind": "callable"}
+    ).freeze()
 
 
 def mean_kl(model, teacher, n=256):
@@ -38,7 +40,11 @@ def mean_kl(model, teacher, n=256):
         batch = th.as_tensor(np.stack(obs))
     with th.no_grad():
         dist, _ = model._student_forward(batch, with_values=False)
-        return distillation_kl(model.action_space, teacher(batch).params, params_from_distribution(dist)).mean().item()
+        return (
+            distillation_kl(model.action_space, teacher(batch).params, params_from_distribution(dist))
+            .mean()
+            .item()
+        )
 
 
 @pytest.mark.parametrize("space_name", list(ACTION_SPACES))
@@ -58,7 +64,9 @@ def test_distillation_reduces_kl_on_every_action_space(algo, space_name):
 def test_dict_observations(algo):
     space = ACTION_SPACES["discrete"]
     teacher = toy_teacher(space, dict_obs=True)
-    model = algo("MultiInputPolicy", ToyEnv(space, dict_obs=True), teacher=teacher, learning_rate=3e-3, **SMALL)
+    model = algo(
+        "MultiInputPolicy", ToyEnv(space, dict_obs=True), teacher=teacher, learning_rate=3e-3, **SMALL
+    )
     before = mean_kl(model, teacher)
     model.learn(1024)
     assert mean_kl(model, teacher) < 0.6 * before
@@ -100,7 +108,9 @@ def test_teacher_sees_raw_observations_when_the_student_env_normalizes(algo):
         return net(obs)
 
     teacher = CallableTeacher(params_fn, ToyEnv(space).observation_space, space).freeze()
-    env = VecNormalize(make_vec_env(lambda: ToyEnv(space, obs_offset=100.0), n_envs=2, seed=0), norm_reward=False)
+    env = VecNormalize(
+        make_vec_env(lambda: ToyEnv(space, obs_offset=100.0), n_envs=2, seed=0), norm_reward=False
+    )
     model = algo("MlpPolicy", env, teacher=teacher, **SMALL)
     model.learn(128)
     seen_all = th.cat(seen)
@@ -120,10 +130,14 @@ def test_save_records_teacher_and_load_without_it_refuses_to_learn(algo, tmp_pat
     assert loaded.teacher_info["path"].endswith("CartPole-v1.zip")
     assert loaded.teacher_info["kind"] == "actor-critic"
     obs = np.zeros((3, 4), dtype=np.float32)
-    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
-    with pytest.raises(MissingTeacherError, match="CartPole-v1.zip"):
+    assert np.array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    with pytest.raises(MissingTeacherError, match=r"CartPole-v1\.zip"):
         loaded.learn(64)
-    resumed = algo.load(tmp_path / "student", env=make_vec_env("CartPole-v1"), teacher=loaded.teacher_info["path"])
+    resumed = algo.load(
+        tmp_path / "student", env=make_vec_env("CartPole-v1"), teacher=loaded.teacher_info["path"]
+    )
     resumed.learn(128, reset_num_timesteps=False)
     assert resumed.num_timesteps == 256
 

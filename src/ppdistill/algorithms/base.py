@@ -22,7 +22,8 @@ from ppdistill.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, Ra
 from ppdistill.errors import MissingTeacherError, PPDistillError
 from ppdistill.losses import KLDirection
 from ppdistill.networks import NormalizedFlattenExtractor, TensorObs, actor_critic_forward
-from ppdistill.teachers import Teacher, check_spaces_compatible, load_teacher
+from ppdistill.serialization import check_spaces_compatible
+from ppdistill.teachers import Teacher, load_teacher
 
 SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
 
@@ -57,7 +58,7 @@ class DistillationMixin:
     observation_space: spaces.Space
     action_space: spaces.Space
     device: th.device
-    policy: ActorCriticPolicy
+    policy: Any  # an ActorCriticPolicy; typed loosely to match BaseAlgorithm's declaration
     policy_kwargs: dict[str, Any]
     rollout_buffer: RolloutBuffer
     rollout_buffer_class: type[RolloutBuffer] | None
@@ -65,7 +66,10 @@ class DistillationMixin:
 
     # -- teacher ---------------------------------------------------------------------
     def _init_distillation(
-        self, teacher: Teacher | str | pathlib.Path | None, kl_direction: KLDirection, student_obs_norm: StudentObsNorm
+        self,
+        teacher: Teacher | str | pathlib.Path | None,
+        kl_direction: KLDirection,
+        student_obs_norm: StudentObsNorm,
     ) -> None:
         if kl_direction not in ("forward", "reverse"):
             raise ValueError(f"kl_direction must be 'forward' or 'reverse', got {kl_direction!r}")
@@ -91,10 +95,13 @@ class DistillationMixin:
             raise TypeError(f"teacher must be a ppdistill Teacher or a path, got {type(teacher).__name__}")
         where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
         check_spaces_compatible("action", teacher.action_space, self.action_space, where, "the student")
-        check_spaces_compatible("observation", teacher.observation_space, self.observation_space, where, "the student")
+        check_spaces_compatible(
+            "observation", teacher.observation_space, self.observation_space, where, "the student"
+        )
         if teacher.squashed:
             raise PPDistillError(
-                f"{where} acts through a tanh squashing (SAC); distilling it into a Gaussian PPO student is not supported"
+                f"{where} acts through a tanh squashing (SAC); "
+                "distilling it into a Gaussian PPO student is not supported"
             )
         teacher.to(self.device).freeze()
         self.teacher = teacher
@@ -108,7 +115,11 @@ class DistillationMixin:
         """
         assert self.teacher is not None
         normalizer = self.teacher.obs_normalizer
-        if normalizer is None or normalizer.keys is not None or not isinstance(self.observation_space, spaces.Box):
+        if (
+            normalizer is None
+            or normalizer.keys is not None
+            or not isinstance(self.observation_space, spaces.Box)
+        ):
             return
         if self.policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
             return
@@ -131,7 +142,8 @@ class DistillationMixin:
             recorded = (self.teacher_info or {}).get("path")
             hint = f" It was distilled from {recorded}." if recorded else ""
             raise MissingTeacherError(
-                f"{type(self).__name__} has no teacher.{hint} Pass teacher=... to {type(self).__name__}.load() "
+                f"{type(self).__name__} has no teacher.{hint} "
+                f"Pass teacher=... to {type(self).__name__}.load() "
                 "or call model.set_teacher(...) before learn(); to train without one, use PPO"
             )
         return self.teacher
@@ -191,7 +203,9 @@ class DistillationMixin:
             values = value_parts[0] if len(value_parts) == 1 else th.cat(value_parts)
         return params.float(), None if values is None else values.float()
 
-    def _student_forward(self, obs: TensorObs, with_values: bool = True) -> tuple[Distribution, th.Tensor | None]:
+    def _student_forward(
+        self, obs: TensorObs, with_values: bool = True
+    ) -> tuple[Distribution, th.Tensor | None]:
         """The student's distribution and values in one forward pass."""
         return actor_critic_forward(self.policy, obs, with_values=with_values)
 
@@ -226,7 +240,7 @@ class DistillationMixin:
         )
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls,
         path: str | pathlib.Path,
         env: VecEnv | None = None,
@@ -252,11 +266,15 @@ class DistillationMixin:
         :param kwargs: attributes to override, as in SB3
         """
         model = super().load(  # type: ignore[misc]
-            path, env=env, device=device, custom_objects=custom_objects,
-            print_system_info=print_system_info, force_reset=force_reset, **kwargs,
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
         )
         model.teacher = None
         if teacher is not None:
             model.set_teacher(teacher)
         return model
-

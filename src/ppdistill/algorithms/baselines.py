@@ -29,7 +29,11 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    MultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import obs_as_tensor, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
@@ -45,7 +49,7 @@ from ppdistill.teachers import Teacher
 ValueTarget = Literal["returns", "teacher", "none"]
 
 
-class KLDistillation(DistillationMixin, OnPolicyAlgorithm):
+class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc]  # load() adds teacher=
     """Pure KL distillation; the base of :class:`StudentDistill` and :class:`TeacherDistill`.
 
     :param policy: SB3 actor-critic policy ("MlpPolicy", "CnnPolicy", "MultiInputPolicy" or a class)
@@ -78,7 +82,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
         teacher: Teacher | str | pathlib.Path | None = None,
-        learning_rate: float | Schedule = 3e-4,
+        learning_rate: float | Schedule = 1e-3,
         n_steps: int = 64,
         batch_size: int | None = 64,
         n_epochs: int = 4,
@@ -151,7 +155,9 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):
             for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
                 distribution, values = self._student_forward(batch.observations, with_values=train_values)
                 student_params = params_from_distribution(distribution)
-                kl = distillation_kl(self.action_space, batch.teacher_params, student_params, self.kl_direction)
+                kl = distillation_kl(
+                    self.action_space, batch.teacher_params, student_params, self.kl_direction
+                )
                 loss = kl.mean()
                 if values is not None:
                     target = batch.returns if self.value_target == "returns" else batch.teacher_values
@@ -228,14 +234,15 @@ class TeacherDistill(KLDistillation):
         value_steps: list[th.Tensor] = []
         dones = np.zeros(env.num_envs, dtype=bool)
         for _ in range(n_rollout_steps):
+            assert self._last_obs is not None
             raw = self._raw_observations()
             teacher_obs = raw if raw is not None else self._last_obs
             out = teacher(obs_as_tensor(teacher_obs, self.device), with_values=self._needs_teacher_values)
             actions = teacher.act(out.params, self.teacher_deterministic)
             with th.no_grad():
-                student_obs = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                student_obs = obs_as_tensor(self._last_obs, self.device)
                 if need_values:
-                    values = self.policy.predict_values(student_obs)  # type: ignore[arg-type]
+                    values = self.policy.predict_values(student_obs)
                 else:
                     values = th.zeros(env.num_envs, 1, device=self.device)
 
@@ -250,19 +257,23 @@ class TeacherDistill(KLDistillation):
 
             if need_values:  # bootstrap truncated episodes with the student's critic, as SB3 does
                 for idx, done in enumerate(dones):
-                    if done and infos[idx].get("terminal_observation") is not None and infos[idx].get(
-                        "TimeLimit.truncated", False
+                    if (
+                        done
+                        and infos[idx].get("terminal_observation") is not None
+                        and infos[idx].get("TimeLimit.truncated", False)
                     ):
                         terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
                         with th.no_grad():
-                            rewards[idx] += self.gamma * self.policy.predict_values(terminal_obs)[0].item()  # type: ignore[arg-type]
+                            rewards[idx] += self.gamma * self.policy.predict_values(terminal_obs)[0].item()
 
-            stored_actions = actions.reshape(-1, 1) if isinstance(self.action_space, spaces.Discrete) else actions
+            stored_actions = (
+                actions.reshape(-1, 1) if isinstance(self.action_space, spaces.Discrete) else actions
+            )
             buffer.add(
-                self._last_obs,  # type: ignore[arg-type]
+                self._last_obs,
                 stored_actions,
                 rewards,
-                self._last_episode_starts,  # type: ignore[arg-type]
+                self._last_episode_starts,
                 values,
                 th.zeros(env.num_envs, device=self.device),  # no ratio in a KL loss: log-probs unused
             )
@@ -285,6 +296,10 @@ class TeacherDistill(KLDistillation):
 
     def dump_logs(self, iteration: int = 0) -> None:
         if self.teacher_ep_info_buffer:
-            self.logger.record("rollout/teacher_ep_rew_mean", safe_mean([e["r"] for e in self.teacher_ep_info_buffer]))
-            self.logger.record("rollout/teacher_ep_len_mean", safe_mean([e["l"] for e in self.teacher_ep_info_buffer]))
+            self.logger.record(
+                "rollout/teacher_ep_rew_mean", safe_mean([e["r"] for e in self.teacher_ep_info_buffer])
+            )
+            self.logger.record(
+                "rollout/teacher_ep_len_mean", safe_mean([e["l"] for e in self.teacher_ep_info_buffer])
+            )
         super().dump_logs(iteration)

@@ -21,7 +21,7 @@ from ppdistill.schedules import Schedule, as_schedule
 from ppdistill.teachers import Teacher
 
 
-class PPD(DistillationMixin, PPO):
+class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
     """Proximal Policy Distillation.
 
     The student collects its own experience and learns from the environment's reward with
@@ -123,7 +123,9 @@ class PPD(DistillationMixin, PPO):
                 if self.clip_range_vf is None:
                     values_pred = values
                 else:
-                    values_pred = batch.old_values + th.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
+                    values_pred = batch.old_values + th.clamp(
+                        values - batch.old_values, -clip_range_vf, clip_range_vf
+                    )
                 value_loss = F.mse_loss(batch.returns, values_pred)
                 value_losses.append(value_loss.item())
 
@@ -135,7 +137,9 @@ class PPD(DistillationMixin, PPO):
 
                 # PPD: λ · mean(max(ρ, 1−ε) · KL(π_T ‖ π_θ))
                 student_params = params_from_distribution(distribution)
-                kl = distillation_kl(self.action_space, batch.teacher_params, student_params, self.kl_direction)
+                kl = distillation_kl(
+                    self.action_space, batch.teacher_params, student_params, self.kl_direction
+                )
                 term = ppd_term(kl, ratio, clip_range, detach_ratio=self.detach_ratio)
                 kls.append(term.kl)
                 weight_clipped.append(term.clipped_fraction)
@@ -165,7 +169,9 @@ class PPD(DistillationMixin, PPO):
             if not continue_training:
                 break
 
-        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        explained_var = explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
 
         self.logger.record("train/entropy_loss", np.mean(entropy_losses))
         self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))

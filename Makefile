@@ -1,0 +1,49 @@
+# Everyone runs the project the same way: `make quickstart`, `make test`, `make lint`, `make type`.
+# Every install goes through constraints.txt, which pins the CPU build of torch.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+
+.PHONY: install install-test quickstart test test-fast lint type bench-overhead clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e ".[mujoco]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[mujoco,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## The main job: distill the bundled teacher with PPD, student-distill and teacher-distill.
+quickstart: install
+	$(BIN)/ppdistill quickstart --out runs/quickstart
+
+## The whole test suite, learning tests included (under 15 minutes on 2 cores).
+test: install-test
+	$(BIN)/python -m pytest
+
+## Without the learning tests.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+type: install-test
+	$(BIN)/mypy
+
+bench-overhead: install
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,341 @@
+"""Reading SB3 model zips and VecNormalize pickles safely, old ``gym`` pickles included.
+
+Nothing here instantiates an algorithm or unpickles arbitrary objects: the zip's ``data``
+entries are decoded with an allow-list unpickler that resolves classes from
+stable_baselines3, sb3_contrib, torch.nn and torch.optim by reference, reads numpy arrays,
+and reads gym or gymnasium spaces (and VecNormalize statistics) as plain records, which are
+then mapped onto today's gymnasium spaces. Anything else is refused with
+:class:`~ppdistill.errors.TeacherLoadError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+import json
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+
+from ppdistill.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.networks import ObsNormalizer
+
+
+class _Record:
+    """Stand-in for a pickled object we only read attributes from."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args = args
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+def _stub(name: str) -> type:
+    return type(name, (_Record,), {})
+
+
+_STUBS: dict[tuple[str, str], type] = {}
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("collections", "deque"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
+    ("builtins", "dict"),
+    ("builtins", "list"),
+    ("builtins", "tuple"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "float"),
+    ("builtins", "int"),
+    ("builtins", "bool"),
+    ("builtins", "complex"),
+    ("builtins", "slice"),
+    ("torch", "device"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+}
+_NUMPY_MODULES = (
+    "numpy.core.multiarray",
+    "numpy._core.multiarray",
+    "numpy.core.numeric",
+    "numpy._core.numeric",
+)
+_NUMPY_NAMES = {"_reconstruct", "scalar", "_frombuffer"}
+_CLASS_MODULE_PREFIXES = ("stable_baselines3.", "sb3_contrib.", "torch.nn.", "torch.optim.")
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles SB3 metadata: numpy data, gym/gymnasium spaces (as records), SB3 classes.
+
+    Everything else is refused, so a foreign or hostile pickle raises instead of running.
+    Classes from stable_baselines3, sb3_contrib, torch.nn and torch.optim are resolved by
+    reference (policy classes, activation functions, optimizers).
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if module in _NUMPY_MODULES and name in _NUMPY_NAMES:
+            return super().find_class(module, name)
+        if module == "numpy.random._pickle" or module.startswith("numpy.random"):
+            # RNG states inside old spaces: read as records, never used.
+            return _STUBS.setdefault((module, name), _stub(name))
+        if module == "gym" or module.startswith(("gym.", "gymnasium.")) or module == "gymnasium":
+            return _STUBS.setdefault((module, name), _stub(name))
+        if module.endswith("running_mean_std") or module.endswith("vec_normalize"):
+            return _STUBS.setdefault((module, name), _stub(name))
+        if module.startswith(_CLASS_MODULE_PREFIXES):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def _safe_loads(data: bytes) -> Any:
+    return _SafeUnpickler(io.BytesIO(data)).load()
+
+
+def space_from_record(rec: Any) -> spaces.Space:
+    """A gymnasium space from a pickled gym or gymnasium space (read as a record)."""
+    if isinstance(rec, spaces.Space):
+        return rec
+    name = type(rec).__name__
+    d = getattr(rec, "__dict__", {})
+    if name == "Box":
+        dtype = np.dtype(d.get("dtype", np.float32))
+        low, high = np.asarray(d["low"]), np.asarray(d["high"])
+        return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=low.shape, dtype=dtype)
+    if name == "Discrete":
+        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+    if name == "MultiDiscrete":
+        return spaces.MultiDiscrete(np.asarray(d["nvec"]))
+    if name == "MultiBinary":
+        return spaces.MultiBinary(d["n"])
+    if name == "Dict":
+        return spaces.Dict({k: space_from_record(v) for k, v in d["spaces"].items()})
+    raise TeacherLoadError(f"cannot read a pickled space of type {name}")
+
+
+@dataclass
+class ZipContents:
+    data: dict[str, Any]
+    policy_state: dict[str, th.Tensor]
+    sb3_version: str
+
+
+def read_sb3_zip(path: Path) -> ZipContents:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "data" not in names or "policy.pth" not in names:
+                raise TeacherLoadError(
+                    f"{path} is a zip but not a stable-baselines3 model (no 'data' or 'policy.pth' inside); "
+                    "pass a file written by model.save()"
+                )
+            raw = archive.read("data").decode("utf-8")
+            state_bytes = archive.read("policy.pth")
+            version = (
+                archive.read("_stable_baselines3_version").decode()
+                if "_stable_baselines3_version" in names
+                else "?"
+            )
+    except zipfile.BadZipFile as exc:
+        raise TeacherLoadError(f"{path} is not a readable zip file ({exc}); pass an SB3 model .zip") from exc
+    except (OSError, EOFError, UnicodeDecodeError, zipfile.LargeZipFile, RuntimeError, ValueError) as exc:
+        if isinstance(exc, TeacherLoadError):
+            raise
+        raise TeacherLoadError(f"{path} cannot be read as an SB3 model zip: {exc}") from exc
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("'data' is not a JSON object")
+    except ValueError as exc:
+        raise TeacherLoadError(
+            f"{path}: the model's 'data' entry is not valid JSON ({exc}); the file is damaged"
+        ) from exc
+    try:
+        state = th.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on damaged input
+        raise TeacherLoadError(
+            f"{path}: policy.pth cannot be read ({type(exc).__name__}); the file is damaged"
+        ) from exc
+    if not isinstance(state, Mapping):
+        raise TeacherLoadError(f"{path}: policy.pth does not hold a state dict")
+    return ZipContents(data=data, policy_state=dict(state), sb3_version=version)
+
+
+def decode_entry(data: dict[str, Any], key: str, path: Path, trust_pickle: bool) -> Any:
+    item = data.get(key)
+    if not isinstance(item, dict) or ":serialized:" not in item:
+        return item
+    blob = base64.b64decode(item[":serialized:"].encode())
+    try:
+        return _safe_loads(blob)
+    except Exception as exc:
+        if trust_pickle:
+            import cloudpickle
+
+            try:
+                return cloudpickle.loads(blob)
+            except Exception as exc2:
+                raise TeacherLoadError(f"{path}: cannot decode {key!r} ({exc2})") from exc2
+        raise TeacherLoadError(
+            f"{path}: {key!r} holds a pickled object outside the allow-list ({exc}); "
+            "if you trust this file, pass trust_pickle=True"
+        ) from exc
+
+
+def check_spaces_compatible(
+    kind: str, stored: spaces.Space, env: spaces.Space, where: str, other: str = "the environment"
+) -> None:
+    """Raise SpaceMismatchError unless ``stored`` and ``env`` describe the same data.
+
+    :param kind: "observation" or "action" (actions also compare Box bounds)
+    :param stored: the space of ``where``
+    :param env: the space it must match, that of ``other``
+    :param where: who has ``stored`` (for the message)
+    :param other: who has ``env`` (for the message)
+    """
+    ok = type(stored) is type(env)
+    if ok and isinstance(stored, spaces.Box) and isinstance(env, spaces.Box):
+        ok = stored.shape == env.shape
+        if ok and kind == "action":
+            ok = bool(np.allclose(stored.low, env.low) and np.allclose(stored.high, env.high))
+        if ok and kind == "observation":
+            # Image spaces (uint8) are scaled by SB3; a float/uint8 mix is a real mismatch.
+            ok = (stored.dtype == np.uint8) == (env.dtype == np.uint8)
+    elif ok and isinstance(stored, spaces.Discrete) and isinstance(env, spaces.Discrete):
+        ok = stored.n == env.n
+    elif ok and isinstance(stored, spaces.MultiDiscrete) and isinstance(env, spaces.MultiDiscrete):
+        ok = bool(np.array_equal(stored.nvec, env.nvec))
+    elif ok and isinstance(stored, spaces.MultiBinary) and isinstance(env, spaces.MultiBinary):
+        ok = stored.shape == env.shape
+    elif ok and isinstance(stored, spaces.Dict) and isinstance(env, spaces.Dict):
+        ok = set(stored.spaces) == set(env.spaces)
+        if ok:
+            for k in stored.spaces:
+                check_spaces_compatible(kind, stored.spaces[k], env.spaces[k], where, other)
+    if not ok:
+        raise SpaceMismatchError(f"{kind} spaces differ: {where} has {stored}, {other} has {env}")
+
+
+def construct_policy(
+    policy_class: type, obs_space: spaces.Space, act_space: spaces.Space, kwargs: dict[str, Any]
+) -> BasePolicy:
+    params = inspect.signature(policy_class).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    clean = {k: v for k, v in kwargs.items() if accepts_any or k in params}
+    clean.pop("device", None)  # very old zips record it; the teacher is moved later
+    arch = clean.get("net_arch")
+    if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict):
+        clean["net_arch"] = arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]; same network
+    try:
+        return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
+    except Exception as exc:
+        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__} with {clean}: {exc}") from exc
+
+
+def load_policy_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Path) -> None:
+    missing, unexpected = policy.load_state_dict(state, strict=False)
+    # SB3 >= 1.8 also lists a shared features extractor under pi_/vf_features_extractor;
+    # older zips store it once. Those aliases are the only keys allowed to be missing.
+    aliases = ("pi_features_extractor.", "vf_features_extractor.")
+    real_missing = [
+        k
+        for k in missing
+        if not (k.startswith(aliases) and "features_extractor." + k.split(".", 1)[1] in state)
+    ]
+    if real_missing or unexpected:
+        raise TeacherLoadError(
+            f"{path}: the weights do not fit the policy it describes "
+            f"(missing {real_missing[:3]}, unexpected {list(unexpected)[:3]}); "
+            "the file is damaged or from another library"
+        )
+
+
+def read_vecnormalize(path: Path) -> tuple[ObsNormalizer | None, float]:
+    """Frozen observation normalization and the reward scale from a ``vecnormalize.pkl``."""
+    try:
+        rec = _safe_loads(path.read_bytes())
+    except Exception as exc:
+        raise TeacherLoadError(f"{path} is not a readable VecNormalize pickle ({exc})") from exc
+    d = getattr(rec, "__dict__", None)
+    if not isinstance(d, dict) or "obs_rms" not in d:
+        raise TeacherLoadError(f"{path} does not hold VecNormalize statistics")
+    epsilon = float(d.get("epsilon", 1e-8))
+    normalizer = None
+    if d.get("norm_obs", True):
+        obs_rms = d["obs_rms"]
+        if isinstance(obs_rms, dict):
+            mean = {k: np.asarray(v.__dict__["mean"]) for k, v in obs_rms.items()}
+            var = {k: np.asarray(v.__dict__["var"]) for k, v in obs_rms.items()}
+            normalizer = ObsNormalizer(mean, var, float(d.get("clip_obs", 10.0)), epsilon)
+        else:
+            normalizer = ObsNormalizer(
+                np.asarray(obs_rms.__dict__["mean"]),
+                np.asarray(obs_rms.__dict__["var"]),
+                float(d.get("clip_obs", 10.0)),
+                epsilon,
+            )
+    value_scale = 1.0
+    if d.get("norm_reward", False) and "ret_rms" in d:
+        # VecNormalize divides rewards by sqrt(var(returns) + eps): the critic learned in those units.
+        value_scale = float(np.sqrt(np.asarray(d["ret_rms"].__dict__["var"]) + epsilon))
+    return normalizer, value_scale
+
+
+@dataclass
+class Located:
+    zip_path: Path
+    vecnormalize: Path | None
+    env_id: str | None
+
+
+def locate(path: Path) -> Located:
+    """Find the model zip, its VecNormalize statistics and the env id of a zoo-style folder."""
+    if not path.exists():
+        raise TeacherLoadError(f"teacher file {path} does not exist; check the path")
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        zips = sorted(p for p in path.glob("*.zip"))
+        preferred = [p for p in zips if p.stem == "best_model"] or zips
+        if not preferred:
+            raise TeacherLoadError(
+                f"{path} is a folder without a model .zip; pass the .zip or an rl-zoo run folder"
+            )
+        if len(preferred) > 1:
+            raise TeacherLoadError(
+                f"{path} holds several zips ({', '.join(p.name for p in preferred)}); pass one of them"
+            )
+        zip_path = preferred[0]
+    else:
+        zip_path = path
+    # rl-zoo layouts: <run>/<Env>.zip + <run>/<Env>/{config.yml,args.yml,vecnormalize.pkl},
+    # or everything side by side
+    side = folder / zip_path.stem
+    candidates = [side / "vecnormalize.pkl", folder / "vecnormalize.pkl"]
+    vecnormalize = next((c for c in candidates if c.is_file()), None)
+    env_id = None
+    for args in (side / "args.yml", folder / "args.yml"):
+        if args.is_file():
+            try:
+                loaded = yaml.load(args.read_text(), Loader=yaml.UnsafeLoader)
+                env_id = dict(loaded).get("env")
+            except Exception:
+                env_id = None
+            break
+    return Located(zip_path, vecnormalize, env_id)

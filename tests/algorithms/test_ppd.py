@@ -1,0 +1,97 @@
+"""PPD-specific behaviour: λ = 0 is PPO exactly, λ schedules, the weight diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+
+from ppdistill import PPD, load_teacher
+from ppdistill.schedules import Linear
+
+from ..conftest import zoo_path
+from ..toy import ACTION_SPACES, ToyEnv, recording_logger
+from .test_common import SMALL, toy_teacher
+
+
+def assert_same_parameters(a, b):
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert th.equal(sa[k], sb[k]), k
+    oa, ob = a.policy.optimizer.state_dict()["state"], b.policy.optimizer.state_dict()["state"]
+    for k in oa:
+        assert th.equal(oa[k]["exp_avg"], ob[k]["exp_avg"])
+
+
+@pytest.mark.parametrize(
+    ("folder", "env_id"), [("ppo/CartPole-v1_1", "CartPole-v1"), ("ppo/Pendulum-v1_1", "Pendulum-v1")]
+)
+def test_lambda_zero_reproduces_ppo_exactly(folder, env_id):
+    teacher = load_teacher(zoo_path(folder))
+    kwargs = {"n_steps": 128, "batch_size": 32, "n_epochs": 3, "seed": 3, "device": "cpu"}
+    ppo = PPO("MlpPolicy", env_id, **kwargs).learn(512)
+    ppd = PPD("MlpPolicy", env_id, teacher=teacher, distill_lambda=0.0, **kwargs).learn(512)
+    assert_same_parameters(ppo, ppd)
+
+
+@pytest.mark.parametrize("space_name", ["multidiscrete", "multibinary"])
+def test_lambda_zero_reproduces_ppo_on_other_action_spaces(space_name):
+    space = ACTION_SPACES[space_name]
+    kwargs = {**SMALL, "seed": 5}
+    ppo = PPO("MlpPolicy", ToyEnv(space), **kwargs).learn(256)
+    ppd = PPD("MlpPolicy", ToyEnv(space), teacher=toy_teacher(space), distill_lambda=0.0, **kwargs).learn(256)
+    assert_same_parameters(ppo, ppd)
+
+
+def test_lambda_changes_the_update(cartpole_teacher):
+    kwargs = {"n_steps": 128, "batch_size": 32, "n_epochs": 2, "seed": 3, "device": "cpu"}
+    ppo = PPO("MlpPolicy", "CartPole-v1", **kwargs).learn(256)
+    ppd = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, distill_lambda=1.0, **kwargs).learn(256)
+    assert not th.equal(ppo.policy.action_net.weight, ppd.policy.action_net.weight)
+
+
+def test_lambda_schedule_is_followed_and_logged(cartpole_teacher, tmp_path):
+    model = PPD(
+        "MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, distill_lambda=Linear(2.0, 0.0), **SMALL
+    )
+    logger, rec = recording_logger()
+    model.set_logger(logger)
+    model.learn(64 * 4)
+    # progress_remaining after rollouts 1..4 of 4 is 0.75, 0.5, 0.25, 0; SB3 dumps the logs
+    # before each update, so the last update's values are recorded but not yet written
+    assert rec.values("distill/lambda") == pytest.approx([1.5, 1.0, 0.5])
+    assert model.logger.name_to_value["distill/lambda"] == 0.0
+    fractions = rec.values("distill/weight_clipped_fraction")
+    assert all(0.0 <= f <= 1.0 for f in fractions)
+    model.save(tmp_path / "m")
+    loaded = PPD.load(tmp_path / "m", teacher=cartpole_teacher)
+    assert loaded.lambda_schedule == Linear(2.0, 0.0)
+
+
+def test_detach_ratio_changes_only_the_ratio_gradient(cartpole_teacher):
+    runs = []
+    for detach in (False, True):
+        model = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, detach_ratio=detach, **SMALL)
+        runs.append(model.learn(128))
+    assert not th.equal(runs[0].policy.action_net.weight, runs[1].policy.action_net.weight)
+
+
+def test_negative_lambda_is_refused(cartpole_teacher):
+    with pytest.raises(ValueError, match="distill_lambda"):
+        PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, distill_lambda=-1.0)
+
+
+def test_student_inherits_teacher_normalization_inside_its_network():
+    teacher = load_teacher(zoo_path("ppo/Hopper-v3_1"))
+    model = PPD("MlpPolicy", "Hopper-v5", teacher=teacher, **SMALL)
+    extractor = model.policy.features_extractor
+    assert type(extractor).__name__ == "NormalizedFlattenExtractor"
+    assert th.allclose(extractor.normalizer.mean, teacher.obs_normalizer.mean)
+    raw = np.full((1, 11), 5.0, dtype=np.float32)
+    with th.no_grad():
+        feats = extractor(th.as_tensor(raw))
+    assert th.allclose(feats, teacher.obs_normalizer(th.as_tensor(raw)))
+    plain = PPD("MlpPolicy", "Hopper-v5", teacher=teacher, student_obs_norm="none", **SMALL)
+    assert type(plain.policy.features_extractor).__name__ == "FlattenExtractor"
