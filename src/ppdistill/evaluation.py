@@ -7,11 +7,17 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from ppdistill.distributions import params_from_distribution
 from ppdistill.envs import make_env
+from ppdistill.losses import action_agreement
+from ppdistill.networks import actor_critic_forward
+from ppdistill.teachers import Teacher
 
 
 class Agent(Protocol):
@@ -40,10 +46,12 @@ class EvalResult:
 
     :param returns: undiscounted return of each episode
     :param lengths: length of each episode
+    :param observations: every observation the agent acted on (when asked for)
     """
 
     returns: np.ndarray
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    observations: Any = None
 
     @property
     def mean(self) -> float:
@@ -82,6 +90,7 @@ def evaluate(
     n_episodes: int = 20,
     deterministic: bool = True,
     seed: int | None = None,
+    record_observations: bool = False,
 ) -> EvalResult:
     """Play ``n_episodes`` full episodes and report their returns.
 
@@ -91,6 +100,7 @@ def evaluate(
     :param deterministic: act with the mode of the policy (the paper's rule for Atari and
         MuJoCo; it used stochastic actions for Procgen)
     :param seed: seed of the environment's resets, for repeatable numbers
+    :param record_observations: keep the observations acted on (e.g. for :func:`action_agreement_on`)
     :return: the returns and lengths, with ``.mean``, ``.std``, ``.iqm``
     """
     if n_episodes < 1:
@@ -106,6 +116,12 @@ def evaluate(
         vec_env = DummyVecEnv([lambda: single if isinstance(single, Monitor) else Monitor(single)])
     if seed is not None:
         vec_env.seed(seed)
+    seen: list[Any] = []
+
+    def record(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
+        obs, i = local_vars["observations"], local_vars["i"]
+        seen.append({k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i])
+
     try:
         returns, lengths = evaluate_policy(
             agent,
@@ -114,8 +130,34 @@ def evaluate(
             deterministic=deterministic,
             return_episode_rewards=True,
             warn=False,
+            callback=record if record_observations else None,
         )
     finally:
         if owned:
             vec_env.close()
-    return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64))
+    observations: Any = None
+    if record_observations and seen:
+        if isinstance(seen[0], dict):
+            observations = {k: np.stack([o[k] for o in seen]) for k in seen[0]}
+        else:
+            observations = np.stack(seen)
+    return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), observations)
+
+
+def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> float:
+    """Teacher–student action agreement on given (raw) observations.
+
+    Same definition as the ``distill/agreement`` training diagnostic
+    (:func:`ppdistill.losses.action_agreement`).
+
+    :param student: an SB3 actor-critic model (PPD, StudentDistill, TeacherDistill, PPO, A2C)
+    :param teacher: the teacher
+    :param observations: a batch of raw observations
+    :return: a number in [0, 1]
+    """
+    with th.no_grad():
+        obs_t, _ = student.policy.obs_to_tensor(observations)
+        dist, _ = actor_critic_forward(student.policy, obs_t, with_values=False)
+        student_params = params_from_distribution(dist)
+        teacher_params = teacher(obs_as_tensor(observations, teacher.device)).params.to(student_params.device)
+    return action_agreement(teacher.action_space, teacher_params, student_params)

@@ -186,6 +186,17 @@ class Teacher(nn.Module):
     def param_dim(self) -> int:
         return param_dim(self.action_space)
 
+    @property
+    def hidden_layers(self) -> list[int] | None:
+        """The actor's hidden layer sizes when the teacher is an SB3 MLP (for student presets)."""
+        policy = getattr(self, "policy", None) or getattr(self, "module", None)
+        arch = getattr(policy, "net_arch", None)
+        if arch is None:
+            return None
+        from ppdistill.networks import teacher_mlp_width
+
+        return teacher_mlp_width(arch)
+
     def extra_repr(self) -> str:
         kind = self.info.get("kind", type(self).__name__)
         return f"kind={kind}, obs={self.observation_space}, act={self.action_space}"

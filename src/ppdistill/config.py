@@ -1,0 +1,142 @@
+"""Hyperparameter files in the rl_zoo3 style: YAML keyed by env id, with a ``default`` entry.
+
+``distill.yml`` (shipped in ``ppdistill/configs``) holds one section per method under each
+key; an environment's section overrides ``default`` key by key. ``--hp key=value`` on the
+command line overrides both; values are parsed as YAML (``1e-3``, ``null``, ``[64, 64]``,
+``{net_arch: [32, 16]}``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from stable_baselines3 import PPO
+
+from ppdistill.errors import PPDistillError
+
+METHODS = ("ppd", "student-distill", "teacher-distill", "ppo")
+
+# Keys that the run itself provides, or that are not hyperparameters of the model.
+_RESERVED = {
+    "self",
+    "policy",
+    "env",
+    "teacher",
+    "seed",
+    "device",
+    "verbose",
+    "tensorboard_log",
+    "_init_setup_model",
+}
+# Keys understood by the runner rather than the algorithm.
+RUNNER_KEYS = {"n_envs", "timesteps", "normalize", "temperature"}
+
+
+class ConfigError(PPDistillError, ValueError):
+    """A configuration file or override is invalid."""
+
+
+def algorithm_class(method: str) -> type:
+    """The SB3 class behind a method name.
+
+    :param method: one of :data:`METHODS`
+    """
+    from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
+
+    classes: dict[str, type] = {
+        "ppd": PPD,
+        "student-distill": StudentDistill,
+        "teacher-distill": TeacherDistill,
+        "ppo": PPO,
+    }
+    if method not in classes:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return classes[method]
+
+
+def valid_keys(method: str) -> set[str]:
+    """Hyperparameters a method accepts (its constructor's, PPO's for PPD, and the runner's)."""
+    cls = algorithm_class(method)
+    keys: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        keys |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return (keys - _RESERVED) | RUNNER_KEYS
+
+
+def _read_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        text = resources.files("ppdistill").joinpath("configs/distill.yml").read_text()
+        where = "ppdistill/configs/distill.yml"
+    else:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text, where = path.read_text(), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must map env ids (and 'default') to per-method settings")
+    return data
+
+
+def hyperparameters(env_id: str, method: str, config: Path | None = None) -> dict[str, Any]:
+    """Merged hyperparameters of ``method`` on ``env_id``: default, then the env's entry.
+
+    :param env_id: environment id
+    :param method: one of :data:`METHODS`
+    :param config: a YAML file to use instead of the shipped ``distill.yml``
+    """
+    data = _read_yaml(config)
+    merged: dict[str, Any] = {}
+    for key in ("default", env_id):
+        section = data.get(key) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"entry {key!r} of the config must map method names to settings")
+        values = section.get(method) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"entry {key}.{method} of the config must be a mapping")
+        merged.update(values)
+    check_keys(method, merged, "the config")
+    return merged
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "policy_kwargs={net_arch: [8]}"]`` → a dict, values parsed as YAML.
+
+    :param items: ``key=value`` strings
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--hp expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--hp {key}: cannot parse {raw!r} as a value") from exc
+    return out
+
+
+def check_keys(method: str, values: dict[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` naming the first unknown key."""
+    allowed = valid_keys(method)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"unknown hyperparameter {unknown[0]!r} for {method} in {where}{hint}; "
+            f"valid keys: {', '.join(sorted(allowed))}"
+        )
