@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import ppdistill
 from ppdistill import PPD, load_teacher
+from ppdistill.runs import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("PPDISTILL_ZOO_DIR", REPO.parent / "shared" / "teachers" / "rl-zoo"))
@@ -50,15 +50,7 @@ CASES: dict[str, tuple[str, int, dict[str, Any]]] = {
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {th.__version__} ({th.get_num_threads()} threads), Python {platform.python_version()}"
+    return f"{machine_description()}, torch {th.__version__} ({th.get_num_threads()} threads)"
 
 
 def timed_run(

@@ -65,11 +65,25 @@ def valid_keys(method: str) -> set[str]:
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
             continue
-        params = inspect.signature(klass.__init__).parameters
+        params = inspect.signature(vars(klass)["__init__"]).parameters
         keys |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
     return (keys - _RESERVED) | RUNNER_KEYS
+
+
+def _coerce(value: Any) -> Any:
+    """Numbers that YAML 1.1 leaves as strings (``1e-3``) become floats, recursively."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {k: _coerce(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v) for v in value]
+    return value
 
 
 def _read_yaml(path: Path | None) -> dict[str, Any]:
@@ -86,7 +100,7 @@ def _read_yaml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must map env ids (and 'default') to per-method settings")
-    return data
+    return _coerce(data)
 
 
 def hyperparameters(env_id: str, method: str, config: Path | None = None) -> dict[str, Any]:
@@ -121,7 +135,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--hp expects key=value, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw)
+            out[key.strip()] = _coerce(yaml.safe_load(raw))
         except yaml.YAMLError as exc:
             raise ConfigError(f"--hp {key}: cannot parse {raw!r} as a value") from exc
     return out

@@ -91,6 +91,7 @@ def evaluate(
     deterministic: bool = True,
     seed: int | None = None,
     record_observations: bool = False,
+    n_envs: int = 4,
 ) -> EvalResult:
     """Play ``n_episodes`` full episodes and report their returns.
 
@@ -100,6 +101,8 @@ def evaluate(
     :param deterministic: act with the mode of the policy (the paper's rule for Atari and
         MuJoCo; it used stochastic actions for Procgen)
     :param seed: seed of the environment's resets, for repeatable numbers
+    :param n_envs: environments played side by side when ``env`` is an id (batched
+        forward passes; SB3 splits the episodes evenly among them)
     :param record_observations: keep the observations acted on (e.g. for :func:`action_agreement_on`)
     :return: the returns and lengths, with ``.mean``, ``.std``, ``.iqm``
     """
@@ -108,7 +111,7 @@ def evaluate(
     owned = isinstance(env, str)
     if isinstance(env, str):
         env_id = env
-        vec_env: VecEnv = DummyVecEnv([lambda: Monitor(make_env(env_id))])
+        vec_env: VecEnv = DummyVecEnv([lambda: Monitor(make_env(env_id))] * max(1, min(n_envs, n_episodes)))
     elif isinstance(env, VecEnv):
         vec_env = env
     else:

@@ -2,7 +2,7 @@
 
 Nothing here instantiates an algorithm or unpickles arbitrary objects: the zip's ``data``
 entries are decoded with an allow-list unpickler that resolves classes from
-stable_baselines3, sb3_contrib, torch.nn and torch.optim by reference, reads numpy arrays,
+stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill by reference, reads numpy arrays,
 and reads gym or gymnasium spaces (and VecNormalize statistics) as plain records, which are
 then mapped onto today's gymnasium spaces. Anything else is refused with
 :class:`~ppdistill.errors.TeacherLoadError`.
@@ -75,14 +75,14 @@ _NUMPY_MODULES = (
     "numpy._core.numeric",
 )
 _NUMPY_NAMES = {"_reconstruct", "scalar", "_frombuffer"}
-_CLASS_MODULE_PREFIXES = ("stable_baselines3.", "sb3_contrib.", "torch.nn.", "torch.optim.")
+_CLASS_MODULE_PREFIXES = ("stable_baselines3.", "sb3_contrib.", "torch.nn.", "torch.optim.", "ppdistill.")
 
 
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickles SB3 metadata: numpy data, gym/gymnasium spaces (as records), SB3 classes.
 
     Everything else is refused, so a foreign or hostile pickle raises instead of running.
-    Classes from stable_baselines3, sb3_contrib, torch.nn and torch.optim are resolved by
+    Classes from stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill are resolved by
     reference (policy classes, activation functions, optimizers).
     """
 
@@ -327,10 +327,14 @@ def locate(path: Path) -> Located:
     # rl-zoo layouts: <run>/<Env>.zip + <run>/<Env>/{config.yml,args.yml,vecnormalize.pkl},
     # or everything side by side
     side = folder / zip_path.stem
-    candidates = [side / "vecnormalize.pkl", folder / "vecnormalize.pkl"]
+    candidates = [
+        folder / f"{zip_path.stem}.vecnormalize.pkl",  # what `ppdistill teacher train` writes
+        side / "vecnormalize.pkl",
+        folder / "vecnormalize.pkl",
+    ]
     vecnormalize = next((c for c in candidates if c.is_file()), None)
     env_id = None
-    for args in (side / "args.yml", folder / "args.yml"):
+    for args in (folder / f"{zip_path.stem}.args.yml", side / "args.yml", folder / "args.yml"):
         if args.is_file():
             try:
                 loaded = yaml.load(args.read_text(), Loader=yaml.UnsafeLoader)

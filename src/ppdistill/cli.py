@@ -1,0 +1,416 @@
+"""The ``ppdistill`` command line.
+
+Every bad input ends with one line on stderr (``ppdistill: error: ...``) that says what is
+wrong and what to do, and exit status 2; nothing half-written is left in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ppdistill.errors import PPDistillError
+
+QUICKSTART_TEACHER = "assets/quickstart-teacher.zip"
+QUICKSTART_ENV = "CartPole-v1"
+
+
+class CLIError(PPDistillError):
+    """Bad command-line input."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+# --------------------------------------------------------------------------------------
+# table printing
+# --------------------------------------------------------------------------------------
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal, aligned plain text otherwise (logs, pipes)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a dependency of SB3's progress bar
+        Console = None  # type: ignore[assignment,misc]  # noqa: N806
+    if Console is not None and sys.stdout.isatty():
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c, justify="right" if c not in ("method", "size", "env") else "left")
+        for r in rows:
+            table.add_row(*r)
+        Console().print(table)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    print(title)
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def _result_row(result: dict[str, Any]) -> list[str]:
+    spec = result["spec"]
+    ratio = result["ratio"]
+    return [
+        spec["method"],
+        f"{result['score']:.1f} ± {result['score_std']:.1f}",
+        f"{result['teacher_score']:.1f}",
+        f"{ratio:.2f}" if ratio is not None else "-",
+        f"{result['agreement']:.2f}",
+        f"{result['env_steps']}",
+        f"{result['train_time_s']:.0f}s",
+    ]
+
+
+RESULT_COLUMNS = [
+    "method",
+    "student return",
+    "teacher",
+    "student/teacher",
+    "agreement",
+    "env steps",
+    "wall time",
+]
+
+
+# --------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from ppdistill.config import hyperparameters, parse_overrides
+    from ppdistill.runs import RunSpec, run
+
+    hp = hyperparameters(args.env, args.method, args.config)
+    if args.n_envs is not None:
+        hp["n_envs"] = args.n_envs
+    if args.distill_lambda is not None:
+        if args.method != "ppd":
+            raise CLIError("--lambda applies to --method ppd only")
+        hp["distill_lambda"] = args.distill_lambda
+    if args.temperature is not None:
+        hp["temperature"] = args.temperature
+    hp.update(parse_overrides(args.hp))
+    spec = RunSpec(
+        env_id=args.env,
+        method=args.method,
+        teacher=str(args.teacher),
+        timesteps=args.timesteps,
+        student=args.student,
+        seed=args.seed,
+        hp=hp,
+        eval_freq=args.eval_freq or 0,
+        eval_episodes=args.eval_episodes,
+        final_episodes=args.final_episodes,
+        deterministic=not args.stochastic,
+        tensorboard=str(args.tensorboard) if args.tensorboard else None,
+    )
+    _check_out(args.out)
+    result = run(spec, out=args.out, progress_bar=not args.no_progress)
+    print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [_result_row(result)])
+    print(f"student, eval.csv, learning_curve.png and results.json in {args.out}")
+    return 0
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder path")
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from ppdistill.config import hyperparameters
+    from ppdistill.evaluation import evaluate
+    from ppdistill.runs import RunSpec, StagedOutput, plot_curves, run
+    from ppdistill.teachers import load_teacher
+
+    _check_out(args.out)
+    teacher_path = resources.files("ppdistill").joinpath(QUICKSTART_TEACHER)
+    env_id = QUICKSTART_ENV
+    teacher = load_teacher(Path(str(teacher_path)), env_id=env_id)
+    staged = StagedOutput(args.out)
+    try:
+        t0 = time.perf_counter()
+        teacher_score = evaluate(teacher, env_id, args.episodes, True, seed=args.seed + 20_000).mean
+        print(
+            f"teacher ({teacher_path.name}, hidden {teacher.hidden_layers}): {teacher_score:.1f} on {env_id}"
+        )
+        results = []
+        budgets = {
+            "ppd": args.timesteps,
+            "student-distill": args.timesteps,
+            "teacher-distill": args.timesteps,
+        }
+        for method, budget in budgets.items():
+            spec = RunSpec(
+                env_id=env_id,
+                method=method,
+                teacher=str(teacher_path),
+                timesteps=budget,
+                student="smaller",
+                seed=args.seed,
+                hp=hyperparameters(env_id, method),
+                final_episodes=args.episodes,
+            )
+            print(f"distilling with {method} ({budget} env steps)...", flush=True)
+            result = run(spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score)
+            os.replace(staged.path(method) / "student.zip", staged.path(f"student-{method}.zip"))
+            results.append(result)
+        plot_curves(
+            {r["spec"]["method"]: r["curve"] for r in results},
+            teacher_score,
+            f"Distilling a (64, 64) {env_id} teacher into a {results[0]['student_net_arch']['pi']} student",
+            staged.path("learning_curves.png"),
+        )
+        summary = {
+            "env_id": env_id,
+            "teacher": str(teacher_path),
+            "teacher_score": teacher_score,
+            "runs": results,
+            "wall_time_s": round(time.perf_counter() - t0, 1),
+        }
+        staged.path("results.json").write_text(json.dumps(summary, indent=2))
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    print_table(
+        f"{env_id}: (64, 64) teacher → {results[0]['student_net_arch']['pi']} student, "
+        f"{args.episodes} deterministic episodes",
+        RESULT_COLUMNS,
+        [_result_row(r) for r in results],
+    )
+    print(
+        f"total {summary['wall_time_s']:.0f}s; results.json, students and learning_curves.png in {args.out}"
+    )
+    return 0
+
+
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    from ppdistill.config import parse_overrides
+    from ppdistill.evaluation import evaluate
+    from ppdistill.teacher_tools import train_teacher
+    from ppdistill.teachers import load_teacher
+
+    if args.out.exists() and args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a folder; give the path of the .zip to write")
+    out = args.out if args.out.suffix == ".zip" else args.out.with_suffix(".zip")
+    t0 = time.perf_counter()
+    train_teacher(
+        args.env,
+        args.algo,
+        out,
+        args.timesteps,
+        args.seed,
+        parse_overrides(args.hp),
+        progress_bar=not args.no_progress,
+    )
+    score = evaluate(load_teacher(out, env_id=args.env), args.env, n_episodes=20, seed=args.seed + 20_000)
+    print(f"teacher saved to {out} ({time.perf_counter() - t0:.0f}s); deterministic return {score}")
+    return 0
+
+
+def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
+    from ppdistill.teacher_tools import corrupt_teacher
+
+    out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
+    summary = corrupt_teacher(args.input, out, sigma=args.sigma, seed=args.seed)
+    print(
+        f"{out}: {summary['weights']} weights in {summary['tensors']} tensors perturbed with N(0, {args.sigma}²)"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ppdistill.evaluation import evaluate
+    from ppdistill.teachers import load_teacher
+
+    agent = load_teacher(args.model, env_id=args.env)
+    result = evaluate(
+        agent, args.env, n_episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed
+    )
+    mode = "stochastic" if args.stochastic else "deterministic"
+    print(f"{args.model} on {args.env}, {result.n_episodes} {mode} episodes:")
+    print(f"  mean {result.mean:.2f}  std {result.std:.2f}  IQM {result.iqm:.2f}")
+    if args.json:
+        payload = {
+            "model": str(args.model),
+            "env_id": args.env,
+            "deterministic": not args.stochastic,
+            **result.as_dict(),
+        }
+        from ppdistill.teacher_tools import _atomic_write
+
+        _atomic_write(args.json, json.dumps(payload, indent=2).encode())
+    return 0
+
+
+def cmd_students(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ppdistill.distributions import param_dim
+    from ppdistill.envs import make_env
+    from ppdistill.networks import STUDENT_SIZES, mlp_param_count, mlp_student_arch
+    from ppdistill.teachers import load_teacher
+
+    env = make_env(args.env)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    teacher_arch = [64, 64]
+    source = "SB3's default MlpPolicy (64, 64)"
+    if args.teacher is not None:
+        teacher = load_teacher(args.teacher, env_id=args.env)
+        teacher_arch = teacher.hidden_layers or teacher_arch
+        source = f"{args.teacher} ({', '.join(map(str, teacher_arch))})"
+    if obs_space.shape is None or len(obs_space.shape) != 1:
+        raise CLIError(
+            f"{args.env} has image or structured observations {obs_space}; MLP presets need flat ones"
+        )
+    obs_dim = int(np.prod(obs_space.shape))
+    # the actor's output: logits, or means (log-stds are one free vector)
+    out_dim = param_dim(act_space) // 2 if act_space.__class__.__name__ == "Box" else param_dim(act_space)
+    teacher_actor = mlp_param_count(obs_dim, teacher_arch, out_dim)
+    rows = []
+    for size in STUDENT_SIZES:
+        arch = mlp_student_arch(size, teacher_arch)
+        actor = mlp_param_count(obs_dim, arch, out_dim)
+        critic = mlp_param_count(obs_dim, arch, 1)
+        rows.append([size, str(tuple(arch)), f"{actor}", f"{critic}", f"{actor / teacher_actor:.2f}x"])
+    print_table(
+        f"Student presets for {args.env}, relative to {source}",
+        ["size", "hidden layers", "actor params", "critic params", "actor vs teacher"],
+        rows,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ppdistill", description="Policy distillation for stable-baselines3 (PPD and baselines)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser(
+        "quickstart", help="distill the bundled teacher with all three methods (about 2 minutes)"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
+    p.add_argument("--timesteps", type=_positive_int, default=20_000, help="env steps per method")
+    p.add_argument("--episodes", type=_positive_int, default=20, help="final evaluation episodes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("distill", help="distill a teacher into a student")
+    p.add_argument("--teacher", type=Path, required=True, help="teacher .zip or rl-zoo run folder")
+    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
+    p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
+    p.add_argument("--timesteps", type=_positive_int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n-envs", type=_positive_int, default=None, help="parallel environments (config default: 8)"
+    )
+    p.add_argument("--lambda", dest="distill_lambda", type=_non_negative_float, default=None, help="PPD's λ")
+    p.add_argument("--temperature", type=float, default=None, help="τ of softmax(Q/τ) for DQN teachers")
+    p.add_argument("--config", type=Path, default=None, help="hyperparameter YAML (default: the shipped one)")
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter")
+    p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
+    p.add_argument("--eval-freq", type=_positive_int, default=None, help="env steps between evaluations")
+    p.add_argument("--eval-episodes", type=_positive_int, default=10, help="episodes per periodic evaluation")
+    p.add_argument(
+        "--final-episodes", type=_positive_int, default=20, help="episodes of the final evaluation"
+    )
+    p.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions (Procgen's rule)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=cmd_distill)
+
+    teacher = sub.add_parser("teacher", help="train or corrupt a teacher")
+    tsub = teacher.add_subparsers(dest="teacher_command", required=True, parser_class=_Parser)
+    p = tsub.add_parser("train", help="train a teacher with tuned settings")
+    p.add_argument("--env", required=True)
+    p.add_argument("--algo", choices=["ppo", "dqn"], default="ppo")
+    p.add_argument("--timesteps", type=_positive_int, default=None, help="default: the tuned budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="path of the .zip to write")
+    p.set_defaults(func=cmd_teacher_train)
+    p = tsub.add_parser(
+        "corrupt", help="perturb every weight with Gaussian noise (the paper's imperfect teacher)"
+    )
+    p.add_argument("input", type=Path, help="teacher .zip or rl-zoo folder")
+    p.add_argument("output", type=Path, help="path of the corrupted .zip")
+    p.add_argument("--sigma", type=_non_negative_float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_teacher_corrupt)
+
+    p = sub.add_parser("evaluate", help="evaluate a teacher or a student")
+    p.add_argument("--model", type=Path, required=True, help=".zip or rl-zoo folder")
+    p.add_argument("--env", required=True)
+    p.add_argument("--episodes", type=_positive_int, default=20)
+    p.add_argument("--stochastic", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("students", help="list the smaller / same / larger student presets")
+    p.add_argument("--env", required=True)
+    p.add_argument("--teacher", type=Path, default=None)
+    p.set_defaults(func=cmd_students)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PPDistillError as exc:
+        sys.stderr.write(f"ppdistill: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("ppdistill: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
