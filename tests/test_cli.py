@@ -111,7 +111,7 @@ def test_quickstart_small(tmp_path):
         assert (out / f"student-{method}.zip").is_file()
     assert (out / "learning_curves.png").is_file()
     summary = json.loads((out / "results.json").read_text())
-    assert len(summary["runs"]) == 3 and summary["teacher_score"] > 400
+    assert len(summary["runs"]) == 3 and summary["teacher_score"] > 200  # the bundled LunarLander teacher
 
 
 # ---- bad input: one line, exit 2, nothing written ------------------------------------

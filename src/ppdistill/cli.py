@@ -19,7 +19,7 @@ from typing import Any
 from ppdistill.errors import PPDistillError
 
 QUICKSTART_TEACHER = "assets/quickstart-teacher.zip"
-QUICKSTART_ENV = "CartPole-v1"
+QUICKSTART_ENV = "LunarLander-v3"
 
 
 class CLIError(PPDistillError):
@@ -65,7 +65,7 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # pragma: no cover - rich is a dependency of SB3's progress bar
-        Console = None  # type: ignore[assignment,misc]  # noqa: N806
+        Console = None  # type: ignore[assignment,misc]
     if Console is not None and sys.stdout.isatty():
         table = Table(title=title)
         for c in columns:
@@ -184,6 +184,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 student="smaller",
                 seed=args.seed,
                 hp=hyperparameters(env_id, method),
+                eval_episodes=5,
                 final_episodes=args.episodes,
             )
             print(f"distilling with {method} ({budget} env steps)...", flush=True)
@@ -193,7 +194,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         plot_curves(
             {r["spec"]["method"]: r["curve"] for r in results},
             teacher_score,
-            f"Distilling a (64, 64) {env_id} teacher into a {results[0]['student_net_arch']['pi']} student",
+            f"{env_id}: (64, 64) teacher into a {results[0]['student_net_arch']['pi']} student",
             staged.path("learning_curves.png"),
         )
         summary = {
@@ -250,7 +251,8 @@ def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
     out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
     summary = corrupt_teacher(args.input, out, sigma=args.sigma, seed=args.seed)
     print(
-        f"{out}: {summary['weights']} weights in {summary['tensors']} tensors perturbed with N(0, {args.sigma}²)"
+        f"{out}: {summary['weights']} weights in {summary['tensors']} tensors "
+        f"perturbed with N(0, {args.sigma}²)"
     )
     return 0
 
@@ -329,11 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser(
-        "quickstart", help="distill the bundled teacher with all three methods (about 2 minutes)"
-    )
+    p = sub.add_parser("quickstart", help="distill the bundled teacher with all three methods (2-3 minutes)")
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
-    p.add_argument("--timesteps", type=_positive_int, default=20_000, help="env steps per method")
+    p.add_argument("--timesteps", type=_positive_int, default=80_000, help="env steps per method")
     p.add_argument("--episodes", type=_positive_int, default=20, help="final evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_quickstart)
