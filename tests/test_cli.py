@@ -77,6 +77,17 @@ def test_distill_hp_override_and_lambda(tmp_path):
     assert result["student_net_arch"]["pi"] == [16, 16]
 
 
+def test_tensorboard_logs_distill_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ppdistill(*distill_args(tmp_path), "--tensorboard", tmp_path / "tb", *FAST)
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert {"distill/kl", "distill/agreement", "distill/lambda"} <= set(acc.Tags()["scalars"])
+
+
 def test_teacher_train_evaluate_and_corrupt(tmp_path):
     teacher = tmp_path / "t.zip"
     proc = ppdistill("teacher", "train", "--env", "CartPole-v1", "--timesteps", 1024, "--no-progress",

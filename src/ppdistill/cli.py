@@ -116,6 +116,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.config import hyperparameters, parse_overrides
     from ppdistill.runs import RunSpec, run
 
+    if args.tensorboard is not None:
+        import importlib.util
+
+        from ppdistill.errors import MissingExtraError
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise MissingExtraError("tensorboard", "--tensorboard", "tensorboard")
     hp = hyperparameters(args.env, args.method, args.config)
     if args.n_envs is not None:
         hp["n_envs"] = args.n_envs
