@@ -100,13 +100,13 @@ class PPDTerm:
     """The PPD distillation term of one minibatch and its diagnostics.
 
     :param loss: ``mean(max(ρ, 1−ε) · KL)``, to be multiplied by λ
-    :param kl: mean raw KL (detached)
+    :param kl: mean raw KL (a detached scalar tensor: no device sync per minibatch)
     :param clipped_fraction: fraction of samples with ρ < 1−ε, i.e. whose weight was held at 1−ε
     """
 
     loss: th.Tensor
-    kl: float
-    clipped_fraction: float
+    kl: th.Tensor
+    clipped_fraction: th.Tensor
 
 
 def ppd_term(kl: th.Tensor, ratio: th.Tensor, clip_range: float, detach_ratio: bool = False) -> PPDTerm:
@@ -129,8 +129,8 @@ def ppd_term(kl: th.Tensor, ratio: th.Tensor, clip_range: float, detach_ratio: b
     weight = th.clamp(ratio, min=floor)
     loss = (weight * kl).mean()
     with th.no_grad():
-        clipped = (ratio < floor).float().mean().item()
-    return PPDTerm(loss=loss, kl=kl.detach().mean().item(), clipped_fraction=clipped)
+        clipped = (ratio < floor).float().mean()
+    return PPDTerm(loss=loss, kl=kl.detach().mean(), clipped_fraction=clipped)
 
 
 def action_agreement(

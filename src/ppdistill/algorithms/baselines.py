@@ -151,7 +151,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         entropies: list[float] = []
         losses: list[float] = []
         batch: DistillRolloutBufferSamples
-        for _ in range(self.n_epochs):
+        for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
                 distribution, values = self._student_forward(batch.observations, with_values=train_values)
                 student_params = params_from_distribution(distribution)
@@ -178,7 +178,10 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
 
                 kls.append(kl.mean().item())
                 losses.append(loss.item())
-                agreements.append(action_agreement(self.action_space, batch.teacher_params, student_params))
+                if epoch == 0:  # the policy that collected the rollout
+                    agreements.append(
+                        action_agreement(self.action_space, batch.teacher_params, student_params)
+                    )
             self._n_updates += 1
 
         self.logger.record("distill/kl", np.mean(kls))

@@ -87,10 +87,10 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         pg_losses: list[float] = []
         value_losses: list[float] = []
         clip_fractions: list[float] = []
-        kls: list[float] = []  # PPD: diagnostics
-        distill_losses: list[float] = []
+        kls: list[th.Tensor] = []  # PPD: diagnostics, kept as tensors and read once per update
+        distill_losses: list[th.Tensor] = []
         agreements: list[float] = []
-        weight_clipped: list[float] = []
+        weight_clipped: list[th.Tensor] = []
         approx_kl_divs: list[float] = []
 
         continue_training = True
@@ -143,8 +143,11 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
                 term = ppd_term(kl, ratio, clip_range, detach_ratio=self.detach_ratio)
                 kls.append(term.kl)
                 weight_clipped.append(term.clipped_fraction)
-                distill_losses.append(lam * term.loss.item())
-                agreements.append(action_agreement(self.action_space, batch.teacher_params, student_params))
+                distill_losses.append(lam * term.loss.detach())
+                if epoch == 0:  # agreement of the policy that collected the rollout; once is enough
+                    agreements.append(
+                        action_agreement(self.action_space, batch.teacher_params, student_params)
+                    )
 
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                 loss = loss + lam * term.loss  # PPD
@@ -187,8 +190,8 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         if self.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
         # PPD: distillation diagnostics (documented in the README)
-        self.logger.record("distill/kl", np.mean(kls))
+        self.logger.record("distill/kl", th.stack(kls).mean().item())
         self.logger.record("distill/lambda", lam)
-        self.logger.record("distill/loss", np.mean(distill_losses))
+        self.logger.record("distill/loss", th.stack(distill_losses).mean().item())
         self.logger.record("distill/agreement", np.mean(agreements))
-        self.logger.record("distill/weight_clipped_fraction", np.mean(weight_clipped))
+        self.logger.record("distill/weight_clipped_fraction", th.stack(weight_clipped).mean().item())
