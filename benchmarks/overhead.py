@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         pairs = [b / a for a, b in zip(r["ppo_learn_s"], r["ppd_learn_s"])]
         lines.append(
-            f"| {r['env']} | {r['steps']} | {r['learn_ratio_median']:.3f} | {min(pairs):.2f}–{max(pairs):.2f} | "
+            f"| {r['env']} | {r['steps']} | {r['learn_ratio_median']:.3f} | "
+            f"{min(pairs):.2f}–{max(pairs):.2f} | "
             f"{r['train_ratio_median']:.3f} | "
             f"{statistics.median(r['ppo_learn_s']):.1f} | {statistics.median(r['ppd_learn_s']):.1f} |"
         )
