@@ -15,13 +15,22 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e ".[mujoco]"
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[mujoco,test]"
+$(VENV)/.installed-test: $(VENV)/procgen/.installed
+	$(PIP) -e ".[mujoco,procgen,test]"
 	touch $@
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+## Procgen (see src/ppdistill/procgen.py for why it lives in a folder of its own).
+install-procgen: $(VENV)/procgen/.installed
+
+$(VENV)/procgen/.installed: $(VENV)/.installed
+	$(PIP) -e ".[procgen]"
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/procgen \
+		procgen2==0.10.7 gym3==0.3.3 gym==0.26.2 gym-notices==0.1.0
+	touch $@
 
 ## The main job: distill the bundled teacher with PPD, student-distill and teacher-distill.
 quickstart: install

@@ -290,28 +290,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_students(args: argparse.Namespace) -> int:
     import numpy as np
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import is_image_space
 
     from ppdistill.distributions import param_dim
-    from ppdistill.envs import make_env
-    from ppdistill.networks import STUDENT_SIZES, mlp_param_count, mlp_student_arch
+    from ppdistill.envs import env_spaces
+    from ppdistill.networks import STUDENT_SIZES, image_student_kwargs, mlp_param_count, mlp_student_arch
     from ppdistill.teachers import load_teacher
 
-    env = make_env(args.env)
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
+    obs_space, act_space = env_spaces(args.env)
+    # the actor's output: logits, or means (log-stds are one free vector)
+    out_dim = param_dim(act_space) // 2 if isinstance(act_space, spaces.Box) else param_dim(act_space)
+    if is_image_space(obs_space):
+        rows = []
+        for size in STUDENT_SIZES:
+            kwargs = image_student_kwargs(size)
+            net = kwargs["features_extractor_class"](obs_space, **kwargs["features_extractor_kwargs"])
+            trunk = sum(p.numel() for p in net.parameters())
+            fc = kwargs["features_extractor_kwargs"]["features_dim"]
+            name = f"{kwargs['features_extractor_class'].__name__.replace('Extractor', '')} "
+            name += f"{tuple(kwargs['features_extractor_kwargs']['channels'])} + FC {fc}"
+            rows.append(
+                [size, name, f"{trunk + fc * out_dim + out_dim}", f"{trunk + fc + 1}", "shared trunk"]
+            )
+        print_table(
+            f"Image student presets for {args.env} (input {obs_space.shape}), "
+            "around an IMPALA (16, 32, 32) teacher",
+            ["size", "network", "actor params", "critic params", "note"],
+            rows,
+        )
+        return 0
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        raise CLIError(
+            f"{args.env} has structured observations {obs_space}; the presets need flat or image ones"
+        )
     teacher_arch = [64, 64]
     source = "SB3's default MlpPolicy (64, 64)"
     if args.teacher is not None:
         teacher = load_teacher(args.teacher, env_id=args.env)
         teacher_arch = teacher.hidden_layers or teacher_arch
         source = f"{args.teacher} ({', '.join(map(str, teacher_arch))})"
-    if obs_space.shape is None or len(obs_space.shape) != 1:
-        raise CLIError(
-            f"{args.env} has image or structured observations {obs_space}; MLP presets need flat ones"
-        )
     obs_dim = int(np.prod(obs_space.shape))
-    # the actor's output: logits, or means (log-stds are one free vector)
-    out_dim = param_dim(act_space) // 2 if act_space.__class__.__name__ == "Box" else param_dim(act_space)
     teacher_actor = mlp_param_count(obs_dim, teacher_arch, out_dim)
     rows = []
     for size in STUDENT_SIZES:

@@ -26,8 +26,8 @@ class MissingTeacherError(PPDistillError, RuntimeError):
 class MissingExtraError(PPDistillError, ImportError):
     """An optional dependency is not installed."""
 
-    def __init__(self, extra: str, what: str, module: str | None = None) -> None:
-        hint = f"pip install 'ppdistill[{extra}]'"
+    def __init__(self, extra: str, what: str, module: str | None = None, hint: str | None = None) -> None:
+        hint = hint or f"pip install 'ppdistill[{extra}]'"
         missing = f" (module {module!r} not found)" if module else ""
         super().__init__(f"{what} needs the optional extra [{extra}]{missing}: run {hint}")
         self.extra = extra

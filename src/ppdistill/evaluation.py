@@ -10,11 +10,10 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from ppdistill.distributions import params_from_distribution
-from ppdistill.envs import make_env
+from ppdistill.envs import make_vec_env
 from ppdistill.losses import action_agreement
 from ppdistill.networks import actor_critic_forward
 from ppdistill.teachers import Teacher
@@ -96,7 +95,8 @@ def evaluate(
     """Play ``n_episodes`` full episodes and report their returns.
 
     :param agent: a student, a teacher, or any SB3 model
-    :param env: an environment id (made with :func:`ppdistill.envs.make_env`), an env, or a VecEnv
+    :param env: an environment id (built with :func:`ppdistill.envs.make_vec_env`, evaluation
+        variant), an env, or a VecEnv
     :param n_episodes: number of episodes (> 0)
     :param deterministic: act with the mode of the policy (the paper's rule for Atari and
         MuJoCo; it used stochastic actions for Procgen)
@@ -111,7 +111,8 @@ def evaluate(
     owned = isinstance(env, str)
     if isinstance(env, str):
         env_id = env
-        vec_env: VecEnv = DummyVecEnv([lambda: Monitor(make_env(env_id))] * max(1, min(n_envs, n_episodes)))
+        # the evaluation variant: Atari episodes are whole games, Procgen levels are unseen ones
+        vec_env: VecEnv = make_vec_env(env_id, n_envs=max(1, min(n_envs, n_episodes)), training=False)
     elif isinstance(env, VecEnv):
         vec_env = env
     else:
@@ -162,5 +163,11 @@ def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> fl
         obs_t, _ = student.policy.obs_to_tensor(observations)
         dist, _ = actor_critic_forward(student.policy, obs_t, with_values=False)
         student_params = params_from_distribution(dist)
-        teacher_params = teacher(obs_as_tensor(observations, teacher.device)).params.to(student_params.device)
+        # obs_to_tensor has moved image channels first, as both policies take them
+        teacher_obs = (
+            {k: v.to(teacher.device) for k, v in obs_t.items()}
+            if isinstance(obs_t, dict)
+            else obs_t.to(teacher.device)
+        )
+        teacher_params = teacher(teacher_obs).params.to(student_params.device)
     return action_agreement(teacher.action_space, teacher_params, student_params)

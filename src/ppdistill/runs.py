@@ -30,14 +30,16 @@ from typing import Any
 
 import numpy as np
 import yaml
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.preprocessing import is_image_space
 
 from ppdistill.config import RUNNER_KEYS, algorithm_class, check_keys
 from ppdistill.envs import make_vec_env
 from ppdistill.errors import PPDistillError
 from ppdistill.evaluation import action_agreement_on, evaluate
-from ppdistill.networks import NormalizedFlattenExtractor, mlp_student_arch
+from ppdistill.networks import NormalizedFlattenExtractor, image_student_kwargs, mlp_student_arch
 from ppdistill.teachers import DEFAULT_Q_TEMPERATURE, Teacher, load_teacher
 
 
@@ -120,12 +122,33 @@ class PeriodicEvaluation(BaseCallback):
 
 
 def student_policy_kwargs(spec: RunSpec, teacher: Teacher) -> dict[str, Any]:
-    """Policy kwargs of the student: the preset's hidden sizes unless the hp say otherwise."""
+    """Policy kwargs of the student: the preset unless the hp say otherwise.
+
+    Images get the paper's CNN presets (:func:`~ppdistill.networks.image_student_kwargs`);
+    flat observations an MLP sized relative to the teacher's.
+    """
     kwargs = dict(spec.hp.get("policy_kwargs") or {})
+    if is_image_space(teacher.observation_space):
+        if "features_extractor_class" not in kwargs:
+            try:
+                kwargs = {**image_student_kwargs(spec.student), **kwargs}
+            except ValueError as exc:
+                raise PPDistillError(str(exc)) from exc
+        return kwargs
     if "net_arch" not in kwargs:
-        arch = mlp_student_arch(spec.student, teacher.hidden_layers or [64, 64])
+        try:
+            arch = mlp_student_arch(spec.student, teacher.hidden_layers or [64, 64])
+        except ValueError as exc:
+            raise PPDistillError(str(exc)) from exc
         kwargs["net_arch"] = {"pi": arch, "vf": list(arch)}
     return kwargs
+
+
+def policy_name(observation_space: spaces.Space) -> str:
+    """SB3's policy alias for an observation space."""
+    if isinstance(observation_space, spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"
 
 
 def build_model(spec: RunSpec, teacher: Teacher, verbose: int = 0) -> BaseAlgorithm:
@@ -135,7 +158,10 @@ def build_model(spec: RunSpec, teacher: Teacher, verbose: int = 0) -> BaseAlgori
     env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed)
     policy_kwargs = student_policy_kwargs(spec, teacher)
     cls = algorithm_class(spec.method)
-    common = {"seed": spec.seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": "cpu"}
+    policy = policy_name(teacher.observation_space)
+    # SB3 runs MLPs faster on the CPU; CNNs go to a GPU when there is one
+    device = "auto" if policy == "CnnPolicy" else "cpu"
+    common = {"seed": spec.seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": device}
     if spec.method == "ppo":
         normalizer = teacher.obs_normalizer
         if (
@@ -149,8 +175,8 @@ def build_model(spec: RunSpec, teacher: Teacher, verbose: int = 0) -> BaseAlgori
                 "features_extractor_class": NormalizedFlattenExtractor,
                 "features_extractor_kwargs": normalizer.stats(),
             }
-        return cls("MlpPolicy", env, policy_kwargs=policy_kwargs, **hp, **common)
-    return cls("MlpPolicy", env, teacher=teacher, policy_kwargs=policy_kwargs, **hp, **common)
+        return cls(policy, env, policy_kwargs=policy_kwargs, **hp, **common)
+    return cls(policy, env, teacher=teacher, policy_kwargs=policy_kwargs, **hp, **common)
 
 
 def _versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ppdistill.config import ConfigError
+from ppdistill.config import ConfigError, _coerce
 from ppdistill.envs import canonical_env_id, make_vec_env
 from ppdistill.errors import PPDistillError
 from ppdistill.serialization import locate, read_sb3_zip
@@ -30,7 +30,7 @@ def teacher_hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
     :param env_id: environment id
     :param algo: "ppo" or "dqn"
     """
-    data = yaml.safe_load(resources.files("ppdistill").joinpath("configs/teachers.yml").read_text())
+    data = _coerce(yaml.safe_load(resources.files("ppdistill").joinpath("configs/teachers.yml").read_text()))
     section = data.get(canonical_env_id(env_id)) or data["default"]
     return dict(section.get(algo) or data["default"][algo])
 
@@ -89,8 +89,17 @@ def train_teacher(
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     if normalize:
         env = VecNormalize(env, gamma=float(hp.get("gamma", 0.99)))
+    from ppdistill.networks import image_student_kwargs
+    from ppdistill.runs import policy_name
+
+    policy = policy_name(env.observation_space)
+    if policy == "CnnPolicy" and "policy_kwargs" not in hp and algo == "ppo":
+        # the paper's teachers: IMPALA-CNN {16, 32, 32} + FC 256
+        hp["policy_kwargs"] = image_student_kwargs("same")
     try:
-        model = TEACHER_ALGOS[algo]("MlpPolicy", env, seed=seed, verbose=verbose, device="cpu", **hp)
+        model = TEACHER_ALGOS[algo](
+            policy, env, seed=seed, verbose=verbose, device="auto" if policy == "CnnPolicy" else "cpu", **hp
+        )
     except TypeError as exc:
         raise ConfigError(f"bad hyperparameter for {algo}: {exc}") from exc
     model.learn(budget, progress_bar=progress_bar)

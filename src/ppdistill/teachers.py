@@ -24,6 +24,7 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.utils import is_vectorized_observation, obs_as_tensor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
@@ -34,7 +35,7 @@ from ppdistill.distributions import (
     param_dim,
     params_from_distribution,
 )
-from ppdistill.envs import canonical_env_id, make_env
+from ppdistill.envs import canonical_env_id, env_spaces
 from ppdistill.errors import TeacherLoadError
 from ppdistill.networks import ObsNormalizer, TensorObs, actor_critic_forward
 from ppdistill.serialization import (
@@ -161,6 +162,9 @@ class Teacher(nn.Module):
         :param deterministic: take the distribution's mode
         :return: actions and None
         """
+        if isinstance(observation, np.ndarray):
+            # images from the env come channels-last; SB3 policies take them channels-first
+            observation = maybe_transpose(observation, self.observation_space)
         vectorized = is_vectorized_observation(observation, self.observation_space)  # type: ignore[arg-type]
         if not vectorized:
             if isinstance(observation, dict):
@@ -323,9 +327,7 @@ def load_teacher(
     """
     env_obs = env_act = None
     if env_id is not None:
-        env = make_env(env_id)
-        env_obs, env_act = env.observation_space, env.action_space
-        env.close()
+        env_obs, env_act = env_spaces(env_id)
 
     if callable(source) and not isinstance(source, str | Path):
         obs_space = observation_space or env_obs
@@ -343,9 +345,7 @@ def load_teacher(
     located = locate(path)
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
-        env = make_env(env_id)
-        env_obs, env_act = env.observation_space, env.action_space
-        env.close()
+        env_obs, env_act = env_spaces(env_id)
     contents = read_sb3_zip(located.zip_path)
     data = contents.data
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
