@@ -72,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{env_id} rep {rep} {name}: {sps:.0f} steps/s", flush=True)
         base = statistics.median(results["gymnasium (DummyVecEnv)"])
         for name, values in results.items():
-            rows.append({"env": env_id, "backend": name, "steps_per_s": values, "median": statistics.median(values),
-                         "ratio": statistics.median(values) / base})  # fmt: skip
+            median = statistics.median(values)
+            rows.append(
+                {
+                    "env": env_id,
+                    "backend": name,
+                    "steps_per_s": values,
+                    "median": median,
+                    "ratio": median / base,
+                }
+            )
 
     command = "python benchmarks/env_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
