@@ -346,6 +346,32 @@ def cmd_students(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from ppdistill.bench import dry_run, load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        problems = dry_run(suite)
+        for p in problems:
+            print(f"  warning: {p}")
+        return 0
+    records = run_suite(suite, args.out, jobs=args.jobs, backend=args.backend, address=args.address)
+    failed = [r for r in records if r.get("status") != "ok"]
+    print(
+        f"{len(records) - len(failed)} runs ok, {len(failed)} failed; "
+        f"`ppdistill bench report {args.out}` next"
+    )
+    return 0
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from ppdistill.bench import build_report
+
+    path = build_report(args.dir, reps=args.reps)
+    print(f"report written to {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------
@@ -417,6 +443,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     p.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="run benchmark suites and report on them")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    p = bsub.add_parser("run", help="run (or resume) a suite: env x method x student size x seed")
+    p.add_argument("suite", type=Path, help="suite YAML (see benchmarks/suites/)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (resumed if it exists)")
+    p.add_argument("--jobs", type=_positive_int, default=max(1, (os.cpu_count() or 2)), help="runs at a time")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
+    p.add_argument("--dry-run", action="store_true", help="list the grid and check teachers without running")
+    p.set_defaults(func=cmd_bench_run)
+    p = bsub.add_parser("report", help="tables, IQM with bootstrap CIs, curves and a Markdown report")
+    p.add_argument("dir", type=Path, help="a folder written by `bench run`")
+    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
+    p.set_defaults(func=cmd_bench_report)
 
     p = sub.add_parser("students", help="list the smaller / same / larger student presets")
     p.add_argument("--env", required=True)

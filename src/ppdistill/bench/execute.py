@@ -1,0 +1,364 @@
+"""Running a suite: records, resume, retries, and the local and Ray backends.
+
+Layout of an output folder::
+
+    DIR/records.jsonl      one JSON record per finished run (appended by the parent only)
+    DIR/baselines.json     per env: the teacher used, its score, a random policy's score
+    DIR/teachers/          corrupted teachers of an imperfect suite
+    DIR/logs/<run id>.log  a run's stderr (local backend)
+
+A record holds the run's spec, its evaluation curve against env steps, the final score over
+``final_episodes`` episodes, the teacher's and a random policy's scores, the normalized
+score ``(R - R_random) / (R_teacher - R_random)``, the env steps to reach 90% of the
+teacher, wall time, env steps/s, package versions and the machine. Re-running skips the
+runs that already have an ``ok`` record. A run that fails is retried once; its error is
+recorded, and it never stops the others: the local backend runs every run in its own
+process, Ray in its own task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ppdistill.bench.suite import Suite
+from ppdistill.errors import MissingExtraError, PPDistillError
+from ppdistill.runs import RunSpec
+
+Backend = Literal["local", "ray"]
+RECORDS = "records.jsonl"
+BASELINES = "baselines.json"
+
+
+class _RandomAgent:
+    """Uniformly random actions (the floor of the normalized score)."""
+
+    def __init__(self, action_space: Any, seed: int = 0) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> Any:
+        n = len(next(iter(observation.values()))) if isinstance(observation, dict) else len(observation)
+        return np.stack([self.action_space.sample() for _ in range(n)]), None
+
+
+def read_records(out: Path) -> list[dict[str, Any]]:
+    """All records of an output folder (a torn last line from a killed parent is ignored)."""
+    path = Path(out) / RECORDS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _append_record(out: Path, record: dict[str, Any]) -> None:
+    with (out / RECORDS).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
+    """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
+    from ppdistill.envs import env_spaces
+    from ppdistill.evaluation import evaluate
+    from ppdistill.teacher_tools import corrupt_teacher
+    from ppdistill.teachers import load_teacher
+
+    path = out / BASELINES
+    cached: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for entry in suite.envs:
+        key = f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
+        if key in cached:
+            continue
+        teacher_path = entry.teacher
+        original_score = None
+        episodes = max(suite.final_episodes, 20)
+        if entry.corrupt:
+            target = (
+                out / "teachers" / f"{Path(entry.teacher).stem}-sigma{entry.corrupt.get('sigma', 0.05)}.zip"
+            )
+            corrupt_teacher(
+                Path(entry.teacher),
+                target,
+                float(entry.corrupt.get("sigma", 0.05)),
+                int(entry.corrupt.get("seed", 0)),
+            )
+            original = load_teacher(entry.teacher, env_id=entry.env)
+            original_score = evaluate(original, entry.env, episodes, entry.deterministic, seed=30_000).mean
+            teacher_path = str(target)
+        teacher = load_teacher(teacher_path, env_id=entry.env)
+        score = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=30_000).mean
+        _, act_space = env_spaces(entry.env)
+        random_score = evaluate(_RandomAgent(act_space), entry.env, episodes, False, seed=30_000).mean
+        cached[key] = {
+            "env": entry.env,
+            "teacher": teacher_path,
+            "teacher_score": score,
+            "original_teacher_score": original_score,
+            "random_score": random_score,
+        }
+        log(
+            f"baseline {entry.env}: teacher {score:.1f}"
+            + (f" (uncorrupted {original_score:.1f})" if entry.corrupt else "")
+            + f", random {random_score:.1f}"
+        )
+        changed = True
+    if changed:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cached, indent=2))
+        os.replace(tmp, path)
+    return cached
+
+
+def normalized(score: float, teacher: float, random: float) -> float:
+    """(R - R_random) / (R_teacher - R_random): 1 is the teacher, 0 a random policy."""
+    span = teacher - random
+    return float((score - random) / span) if abs(span) > 1e-9 else float("nan")
+
+
+def steps_to_fraction(
+    curve: list[dict[str, float]], teacher: float, random: float, fraction: float = 0.9
+) -> int | None:
+    """First evaluated env step where the normalized score reaches ``fraction`` (None: never)."""
+    for row in curve:
+        if normalized(row["mean"], teacher, random) >= fraction:
+            return int(row["timesteps"])
+    return None
+
+
+def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one grid point and return its record (never raises)."""
+    import torch as th
+
+    th.set_num_threads(int(payload.get("threads", 1)))
+    from ppdistill.runs import run
+
+    spec = RunSpec(**payload["spec"])
+    base = payload["baseline"]
+    record: dict[str, Any] = {"id": payload["id"], "suite": payload["suite"], "spec": asdict(spec)}
+    t0 = time.perf_counter()
+    try:
+        result = run(spec, teacher_score=base["teacher_score"])
+    except BaseException as exc:  # recorded, and the parent retries once
+        record.update(
+            status="error", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.perf_counter() - t0
+        )
+        return record
+    reference = (
+        base["original_teacher_score"]
+        if base.get("original_teacher_score") is not None
+        else base["teacher_score"]
+    )
+    result.pop("spec", None)
+    record.update(result)
+    record.update(
+        status="ok",
+        teacher_path=base["teacher"],
+        random_score=base["random_score"],
+        reference_score=reference,
+        normalized_score=normalized(result["score"], reference, base["random_score"]),
+        steps_to_90=steps_to_fraction(result["curve"], reference, base["random_score"]),
+        wall_time_s=round(time.perf_counter() - t0, 2),
+    )
+    return record
+
+
+def _worker_main(payload_file: str, record_file: str) -> None:
+    payload = json.loads(Path(payload_file).read_text())
+    record = execute_run(payload)
+    tmp = Path(record_file).with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, record_file)
+
+
+def _payloads(suite: Suite, out: Path, baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    payloads = []
+    for rid, spec, entry in suite.runs():
+        key = f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
+        base = baselines[key]
+        spec_dict = asdict(spec)
+        spec_dict["teacher"] = base["teacher"]
+        payloads.append({"id": rid, "suite": suite.name, "spec": spec_dict, "baseline": base})
+    return payloads
+
+
+def _run_local(todo: list[dict[str, Any]], out: Path, jobs: int) -> Any:
+    """Each run in its own process, at most ``jobs`` at a time; yields records as they finish."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="ppdistill-bench-"))
+    queue = list(todo)
+    running: list[tuple[subprocess.Popen[bytes], dict[str, Any], Path, Any]] = []
+    while queue or running:
+        while queue and len(running) < jobs:
+            payload = queue.pop(0)
+            pfile = scratch / f"{payload['id']}.payload.json"
+            rfile = scratch / f"{payload['id']}.record.json"
+            rfile.unlink(missing_ok=True)
+            pfile.write_text(json.dumps(payload))
+            log = (logs / f"{payload['id']}.log").open("ab")
+            cmd = [
+                sys.executable,
+                "-c",
+                "import sys; from ppdistill.bench.execute import _worker_main; _worker_main(*sys.argv[1:])",
+                str(pfile),
+                str(rfile),
+            ]
+            env = {
+                **os.environ,
+                "OMP_NUM_THREADS": str(payload.get("threads", 1)),
+                "PYTHONWARNINGS": "ignore",
+            }
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env), payload, rfile, log))
+        time.sleep(0.2)
+        for item in list(running):
+            proc, payload, rfile, log = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if rfile.exists():
+                yield payload, json.loads(rfile.read_text())
+            else:  # the process died without a record: a crash (segfault, OOM kill, ...)
+                yield (
+                    payload,
+                    {
+                        "id": payload["id"],
+                        "suite": payload["suite"],
+                        "spec": payload["spec"],
+                        "status": "error",
+                        "error": f"worker exited with status {proc.returncode} "
+                        f"(see logs/{payload['id']}.log)",
+                    },
+                )
+
+
+def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingExtraError("ray", "the ray backend", "ray") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+    pending = {remote.remote(p): p for p in todo}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            payload = pending.pop(done[0])
+            try:
+                record = ray.get(done[0])
+            except Exception as exc:  # a crashed worker
+                record = {
+                    "id": payload["id"],
+                    "suite": payload["suite"],
+                    "spec": payload["spec"],
+                    "status": "error",
+                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                }
+            yield payload, record
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_suite(
+    suite: Suite,
+    out: Path,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+    log: Any = print,
+) -> list[dict[str, Any]]:
+    """Run every unfinished run of ``suite`` into ``out``; return all records.
+
+    :param suite: the parsed suite
+    :param out: output folder (created; an existing one is resumed)
+    :param jobs: runs at a time (each uses one CPU thread)
+    :param backend: "local" (a process per run) or "ray"
+    :param address: an existing Ray cluster (``ray://host:10001`` or ``auto``); None starts a local one
+    :param log: where progress lines go
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PPDistillError(f"--out {out} is a file; give a folder path")
+    if jobs < 1:
+        raise PPDistillError(f"--jobs must be at least 1, got {jobs}")
+    out.mkdir(parents=True, exist_ok=True)
+    baselines = prepare_baselines(suite, out, log)
+    done_ids = {r["id"] for r in read_records(out) if r.get("status") == "ok"}
+    todo = [p for p in _payloads(suite, out, baselines) if p["id"] not in done_ids]
+    total = len(todo)
+    log(
+        f"suite {suite.name}: {len(done_ids)} runs already done, {total} to run, {jobs} at a time ({backend})"
+    )
+    attempts: dict[str, int] = {}
+    t0 = time.perf_counter()
+    finished = 0
+    while todo:
+        retry = []
+        runner = _run_local(todo, out, jobs) if backend == "local" else _run_ray(todo, jobs, address)
+        for payload, record in runner:
+            attempts[payload["id"]] = attempts.get(payload["id"], 0) + 1
+            record["attempt"] = attempts[payload["id"]]
+            if record["status"] != "ok" and attempts[payload["id"]] < 2:
+                log(f"  {payload['id']}: {record.get('error')} - retrying once")
+                retry.append(payload)
+                continue
+            _append_record(out, record)
+            finished += 1
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / finished * (total - finished)
+            what = (
+                f"{record['normalized_score']:.2f} of teacher"
+                if record["status"] == "ok"
+                else f"ERROR {record['error']}"
+            )
+            log(f"[{finished}/{total}] {payload['id']}: {what} ({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
+        todo = retry
+    return read_records(out)
+
+
+def dry_run(suite: Suite, log: Any = print) -> list[str]:
+    """List the grid and check what can be checked without running; return the problems found."""
+    problems = []
+    runs = suite.runs()
+    log(
+        f"suite {suite.name}: {len(runs)} runs "
+        f"({len(suite.envs)} envs x methods x students x {len(suite.seeds)} seeds)"
+    )
+    steps = 0
+    for entry in suite.envs:
+        n = sum(1 for _, _, e in runs if e is entry)
+        steps += n * entry.timesteps
+        exists = Path(entry.teacher).exists()
+        if not exists:
+            problems.append(f"teacher for {entry.env} not found: {entry.teacher}")
+        log(
+            f"  {entry.env}: {n} runs x {entry.timesteps} steps, "
+            f"students {entry.students}, methods {entry.methods}" + ("" if exists else "  [teacher missing]")
+        )
+    log(f"  total env steps: {steps:,}")
+    return problems

@@ -1,0 +1,190 @@
+"""Benchmark suites: a YAML grid of env × method × student size × seed, expanded into runs.
+
+A suite file::
+
+    name: cpu
+    seeds: [0, 1, 2]
+    methods: [ppd, student-distill, teacher-distill, ppo]
+    students: [smaller, same, larger]
+    timesteps: 100000          # default budget per run
+    eval_freq: 10000           # env steps between evaluations (default: budget / 10)
+    eval_episodes: 10
+    final_episodes: 20
+    hp: {ppd: {n_epochs: 4}}   # overrides for every env (per method)
+    envs:
+      - env: CartPole-v1
+        teacher: zoo:ppo/CartPole-v1_1          # zoo: resolves under $PPDISTILL_ZOO_DIR
+                                                # (package:<file> is a teacher shipped in ppdistill)
+        timesteps: 30000
+        hp: {ppd: {gamma: 0.98}}               # per-env overrides
+      - env: MinAtar/Breakout-v1
+        teacher: teachers/minatar/ppo-Breakout-v1.zip   # relative to the repository root
+        corrupt: {sigma: 0.05, seed: 0}        # the imperfect-teacher variant
+        students: [larger]                     # per-env restriction
+
+Hyperparameters: the shipped ``distill.yml`` for the env and method, then the suite's
+``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
+(stochastic, the paper's rule) unless ``deterministic`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ppdistill.config import METHODS, ConfigError, _coerce, check_keys, hyperparameters
+from ppdistill.envs import env_family
+from ppdistill.networks import STUDENT_SIZES
+from ppdistill.runs import RunSpec
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def zoo_dir() -> Path:
+    """``$PPDISTILL_ZOO_DIR``, else ``../shared/teachers/rl-zoo`` beside the repository."""
+    env = os.environ.get("PPDISTILL_ZOO_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "teachers" / "rl-zoo"
+
+
+def resolve_teacher(ref: str, suite_file: Path | None) -> Path:
+    """``zoo:<folder>`` → the zoo folder; relative paths → the repository root (or the suite's folder)."""
+    if ref.startswith("zoo:"):
+        return zoo_dir() / ref[4:]
+    if ref.startswith("package:"):  # a teacher shipped inside ppdistill (ppdistill/assets)
+        from importlib import resources
+
+        return Path(str(resources.files("ppdistill").joinpath("assets", ref[8:])))
+    path = Path(ref).expanduser()
+    if path.is_absolute():
+        return path
+    for base in (REPO, suite_file.parent if suite_file else None):
+        if base is not None and (base / path).exists():
+            return base / path
+    return REPO / path
+
+
+@dataclass
+class EnvEntry:
+    """One environment of a suite."""
+
+    env: str
+    teacher: str
+    timesteps: int
+    students: list[str]
+    methods: list[str]
+    hp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    corrupt: dict[str, Any] | None = None
+    deterministic: bool = True
+
+
+@dataclass
+class Suite:
+    """A parsed suite file."""
+
+    name: str
+    envs: list[EnvEntry]
+    seeds: list[int]
+    eval_freq: int = 0
+    eval_episodes: int = 10
+    final_episodes: int = 20
+    path: Path | None = None
+    description: str = ""
+
+    def runs(self) -> list[tuple[str, RunSpec, EnvEntry]]:
+        """Every run of the grid as ``(run id, spec, env entry)``, in a stable order."""
+        out = []
+        for entry in self.envs:
+            for student in entry.students:
+                for method in entry.methods:
+                    for seed in self.seeds:
+                        hp = hyperparameters(entry.env, method)
+                        hp.update(entry.hp.get(method, {}))
+                        spec = RunSpec(
+                            env_id=entry.env,
+                            method=method,
+                            teacher=entry.teacher,
+                            timesteps=entry.timesteps,
+                            student=student,
+                            seed=seed,
+                            hp=hp,
+                            eval_freq=self.eval_freq,
+                            eval_episodes=self.eval_episodes,
+                            final_episodes=self.final_episodes,
+                            deterministic=entry.deterministic,
+                        )
+                        out.append((run_id(entry.env, method, student, seed), spec, entry))
+        return out
+
+
+def run_id(env_id: str, method: str, student: str, seed: int) -> str:
+    """A file-name-safe id, e.g. ``MinAtar-Breakout-v1__ppd__smaller__s0``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+    return f"{safe}__{method}__{student}__s{seed}"
+
+
+def _as_list(value: Any, default: list[Any]) -> list[Any]:
+    if value is None:
+        return list(default)
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def load_suite(path: Path) -> Suite:
+    """Parse and check a suite file (raises :class:`~ppdistill.config.ConfigError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist")
+    try:
+        data = _coerce(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("envs"), list) or not data["envs"]:
+        raise ConfigError(f"{path}: a suite needs a non-empty 'envs' list")
+    methods = _as_list(data.get("methods"), list(METHODS))
+    students = _as_list(data.get("students"), list(STUDENT_SIZES))
+    global_hp = data.get("hp") or {}
+    envs = []
+    for i, raw in enumerate(data["envs"]):
+        if not isinstance(raw, dict) or "env" not in raw or "teacher" not in raw:
+            raise ConfigError(f"{path}: envs[{i}] needs 'env' and 'teacher'")
+        entry_methods = _as_list(raw.get("methods"), methods)
+        for m in entry_methods:
+            if m not in METHODS:
+                raise ConfigError(f"{path}: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        hp: dict[str, dict[str, Any]] = {}
+        for m in entry_methods:
+            merged = {**(global_hp.get(m) or {}), **((raw.get("hp") or {}).get(m) or {})}
+            check_keys(m, merged, f"{path} ({raw['env']})")
+            hp[m] = merged
+        timesteps = int(raw.get("timesteps") or data.get("timesteps") or 100_000)
+        if timesteps <= 0:
+            raise ConfigError(f"{path}: timesteps must be positive for {raw['env']}")
+        envs.append(
+            EnvEntry(
+                env=str(raw["env"]),
+                teacher=str(resolve_teacher(str(raw["teacher"]), path)),
+                timesteps=timesteps,
+                students=_as_list(raw.get("students"), students),
+                methods=entry_methods,
+                hp=hp,
+                corrupt=raw.get("corrupt"),
+                deterministic=bool(
+                    raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
+                ),
+            )
+        )
+    seeds = [int(s) for s in _as_list(data.get("seeds"), [0])]
+    return Suite(
+        name=str(data.get("name", path.stem)),
+        envs=envs,
+        seeds=seeds,
+        eval_freq=int(data.get("eval_freq", 0)),
+        eval_episodes=int(data.get("eval_episodes", 10)),
+        final_episodes=int(data.get("final_episodes", 20)),
+        path=path,
+        description=str(data.get("description", "")),
+    )
