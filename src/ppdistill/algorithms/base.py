@@ -69,6 +69,7 @@ class DistillationMixin:
         teacher: Teacher | str | pathlib.Path | None,
         kl_direction: KLDirection,
         student_obs_norm: StudentObsNorm,
+        log_std_from_teacher: bool = False,
     ) -> None:
         if kl_direction not in ("forward", "reverse"):
             raise ValueError(f"kl_direction must be 'forward' or 'reverse', got {kl_direction!r}")
@@ -76,6 +77,8 @@ class DistillationMixin:
             raise ValueError(f"student_obs_norm must be 'teacher' or 'none', got {student_obs_norm!r}")
         self.kl_direction = kl_direction
         self.student_obs_norm = student_obs_norm
+        self.log_std_from_teacher = log_std_from_teacher
+        self._log_std_initialized = False
         self.teacher = None
         self.teacher_info = None
         if teacher is not None:
@@ -179,7 +182,23 @@ class DistillationMixin:
     def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
         params, values = self._run_teacher(buffer.teacher_inputs(), with_values=self._needs_teacher_values)
+        self._maybe_init_log_std(params)
         buffer.set_teacher_outputs(params, values)
+
+    def _maybe_init_log_std(self, teacher_params: th.Tensor) -> None:
+        """With ``log_std_from_teacher``: set a Gaussian student's log-std to the teacher's mean, once.
+
+        Done on the first rollout's teacher outputs, before any update, so that the KL does
+        not start at tens of nats from the std gap alone (a std of 1 against a teacher's 0.07).
+        """
+        if not self.log_std_from_teacher or self._log_std_initialized:
+            return
+        log_std = getattr(self.policy, "log_std", None)
+        if isinstance(self.action_space, spaces.Box) and log_std is not None and log_std.dim() == 1:
+            d = log_std.shape[0]
+            with th.no_grad():
+                log_std.copy_(teacher_params[:, d:].mean(dim=0).to(log_std.device))
+        self._log_std_initialized = True
 
     def _run_teacher(self, inputs: RawObs, with_values: bool) -> tuple[th.Tensor, th.Tensor | None]:
         """The teacher over a whole flat batch of raw observations, in as few calls as memory allows."""

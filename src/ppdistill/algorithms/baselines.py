@@ -67,6 +67,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
     :param value_target: "returns", "teacher" or "none" (see the module docstring)
     :param kl_direction: "forward" (KL(π_T‖π_θ)) or "reverse"
     :param student_obs_norm: "teacher" or "none", as in :class:`~ppdistill.PPD`
+    :param log_std_from_teacher: as in :class:`~ppdistill.PPD`
     :param kwargs: other :class:`~stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm`
         arguments (use_sde, sde_sample_freq, policy_kwargs, tensorboard_log, verbose, seed, device, ...)
     """
@@ -94,6 +95,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         value_target: ValueTarget = "returns",
         kl_direction: KLDirection = "forward",
         student_obs_norm: StudentObsNorm = "teacher",
+        log_std_from_teacher: bool = False,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         _init_setup_model: bool = True,
@@ -124,7 +126,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.value_target = value_target
-        self._init_distillation(teacher, kl_direction, student_obs_norm)
+        self._init_distillation(teacher, kl_direction, student_obs_norm, log_std_from_teacher)
         if _init_setup_model:
             self._setup_model()
 
@@ -291,6 +293,7 @@ class TeacherDistill(KLDistillation):
         buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         # (n_steps, n_envs, P) -> the buffer's flat order (env-major), like swap_and_flatten
         params = th.stack(params_steps).transpose(0, 1).reshape(-1, params_steps[0].shape[-1]).float()
+        self._maybe_init_log_std(params)
         tvalues = th.stack(value_steps).transpose(0, 1).reshape(-1).float() if value_steps else None
         buffer.set_teacher_outputs(params, tvalues)
         callback.update_locals(locals())

@@ -42,6 +42,8 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
     :param detach_ratio: stop the gradient through ρ in the distillation term (default
         False: the paper's form, where the term also acts as a PPO surrogate with
         advantage −λ·KL)
+    :param log_std_from_teacher: start a Gaussian student's log-std at the teacher's mean
+        log-std (measured on the first rollout) instead of ``log_std_init``
     :param student_obs_norm: "teacher" gives the student, inside its network, the
         teacher's frozen observation normalization when the teacher has one (and the
         student's VecEnv does not normalize); "none" leaves the student's inputs alone
@@ -60,6 +62,7 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         kl_direction: KLDirection = "forward",
         detach_ratio: bool = False,
         student_obs_norm: StudentObsNorm = "teacher",
+        log_std_from_teacher: bool = False,
         _init_setup_model: bool = True,
         **ppo_kwargs: Any,
     ) -> None:
@@ -67,7 +70,7 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         self.distill_lambda = distill_lambda
         self.lambda_schedule = as_schedule(distill_lambda)
         self.detach_ratio = detach_ratio
-        self._init_distillation(teacher, kl_direction, student_obs_norm)
+        self._init_distillation(teacher, kl_direction, student_obs_norm, log_std_from_teacher)
         if _init_setup_model:
             self._setup_model()
 

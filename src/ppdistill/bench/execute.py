@@ -153,7 +153,12 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
 
     spec = RunSpec(**payload["spec"])
     base = payload["baseline"]
-    record: dict[str, Any] = {"id": payload["id"], "suite": payload["suite"], "spec": asdict(spec)}
+    record: dict[str, Any] = {
+        "id": payload["id"],
+        "suite": payload["suite"],
+        "label": payload.get("label", spec.method),
+        "spec": asdict(spec),
+    }
     t0 = time.perf_counter()
     try:
         result = run(spec, teacher_score=base["teacher_score"])
@@ -196,7 +201,8 @@ def _payloads(suite: Suite, out: Path, baselines: dict[str, dict[str, Any]]) -> 
         base = baselines[key]
         spec_dict = asdict(spec)
         spec_dict["teacher"] = base["teacher"]
-        payloads.append({"id": rid, "suite": suite.name, "spec": spec_dict, "baseline": base})
+        label = rid.split("__")[1]
+        payloads.append({"id": rid, "suite": suite.name, "label": label, "spec": spec_dict, "baseline": base})
     return payloads
 
 

@@ -97,12 +97,15 @@ def build_report(out: Path, reps: int = 2000) -> Path:
         raise PPDistillError(f"{out} holds no finished runs (records.jsonl); run `ppdistill bench run` first")
     suites = sorted({r["suite"] for r in records})
     envs = sorted({r["spec"]["env_id"] for r in records})
-    methods = [m for m in METHOD_ORDER if any(r["spec"]["method"] == m for r in records)]
+    for r in records:
+        r.setdefault("label", r["spec"]["method"])  # a method, or an ablation variant's name
+    labels: set[str] = {str(r["label"]) for r in records}
+    methods = [m for m in METHOD_ORDER if m in labels] + sorted(labels - set(METHOD_ORDER))
     sizes = [s for s in SIZE_ORDER if any(r["spec"]["student"] == s for r in records)]
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         s = r["spec"]
-        groups[(r["suite"], s["env_id"], s["student"], s["method"])].append(r)
+        groups[(r["suite"], s["env_id"], s["student"], r["label"])].append(r)
 
     lines = [f"# Benchmark report: {', '.join(suites)}", ""]
     lines += [
@@ -116,7 +119,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
         "",
         "## Aggregate (like the paper's Table 1)",
         "",
-        "| suite | student | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+        "| suite | student | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
     aggregate: dict[tuple[str, str, str], tuple[float, float, float]] = {}
@@ -127,7 +130,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
                 rs = [
                     r
                     for r in records
-                    if r["suite"] == suite and r["spec"]["student"] == size and r["spec"]["method"] == m
+                    if r["suite"] == suite and r["spec"]["student"] == size and r["label"] == m
                 ]
                 matrix = _score_matrix(rs)
                 if matrix is None:
@@ -174,7 +177,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
                         else f"never (0/{len(rs)})"
                     )
                     lines.append(
-                        f"| {size} | {METHOD_LABELS[m]} | {norm.mean():.2f} ± {norm.std():.2f} | "
+                        f"| {size} | {METHOD_LABELS.get(m, m)} | {norm.mean():.2f} ± {norm.std():.2f} | "
                         f"{ret.mean():.1f} | {steps} |"
                     )
             lines.append("")
@@ -185,7 +188,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
                     if grid is None:
                         continue
                     x, mean, std = grid
-                    ax.plot(x, mean, label=METHOD_LABELS[m])
+                    ax.plot(x, mean, label=METHOD_LABELS.get(m, m))
                     ax.fill_between(x, mean - std, mean + std, alpha=0.15)
                 ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
                 ax.set_title(f"{size} student")
@@ -213,7 +216,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
                     ys.append(point)
                     err.append([point - lo, hi - point])
             if xs:
-                ax.bar(xs, ys, width, yerr=np.array(err).T, capsize=2, label=METHOD_LABELS[m])
+                ax.bar(xs, ys, width, yerr=np.array(err).T, capsize=2, label=METHOD_LABELS.get(m, m))
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))])
         ax.set_xticklabels([f"{s}\n{z}" for s, z in keys], fontsize=8)

@@ -22,6 +22,12 @@ A suite file::
         corrupt: {sigma: 0.05, seed: 0}        # the imperfect-teacher variant
         students: [larger]                     # per-env restriction
 
+Method variants (for ablations) are named under ``variants`` and used like methods::
+
+    variants:
+      ppd-detached: {method: ppd, hp: {detach_ratio: true}}
+    methods: [ppd, ppd-detached]
+
 Hyperparameters: the shipped ``distill.yml`` for the env and method, then the suite's
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
 (stochastic, the paper's rule) unless ``deterministic`` says otherwise.
@@ -80,6 +86,7 @@ class EnvEntry:
     hp: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrupt: dict[str, Any] | None = None
     deterministic: bool = True
+    eval_freq: int | None = None
 
 
 @dataclass
@@ -94,16 +101,22 @@ class Suite:
     final_episodes: int = 20
     path: Path | None = None
     description: str = ""
+    variants: dict[str, str] = field(default_factory=dict)
+
+    def base_method(self, label: str) -> str:
+        """The algorithm behind a method label (a variant's, or the label itself)."""
+        return self.variants.get(label, label)
 
     def runs(self) -> list[tuple[str, RunSpec, EnvEntry]]:
         """Every run of the grid as ``(run id, spec, env entry)``, in a stable order."""
         out = []
         for entry in self.envs:
             for student in entry.students:
-                for method in entry.methods:
+                for label in entry.methods:
+                    method = self.base_method(label)
                     for seed in self.seeds:
                         hp = hyperparameters(entry.env, method)
-                        hp.update(entry.hp.get(method, {}))
+                        hp.update(entry.hp.get(label, {}))
                         spec = RunSpec(
                             env_id=entry.env,
                             method=method,
@@ -112,12 +125,12 @@ class Suite:
                             student=student,
                             seed=seed,
                             hp=hp,
-                            eval_freq=self.eval_freq,
+                            eval_freq=entry.eval_freq if entry.eval_freq is not None else self.eval_freq,
                             eval_episodes=self.eval_episodes,
                             final_episodes=self.final_episodes,
                             deterministic=entry.deterministic,
                         )
-                        out.append((run_id(entry.env, method, student, seed), spec, entry))
+                        out.append((run_id(entry.env, label, student, seed), spec, entry))
         return out
 
 
@@ -125,6 +138,23 @@ def run_id(env_id: str, method: str, student: str, seed: int) -> str:
     """A file-name-safe id, e.g. ``MinAtar-Breakout-v1__ppd__smaller__s0``."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
     return f"{safe}__{method}__{student}__s{seed}"
+
+
+_SUITE_KEYS = {
+    "name", "description", "seeds", "methods", "students", "timesteps", "eval_freq", "eval_episodes",
+    "final_episodes", "hp", "envs", "variants", "deterministic",
+}  # fmt: skip
+_ENV_KEYS = {
+    "env",
+    "teacher",
+    "timesteps",
+    "students",
+    "methods",
+    "hp",
+    "corrupt",
+    "deterministic",
+    "eval_freq",
+}
 
 
 def _as_list(value: Any, default: list[Any]) -> list[Any]:
@@ -145,20 +175,44 @@ def load_suite(path: Path) -> Suite:
     if not isinstance(data, dict) or not isinstance(data.get("envs"), list) or not data["envs"]:
         raise ConfigError(f"{path}: a suite needs a non-empty 'envs' list")
     methods = _as_list(data.get("methods"), list(METHODS))
+    variants: dict[str, str] = {}
+    variant_hp: dict[str, dict[str, Any]] = {}
+    for label, raw_variant in (data.get("variants") or {}).items():
+        if not isinstance(raw_variant, dict) or raw_variant.get("method") not in METHODS:
+            raise ConfigError(f"{path}: variant {label!r} needs 'method: one of {', '.join(METHODS)}'")
+        variants[str(label)] = raw_variant["method"]
+        variant_hp[str(label)] = dict(raw_variant.get("hp") or {})
     students = _as_list(data.get("students"), list(STUDENT_SIZES))
     global_hp = data.get("hp") or {}
     envs = []
+    unknown = sorted(set(data) - _SUITE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}; a suite takes {', '.join(sorted(_SUITE_KEYS))}"
+        )
     for i, raw in enumerate(data["envs"]):
         if not isinstance(raw, dict) or "env" not in raw or "teacher" not in raw:
             raise ConfigError(f"{path}: envs[{i}] needs 'env' and 'teacher'")
+        unknown = sorted(set(raw) - _ENV_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{path}: envs[{i}] has unknown key {unknown[0]!r}; use {', '.join(sorted(_ENV_KEYS))}"
+            )
         entry_methods = _as_list(raw.get("methods"), methods)
         for m in entry_methods:
-            if m not in METHODS:
-                raise ConfigError(f"{path}: unknown method {m!r}; choose from {', '.join(METHODS)}")
+            if m not in METHODS and m not in variants:
+                raise ConfigError(
+                    f"{path}: unknown method {m!r}; choose from {', '.join([*METHODS, *variants])}"
+                )
         hp: dict[str, dict[str, Any]] = {}
         for m in entry_methods:
-            merged = {**(global_hp.get(m) or {}), **((raw.get("hp") or {}).get(m) or {})}
-            check_keys(m, merged, f"{path} ({raw['env']})")
+            base = variants.get(m, m)
+            merged = {
+                **(global_hp.get(base) or {}),
+                **(variant_hp.get(m) or {}),
+                **((raw.get("hp") or {}).get(m) or {}),
+            }
+            check_keys(base, merged, f"{path} ({raw['env']}, {m})")
             hp[m] = merged
         timesteps = int(raw.get("timesteps") or data.get("timesteps") or 100_000)
         if timesteps <= 0:
@@ -172,6 +226,7 @@ def load_suite(path: Path) -> Suite:
                 methods=entry_methods,
                 hp=hp,
                 corrupt=raw.get("corrupt"),
+                eval_freq=int(raw["eval_freq"]) if "eval_freq" in raw else None,
                 deterministic=bool(
                     raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
                 ),
@@ -187,4 +242,5 @@ def load_suite(path: Path) -> Suite:
         final_episodes=int(data.get("final_episodes", 20)),
         path=path,
         description=str(data.get("description", "")),
+        variants=variants,
     )
