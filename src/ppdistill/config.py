@@ -8,6 +8,8 @@ command line overrides both; values are parsed as YAML (``1e-3``, ``null``, ``[6
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 from importlib import resources
 from pathlib import Path
@@ -58,7 +60,8 @@ def algorithm_class(method: str) -> type:
     return classes[method]
 
 
-def valid_keys(method: str) -> set[str]:
+@functools.cache
+def valid_keys(method: str) -> frozenset[str]:
     """Hyperparameters a method accepts (its constructor's, PPO's for PPD, and the runner's)."""
     cls = algorithm_class(method)
     keys: set[str] = set()
@@ -69,7 +72,7 @@ def valid_keys(method: str) -> set[str]:
         keys |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
-    return (keys - _RESERVED) | RUNNER_KEYS
+    return frozenset((keys - _RESERVED) | RUNNER_KEYS)
 
 
 def _coerce(value: Any) -> Any:
@@ -86,10 +89,15 @@ def _coerce(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_config() -> dict[str, Any]:
+    text = resources.files("ppdistill").joinpath("configs/distill.yml").read_text()
+    return _coerce(yaml.safe_load(text) or {})
+
+
 def _read_yaml(path: Path | None) -> dict[str, Any]:
     if path is None:
-        text = resources.files("ppdistill").joinpath("configs/distill.yml").read_text()
-        where = "ppdistill/configs/distill.yml"
+        return copy.deepcopy(_shipped_config())
     else:
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
