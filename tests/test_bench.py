@@ -68,15 +68,17 @@ def test_paper_suite_dry_runs():
         ("name: x\nenvs: [{env: CartPole-v1}]\n", "needs 'env' and 'teacher'"),
     ],
 )
-def test_bad_suites_are_one_line_errors(tmp_path, text, message):
+def test_bad_suites_are_one_line_errors(tmp_path, text, message, capsys):
+    from ppdistill.cli import main
+
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_suite(path)
-    proc = cli("bench", "run", path, "--out", tmp_path / "out", check=False)
-    assert (
-        proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    )
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message.split("'")[0] in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
