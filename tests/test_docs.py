@@ -28,7 +28,7 @@ def test_api_examples_run(tmp_path, monkeypatch, capsys):
     for needed in ("ppo/CartPole-v1_1", "dqn/CartPole-v1_1"):
         zoo_path(needed)  # skip (or fail under PPDISTILL_REQUIRE_ZOO) without the zoo
     monkeypatch.setenv("PPDISTILL_ZOO_DIR", str(zoo_dir().resolve()))
-    monkeypatch.setenv("PPDISTILL_DOCS_STEPS", "1024")
+    monkeypatch.setenv("PPDISTILL_DOCS_STEPS", "512")
     monkeypatch.setenv("PPDISTILL_DOCS_EPISODES", "2")
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks(DOCS / "api.md")
