@@ -46,3 +46,35 @@ def _one_torch_thread():
     import torch as th
 
     th.set_num_threads(1)
+
+
+# ---- small saved students (export, compare, deploy CLI) -------------------------------
+
+STUDENT_TEACHERS = {
+    "CartPole-v1": "ppo/CartPole-v1_1",  # Discrete
+    "Pendulum-v1": "ppo/Pendulum-v1_1",  # Box
+    "Hopper-v5": "ppo/Hopper-v3_1",  # Box, teacher with VecNormalize: the student inherits it
+}
+
+
+@pytest.fixture(scope="session")
+def saved_students(tmp_path_factory):
+    """Builds (once per session) and returns ``path_of(env_id)``: a PPD student trained a few
+    hundred steps from the zoo teacher and saved as a zip."""
+    from ppdistill import PPD, load_teacher
+
+    folder = tmp_path_factory.mktemp("students")
+    paths: dict[str, Path] = {}
+
+    def path_of(env_id: str) -> Path:
+        if env_id not in paths:
+            teacher = load_teacher(zoo_path(STUDENT_TEACHERS[env_id]))
+            steps = 64 if env_id == "Hopper-v5" else 256
+            model = PPD("MlpPolicy", env_id, teacher=teacher, n_steps=64, batch_size=64, n_epochs=2,
+                        seed=0, policy_kwargs={"net_arch": [32, 16]})  # fmt: skip
+            model.learn(steps)
+            paths[env_id] = folder / f"{env_id}.zip"
+            model.save(paths[env_id])
+        return paths[env_id]
+
+    return path_of

@@ -69,7 +69,7 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     if Console is not None and sys.stdout.isatty():
         table = Table(title=title)
         for c in columns:
-            table.add_column(c, justify="right" if c not in ("method", "size", "env") else "left")
+            table.add_column(c, justify="right" if c not in ("method", "size", "env", "agent") else "left")
         for r in rows:
             table.add_row(*r)
         Console().print(table)
@@ -372,6 +372,37 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ppdistill.export import export_onnx
+
+    out = args.out or args.student.with_suffix(".onnx")
+    report = export_onnx(args.student, out, n_check=args.check, seed=args.seed)
+    print(f"{report.path}: {report.input} -> {', '.join(report.outputs)}")
+    print(f"  observation normalization: {report.normalization}")
+    print(f"  ONNX Runtime against PyTorch on {report.parity}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ppdistill.compare import COLUMNS, compare, environment_note, table_rows
+
+    stats = compare(
+        args.teacher, args.student, args.env, episodes=args.episodes, seed=args.seed, threads=args.threads
+    )
+    print_table(
+        f"{args.env}: teacher against student ({args.episodes} deterministic episodes; "
+        f"{environment_note(args.threads)})",
+        COLUMNS,
+        table_rows(stats),
+    )
+    if args.json:
+        from ppdistill.teacher_tools import _atomic_write
+
+        payload = {"env_id": args.env, "threads": args.threads, "agents": [s.as_dict() for s in stats]}
+        _atomic_write(args.json, json.dumps(payload, indent=2).encode())
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------
@@ -463,6 +494,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True)
     p.add_argument("--teacher", type=Path, default=None)
     p.set_defaults(func=cmd_students)
+
+    p = sub.add_parser("export", help="export a student's deterministic policy to ONNX (extra [onnx])")
+    p.add_argument("student", type=Path, help="the student's .zip")
+    p.add_argument("--out", type=Path, default=None, help="the .onnx file (default: beside the student)")
+    p.add_argument("--check", type=_positive_int, default=1000, help="observations for the parity check")
+    p.add_argument("--seed", type=int, default=0, help="seed of those observations")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="teacher against student: size, CPU latency, return")
+    p.add_argument("teacher", type=Path, help="teacher .zip or rl-zoo folder")
+    p.add_argument("student", type=Path, help="student .zip")
+    p.add_argument("--env", required=True)
+    p.add_argument("--episodes", type=_positive_int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads while timing")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

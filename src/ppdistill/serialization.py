@@ -38,10 +38,18 @@ class _Record:
         self._args = args
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
+        # (dict, slots) is pickle's default; other tuples (numpy's bit generators pickle
+        # (state, seed_sequence) in a seeded space's RNG) are kept whole, never merged.
+        if (
+            isinstance(state, tuple)
+            and len(state) == 2
+            and all(s is None or isinstance(s, dict) for s in state)
+        ):
             state = {**(state[0] or {}), **(state[1] or {})}
         if isinstance(state, dict):
             self.__dict__.update(state)
+        else:
+            self._state = state
 
 
 def _stub(name: str) -> type:
