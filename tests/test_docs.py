@@ -87,7 +87,7 @@ def test_every_cli_command_and_option_is_documented():
     doc = (DOCS / "cli.md").read_text()
     sections = re.split(r"^## ", doc, flags=re.M)
     commands = list(_subcommands(build_parser()))
-    assert len(commands) == 8
+    assert len(commands) == 10
     for name, parser in commands:
         section = next((s for s in sections if s.startswith(f"`{name}`")), None)
         assert section is not None, f"docs/cli.md has no section for {name}"

@@ -121,11 +121,6 @@ class Teacher(nn.Module):
             return tensor.device
         return th.device("cpu")
 
-    @property
-    def squashed(self) -> bool:
-        """True when actions are tanh-squashed samples of the Gaussian (SAC-like)."""
-        return False
-
     def forward(self, obs: TensorObs, with_values: bool = False) -> TeacherOutput:
         """Distribution parameters (and values) for raw observations.
 
@@ -171,12 +166,25 @@ class Teacher(nn.Module):
                 observation = {k: np.asarray(v)[None] for k, v in observation.items()}
             else:
                 observation = np.asarray(observation)[None]
-        obs_t = obs_as_tensor(observation, self.device)
-        params = self(obs_t).params
-        actions = self.act(params, deterministic)
+        actions, _ = self.act_on(obs_as_tensor(observation, self.device), deterministic)
         if not vectorized:
             actions = actions[0]
         return actions, None
+
+    def act_on(
+        self, obs: TensorObs, deterministic: bool, with_values: bool = False
+    ) -> tuple[np.ndarray, TeacherOutput]:
+        """Environment actions for raw observations, with the teacher's outputs for them.
+
+        Usually the actions come from the outputs' distribution; a teacher whose
+        distillation target differs from how it acts (SAC) overrides this.
+
+        :param obs: raw observations on the teacher's device
+        :param deterministic: act with the mode
+        :param with_values: also compute the values
+        """
+        out = self(obs, with_values=with_values)
+        return self.act(out.params, deterministic), out
 
     def act(self, params: th.Tensor, deterministic: bool) -> np.ndarray:
         """Environment actions from distribution parameters.
@@ -304,6 +312,7 @@ def load_teacher(
     value_fn: Callable[[TensorObs], th.Tensor] | None = None,
     device: th.device | str = "cpu",
     trust_pickle: bool = False,
+    target_std: float = 0.1,
 ) -> Teacher:
     """Load a frozen teacher.
 
@@ -323,6 +332,8 @@ def load_teacher(
     :param value_fn: for a callable teacher: observations → values
     :param device: where the teacher runs (distillation algorithms move it to the student's device)
     :param trust_pickle: allow arbitrary unpickling for zips with custom classes
+    :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
+        action, as a fraction of half the action range (see :mod:`ppdistill.offpolicy`)
     :return: the teacher, frozen, in eval mode
     """
     env_obs = env_act = None
@@ -428,5 +439,5 @@ def load_teacher(
     else:
         from ppdistill.offpolicy import offpolicy_teacher
 
-        teacher = offpolicy_teacher(policy, info=info, **common)
+        teacher = offpolicy_teacher(policy, info=info, target_std=target_std, **common)
     return teacher.to(device).freeze()

@@ -18,7 +18,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
-from ppdistill.errors import MissingTeacherError, PPDistillError
+from ppdistill.errors import MissingTeacherError
 from ppdistill.losses import KLDirection
 from ppdistill.networks import NormalizedFlattenExtractor, TensorObs, actor_critic_forward
 from ppdistill.serialization import check_spaces_compatible
@@ -100,11 +100,6 @@ class DistillationMixin:
         check_spaces_compatible(
             "observation", teacher.observation_space, self.observation_space, where, "the student"
         )
-        if teacher.squashed:
-            raise PPDistillError(
-                f"{where} acts through a tanh squashing (SAC); "
-                "distilling it into a Gaussian PPO student is not supported"
-            )
         teacher.to(self.device).freeze()
         self.teacher = teacher
         self.teacher_info = copy.deepcopy(teacher.info)

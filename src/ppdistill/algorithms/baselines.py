@@ -242,8 +242,11 @@ class TeacherDistill(KLDistillation):
             assert self._last_obs is not None
             raw = self._raw_observations()
             teacher_obs = raw if raw is not None else self._last_obs
-            out = teacher(obs_as_tensor(teacher_obs, self.device), with_values=self._needs_teacher_values)
-            actions = teacher.act(out.params, self.teacher_deterministic)
+            actions, out = teacher.act_on(
+                obs_as_tensor(teacher_obs, self.device),
+                self.teacher_deterministic,
+                self._needs_teacher_values,
+            )
             with th.no_grad():
                 student_obs = obs_as_tensor(self._last_obs, self.device)
                 if need_values:
