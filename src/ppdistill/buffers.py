@@ -33,7 +33,7 @@ class DistillRolloutBufferSamples(NamedTuple):
     old_log_prob: th.Tensor
     advantages: th.Tensor
     returns: th.Tensor
-    teacher_params: th.Tensor
+    teacher_params: th.Tensor | None
     teacher_values: th.Tensor | None
 
 
@@ -41,6 +41,7 @@ class _TeacherStorage:
     """Mixin for SB3 rollout buffers; see the module docstring."""
 
     raw_obs_source: Callable[[], RawObs | None] | None = None
+    teacher_skipped: bool = False
     teacher_params: th.Tensor | None = None
     teacher_values: th.Tensor | None = None
     # provided by the SB3 buffer class
@@ -53,6 +54,7 @@ class _TeacherStorage:
         super().reset()  # type: ignore[misc]
         self.teacher_params = None
         self.teacher_values = None
+        self.teacher_skipped = False
         self._raw_obs: list[RawObs] = []
         self._pending_raw = self.raw_obs_source() if self.raw_obs_source is not None else None
 
@@ -90,7 +92,13 @@ class _TeacherStorage:
         self.teacher_params = params
         self.teacher_values = values
 
+    def skip_teacher(self) -> None:
+        """Mark this rollout as one that needs no teacher (samples then carry None)."""
+        self.teacher_skipped = True
+
     def _with_teacher(self, base: Any, batch_inds: np.ndarray) -> DistillRolloutBufferSamples:
+        if self.teacher_skipped:
+            return DistillRolloutBufferSamples._make((*base, None, None))
         if self.teacher_params is None:
             raise RuntimeError("the teacher's outputs were not computed for this rollout")
         idx = th.as_tensor(batch_inds, device=self.teacher_params.device)

@@ -53,6 +53,41 @@ class DistillThenFinetune:
         return self.value if (1.0 - progress_remaining) < self.fraction else 0.0
 
 
+@dataclass
+class PerformanceBased:
+    """λ from how far the student is from the teacher, as in QDagger (Agarwal et al. 2022).
+
+    ``λ = scale · clip(1 − (G_student − G_random) / (G_teacher − G_random), 0, 1)``, with
+    ``G_student`` the mean return of the student's recent episodes (the algorithm calls
+    :meth:`observe` with them before each update). With ``random_return = 0`` this is
+    QDagger's ``max(0, 1 − G_student / G_teacher)``; the random baseline keeps it meaningful
+    for negative returns. Before any episode has finished, λ = ``scale``. The state (the last
+    λ) is part of the object, so it is saved with the student and resumes.
+
+    :param teacher_return: the teacher's mean return
+    :param random_return: a random policy's mean return
+    :param scale: λ when the student is no better than random
+    """
+
+    teacher_return: float
+    random_return: float = 0.0
+    scale: float = 1.0
+    last: float | None = None
+
+    def observe(self, returns: list[float]) -> None:
+        """Update from the student's recent episode returns."""
+        if not returns:
+            return
+        span = self.teacher_return - self.random_return
+        if span == 0:
+            raise ValueError("teacher_return and random_return must differ")
+        progress = (sum(returns) / len(returns) - self.random_return) / span
+        self.last = self.scale * min(1.0, max(0.0, 1.0 - progress))
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.scale if self.last is None else self.last
+
+
 def as_schedule(value: float | Schedule) -> Schedule:
     """A float becomes :class:`Constant`; a callable is returned unchanged.
 

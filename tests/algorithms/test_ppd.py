@@ -95,3 +95,30 @@ def test_student_inherits_teacher_normalization_inside_its_network():
     assert th.allclose(feats, teacher.obs_normalizer(th.as_tensor(raw)))
     plain = PPD("MlpPolicy", "Hopper-v5", teacher=teacher, student_obs_norm="none", **SMALL)
     assert type(plain.policy.features_extractor).__name__ == "FlattenExtractor"
+
+
+def test_teacher_is_not_run_when_lambda_is_zero(cartpole_teacher):
+    from ppdistill.schedules import DistillThenFinetune
+
+    teacher = load_teacher(zoo_path("ppo/CartPole-v1_1"))
+    model = PPD(
+        "MlpPolicy", "CartPole-v1", teacher=teacher, distill_lambda=DistillThenFinetune(1.0, 0.5), **SMALL
+    )
+    logger, rec = recording_logger()
+    model.set_logger(logger)
+    model.learn(64 * 4)
+    # progress after rollouts 1..4: 0.75, 0.5, 0.25, 0 -> distillation for the first one only
+    # (1 - progress < 0.5 holds at 0.75 only)
+    assert teacher.n_calls == 1
+    assert rec.values("distill/lambda") == [1.0, 0.0, 0.0]
+    assert len(rec.values("distill/kl")) == 1
+
+
+def test_performance_based_lambda_reads_the_students_returns(cartpole_teacher):
+    from ppdistill.schedules import PerformanceBased
+
+    schedule = PerformanceBased(teacher_return=500.0, random_return=0.0)
+    model = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, distill_lambda=schedule, **SMALL)
+    model.learn(64 * 8)
+    returns = [e["r"] for e in model.ep_info_buffer]
+    assert model.lambda_schedule.last == pytest.approx(1 - sum(returns) / len(returns) / 500.0)

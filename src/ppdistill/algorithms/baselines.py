@@ -155,6 +155,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         batch: DistillRolloutBufferSamples
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
+                assert batch.teacher_params is not None
                 distribution, values = self._student_forward(batch.observations, with_values=train_values)
                 student_params = params_from_distribution(distribution)
                 kl = distillation_kl(

@@ -69,10 +69,33 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         super().__init__(policy, env, _init_setup_model=False, **ppo_kwargs)
         self.distill_lambda = distill_lambda
         self.lambda_schedule = as_schedule(distill_lambda)
+        self._lambda: float | None = None
         self.detach_ratio = detach_ratio
         self._init_distillation(teacher, kl_direction, student_obs_norm, log_std_from_teacher)
         if _init_setup_model:
             self._setup_model()
+
+    def _next_lambda(self) -> float:
+        """λ for the update that follows the rollout just collected.
+
+        Evaluated at the progress SB3 will give that update; a performance-based schedule
+        first sees the student's recent episode returns.
+        """
+        total = max(1, getattr(self, "_total_timesteps", 1))
+        progress = 1.0 - float(self.num_timesteps) / float(total)
+        observe = getattr(self.lambda_schedule, "observe", None)
+        if observe is not None and self.ep_info_buffer:
+            observe([float(e["r"]) for e in self.ep_info_buffer])
+        return float(self.lambda_schedule(progress))
+
+    def _store_teacher_outputs(self, rollout_buffer: Any) -> None:
+        # PPD: λ is decided once per rollout; with λ = 0 (e.g. the fine-tuning phase of a
+        # distill-then-fine-tune schedule) the teacher is not run at all.
+        self._lambda = self._next_lambda()
+        if self._lambda == 0.0:
+            rollout_buffer.skip_teacher()
+            return
+        super()._store_teacher_outputs(rollout_buffer)
 
     def train(self) -> None:
         """PPO's update with the distillation term added to each minibatch's loss.
@@ -84,7 +107,8 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
-        lam = float(self.lambda_schedule(self._current_progress_remaining))  # PPD: λ for this update
+        lam = self._lambda if self._lambda is not None else self._next_lambda()  # PPD: λ of this rollout
+        self._lambda = None
 
         entropy_losses: list[float] = []
         pg_losses: list[float] = []
@@ -138,22 +162,22 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
                     entropy_loss = -th.mean(entropy)
                 entropy_losses.append(entropy_loss.item())
 
-                # PPD: λ · mean(max(ρ, 1−ε) · KL(π_T ‖ π_θ))
-                student_params = params_from_distribution(distribution)
-                kl = distillation_kl(
-                    self.action_space, batch.teacher_params, student_params, self.kl_direction
-                )
-                term = ppd_term(kl, ratio, clip_range, detach_ratio=self.detach_ratio)
-                kls.append(term.kl)
-                weight_clipped.append(term.clipped_fraction)
-                distill_losses.append(lam * term.loss.detach())
-                if epoch == 0:  # agreement of the policy that collected the rollout; once is enough
-                    agreements.append(
-                        action_agreement(self.action_space, batch.teacher_params, student_params)
-                    )
-
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-                loss = loss + lam * term.loss  # PPD
+                if lam > 0:  # PPD: + λ · mean(max(ρ, 1−ε) · KL(π_T ‖ π_θ))
+                    assert batch.teacher_params is not None
+                    student_params = params_from_distribution(distribution)
+                    kl = distillation_kl(
+                        self.action_space, batch.teacher_params, student_params, self.kl_direction
+                    )
+                    term = ppd_term(kl, ratio, clip_range, detach_ratio=self.detach_ratio)
+                    loss = loss + lam * term.loss
+                    kls.append(term.kl)
+                    weight_clipped.append(term.clipped_fraction)
+                    distill_losses.append(lam * term.loss.detach())
+                    if epoch == 0:  # agreement of the policy that collected the rollout; once is enough
+                        agreements.append(
+                            action_agreement(self.action_space, batch.teacher_params, student_params)
+                        )
 
                 with th.no_grad():
                     log_ratio = log_prob - batch.old_log_prob
@@ -193,8 +217,9 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         if self.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
         # PPD: distillation diagnostics (documented in the README)
-        self.logger.record("distill/kl", th.stack(kls).mean().item())
         self.logger.record("distill/lambda", lam)
-        self.logger.record("distill/loss", th.stack(distill_losses).mean().item())
-        self.logger.record("distill/agreement", np.mean(agreements))
-        self.logger.record("distill/weight_clipped_fraction", th.stack(weight_clipped).mean().item())
+        if kls:  # not when λ = 0: the teacher did not run
+            self.logger.record("distill/kl", th.stack(kls).mean().item())
+            self.logger.record("distill/loss", th.stack(distill_losses).mean().item())
+            self.logger.record("distill/agreement", np.mean(agreements))
+            self.logger.record("distill/weight_clipped_fraction", th.stack(weight_clipped).mean().item())
