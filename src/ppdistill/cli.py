@@ -36,6 +36,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -112,10 +122,27 @@ RESULT_COLUMNS = [
 # --------------------------------------------------------------------------------------
 
 
+# Options that define a run: --resume takes them from the run's folder instead.
+_RUN_OPTIONS = ("teacher", "env", "timesteps", "out")
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.config import hyperparameters, parse_overrides
-    from ppdistill.runs import RunSpec, run
+    from ppdistill.runs import RunSpec, resume, run
 
+    if args.resume is not None:
+        given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
+        _check_out(args.resume)
+        result = resume(args.resume, progress_bar=not args.no_progress, verbose=args.verbose)
+        print_table(f"{result['spec']['method']} on {result['spec']['env_id']}", RESULT_COLUMNS,
+                    [_result_row(result)])  # fmt: skip
+        print(f"resumed; student, eval.csv, learning_curve.png and results.json in {args.resume}")
+        return 0
+    missing = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is None]
+    if missing:
+        raise CLIError(f"the following arguments are required: {', '.join(missing)} (or --resume DIR)")
     if args.tensorboard is not None:
         import importlib.util
 
@@ -148,7 +175,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
     )
     _check_out(args.out)
-    result = run(spec, out=args.out, progress_bar=not args.no_progress)
+    result = run(
+        spec,
+        out=args.out,
+        progress_bar=not args.no_progress,
+        verbose=args.verbose,
+        checkpoint_freq=args.checkpoint_freq,
+    )
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [_result_row(result)])
     print(f"student, eval.csv, learning_curve.png and results.json in {args.out}")
     return 0
@@ -195,7 +228,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 final_episodes=args.episodes,
             )
             print(f"distilling with {method} ({budget} env steps)...", flush=True)
-            result = run(spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score)
+            result = run(
+                spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score, checkpoint_freq=0
+            )
             os.replace(staged.path(method) / "student.zip", staged.path(f"student-{method}.zip"))
             results.append(result)
         plot_curves(
@@ -346,11 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("distill", help="distill a teacher into a student")
-    p.add_argument("--teacher", type=Path, required=True, help="teacher .zip or rl-zoo run folder")
-    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--teacher", type=Path, help="teacher .zip or rl-zoo run folder")
+    p.add_argument("--env", help="gymnasium environment id")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
     p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
-    p.add_argument("--timesteps", type=_positive_int, required=True)
+    p.add_argument("--timesteps", type=_positive_int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--n-envs", type=_positive_int, default=None, help="parallel environments (config default: 8)"
@@ -367,7 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions (Procgen's rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="print SB3's training log")
+    p.add_argument(
+        "--checkpoint-freq",
+        type=_non_negative_int,
+        default=None,
+        help="env steps between checkpoints in OUT/checkpoint (default: a tenth of --timesteps; 0: none)",
+    )
+    p.add_argument(
+        "--resume", type=Path, default=None, metavar="DIR", help="continue the unfinished run in DIR"
+    )
+    p.add_argument("--out", type=Path, help="output folder")
     p.set_defaults(func=cmd_distill)
 
     teacher = sub.add_parser("teacher", help="train or corrupt a teacher")

@@ -107,6 +107,7 @@ def make_vec_env(
     seed: int | None = None,
     subprocess: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
 ) -> VecEnv:
     """A Monitor-wrapped VecEnv of ``n_envs`` copies of ``env_id``.
 
@@ -115,6 +116,8 @@ def make_vec_env(
     :param seed: seed of the first copy (the others get ``seed + i``)
     :param subprocess: one process per copy (SubprocVecEnv) instead of in-process
     :param env_kwargs: passed to ``gym.make``
+    :param wrapper_class: wraps each copy, outside its Monitor (e.g.
+        :class:`ppdistill.checkpoints.EpisodeRecorder`)
     :return: the vectorized environment
     """
     if n_envs < 1:
@@ -126,4 +129,5 @@ def make_vec_env(
         n_envs=n_envs,
         seed=seed,
         vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,
+        wrapper_class=wrapper_class,
     )
