@@ -7,11 +7,12 @@ wrong and what to do, and exit status 2; nothing half-written is left in ``--out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if given:
             raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
         _check_out(args.resume)
-        result = resume(args.resume, progress_bar=not args.no_progress, verbose=args.verbose)
+        with _pointing_at_checkpoint(args.resume):
+            result = resume(args.resume, progress_bar=not args.no_progress, verbose=args.verbose)
         print_table(f"{result['spec']['method']} on {result['spec']['env_id']}", RESULT_COLUMNS,
                     [_result_row(result)])  # fmt: skip
         print(f"resumed; student, eval.csv, learning_curve.png and results.json in {args.resume}")
@@ -175,16 +177,36 @@ def cmd_distill(args: argparse.Namespace) -> int:
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
     )
     _check_out(args.out)
-    result = run(
-        spec,
-        out=args.out,
-        progress_bar=not args.no_progress,
-        verbose=args.verbose,
-        checkpoint_freq=args.checkpoint_freq,
-    )
+    with _pointing_at_checkpoint(args.out):
+        result = run(
+            spec,
+            out=args.out,
+            progress_bar=not args.no_progress,
+            verbose=args.verbose,
+            checkpoint_freq=args.checkpoint_freq,
+        )
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [_result_row(result)])
     print(f"student, eval.csv, learning_curve.png and results.json in {args.out}")
     return 0
+
+
+@contextlib.contextmanager
+def _pointing_at_checkpoint(out: Path) -> Iterator[None]:
+    """A run stopped by a NaN or by Ctrl-C says that it can be resumed (in its one line)."""
+    from ppdistill.errors import NonFiniteError
+    from ppdistill.runs import unfinished_run
+
+    try:
+        yield
+    except NonFiniteError as exc:
+        if unfinished_run(out) is None:
+            raise
+        raise NonFiniteError(f"{exc} (the last good checkpoint is in {out}/checkpoint)") from exc
+    except KeyboardInterrupt:
+        if unfinished_run(out) is not None:
+            sys.stderr.write(f"ppdistill: interrupted; continue with: ppdistill distill --resume {out}\n")
+            raise SystemExit(130) from None
+        raise
 
 
 def _check_out(out: Path) -> None:
@@ -381,11 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("distill", help="distill a teacher into a student")
-    p.add_argument("--teacher", type=Path, help="teacher .zip or rl-zoo run folder")
-    p.add_argument("--env", help="gymnasium environment id")
+    p.add_argument("--teacher", type=Path, help="teacher .zip or rl-zoo run folder (required)")
+    p.add_argument("--env", help="gymnasium environment id (required)")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
     p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
-    p.add_argument("--timesteps", type=_positive_int)
+    p.add_argument("--timesteps", type=_positive_int, help="env steps (required)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--n-envs", type=_positive_int, default=None, help="parallel environments (config default: 8)"
@@ -410,9 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="env steps between checkpoints in OUT/checkpoint (default: a tenth of --timesteps; 0: none)",
     )
     p.add_argument(
-        "--resume", type=Path, default=None, metavar="DIR", help="continue the unfinished run in DIR"
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="continue the unfinished run in DIR (instead of the required options)",
     )
-    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--out", type=Path, help="output folder (required)")
     p.set_defaults(func=cmd_distill)
 
     teacher = sub.add_parser("teacher", help="train or corrupt a teacher")
