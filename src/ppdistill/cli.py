@@ -7,11 +7,12 @@ wrong and what to do, and exit status 2; nothing half-written is left in ``--out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -112,10 +123,28 @@ RESULT_COLUMNS = [
 # --------------------------------------------------------------------------------------
 
 
+# Options that define a run: --resume takes them from the run's folder instead.
+_RUN_OPTIONS = ("teacher", "env", "timesteps", "out")
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.config import hyperparameters, parse_overrides
-    from ppdistill.runs import RunSpec, run
+    from ppdistill.runs import RunSpec, resume, run
 
+    if args.resume is not None:
+        given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
+        _check_out(args.resume)
+        with _pointing_at_checkpoint(args.resume):
+            result = resume(args.resume, progress_bar=not args.no_progress, verbose=args.verbose)
+        print_table(f"{result['spec']['method']} on {result['spec']['env_id']}", RESULT_COLUMNS,
+                    [_result_row(result)])  # fmt: skip
+        print(f"resumed; student, eval.csv, learning_curve.png and results.json in {args.resume}")
+        return 0
+    missing = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is None]
+    if missing:
+        raise CLIError(f"the following arguments are required: {', '.join(missing)} (or --resume DIR)")
     if args.tensorboard is not None:
         import importlib.util
 
@@ -148,10 +177,36 @@ def cmd_distill(args: argparse.Namespace) -> int:
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
     )
     _check_out(args.out)
-    result = run(spec, out=args.out, progress_bar=not args.no_progress)
+    with _pointing_at_checkpoint(args.out):
+        result = run(
+            spec,
+            out=args.out,
+            progress_bar=not args.no_progress,
+            verbose=args.verbose,
+            checkpoint_freq=args.checkpoint_freq,
+        )
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [_result_row(result)])
     print(f"student, eval.csv, learning_curve.png and results.json in {args.out}")
     return 0
+
+
+@contextlib.contextmanager
+def _pointing_at_checkpoint(out: Path) -> Iterator[None]:
+    """A run stopped by a NaN or by Ctrl-C says that it can be resumed (in its one line)."""
+    from ppdistill.errors import NonFiniteError
+    from ppdistill.runs import unfinished_run
+
+    try:
+        yield
+    except NonFiniteError as exc:
+        if unfinished_run(out) is None:
+            raise
+        raise NonFiniteError(f"{exc} (the last good checkpoint is in {out}/checkpoint)") from exc
+    except KeyboardInterrupt:
+        if unfinished_run(out) is not None:
+            sys.stderr.write(f"ppdistill: interrupted; continue with: ppdistill distill --resume {out}\n")
+            raise SystemExit(130) from None
+        raise
 
 
 def _check_out(out: Path) -> None:
@@ -195,7 +250,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 final_episodes=args.episodes,
             )
             print(f"distilling with {method} ({budget} env steps)...", flush=True)
-            result = run(spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score)
+            result = run(
+                spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score, checkpoint_freq=0
+            )
             os.replace(staged.path(method) / "student.zip", staged.path(f"student-{method}.zip"))
             results.append(result)
         plot_curves(
@@ -422,11 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("distill", help="distill a teacher into a student")
-    p.add_argument("--teacher", type=Path, required=True, help="teacher .zip or rl-zoo run folder")
-    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--teacher", type=Path, help="teacher .zip or rl-zoo run folder (required)")
+    p.add_argument("--env", help="gymnasium environment id (required)")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
     p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
-    p.add_argument("--timesteps", type=_positive_int, required=True)
+    p.add_argument("--timesteps", type=_positive_int, help="env steps (required)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--n-envs", type=_positive_int, default=None, help="parallel environments (config default: 8)"
@@ -443,7 +500,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stochastic", action="store_true", help="evaluate with sampled actions (Procgen's rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="print SB3's training log")
+    p.add_argument(
+        "--checkpoint-freq",
+        type=_non_negative_int,
+        default=None,
+        help="env steps between checkpoints in OUT/checkpoint (default: a tenth of --timesteps; 0: none)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="continue the unfinished run in DIR (instead of the required options)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (required)")
     p.set_defaults(func=cmd_distill)
 
     teacher = sub.add_parser("teacher", help="train or corrupt a teacher")

@@ -207,6 +207,7 @@ def make_vec_env(
     training: bool = True,
     backend: Backend = "gymnasium",
     env_kwargs: dict[str, Any] | None = None,
+    wrapper_class: Callable[[gym.Env], gym.Env] | None = None,
 ) -> VecEnv:
     """A VecEnv of ``n_envs`` copies of ``env_id`` whose episodes are recorded for statistics.
 
@@ -218,6 +219,8 @@ def make_vec_env(
         Procgen: the 200 training levels or unseen levels)
     :param backend: "gymnasium", or "envpool" for Atari and MuJoCo where envpool is installed
     :param env_kwargs: passed to ``gym.make`` (Procgen: to ProcgenGym3Env)
+    :param wrapper_class: wraps each copy, outside its Monitor (and Atari's wrapper), e.g.
+        :class:`ppdistill.checkpoints.EpisodeRecorder`
     :return: the vectorized environment
     """
     if n_envs < 1:
@@ -237,22 +240,24 @@ def make_vec_env(
         raise PPDistillError(f"unknown env backend {backend!r}; use gymnasium or envpool")
     make = env_factory(env_id, **kwargs)
     make().close()  # fail here, in the caller's process, with our message, not inside a worker
-    wrapper_class: Any = None
-    wrapper_kwargs: dict[str, Any] | None = None
+    wrap: Callable[[gym.Env], gym.Env] | None = wrapper_class
     if family == "atari":
         from stable_baselines3.common.atari_wrappers import AtariWrapper
 
+        outer = wrapper_class
+
         # SB3 puts the Monitor inside this wrapper: episode returns are the game's, unclipped,
         # over all lives, whatever ends a training episode.
-        wrapper_class = AtariWrapper
-        wrapper_kwargs = {"terminal_on_life_loss": training, "clip_reward": training}
+        def wrap(env: gym.Env) -> gym.Env:
+            env = AtariWrapper(env, terminal_on_life_loss=training, clip_reward=training)
+            return outer(env) if outer is not None else env
+
     vec_env = sb3_make_vec_env(
         make,
         n_envs=n_envs,
         seed=seed,
         vec_env_cls=SubprocVecEnv if subprocess else DummyVecEnv,
-        wrapper_class=wrapper_class,
-        wrapper_kwargs=wrapper_kwargs,
+        wrapper_class=wrap,
     )
     if family == "atari":
         vec_env = VecFrameStack(vec_env, n_stack=4)

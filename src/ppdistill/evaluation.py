@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from ppdistill.distributions import params_from_distribution
 from ppdistill.envs import make_vec_env
+from ppdistill.errors import NonFiniteError
 from ppdistill.losses import action_agreement
 from ppdistill.networks import actor_critic_forward
 from ppdistill.teachers import Teacher
@@ -127,7 +128,7 @@ def evaluate(
         seen.append({k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i])
 
     try:
-        returns, lengths = evaluate_policy(
+        returns, lengths = _evaluate_policy_checked(
             agent,
             vec_env,
             n_eval_episodes=n_episodes,
@@ -146,6 +147,18 @@ def evaluate(
         else:
             observations = np.stack(seen)
     return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), observations)
+
+
+def _evaluate_policy_checked(agent: Agent, vec_env: VecEnv, **kwargs: Any) -> Any:
+    try:
+        return evaluate_policy(agent, vec_env, **kwargs)
+    except ValueError as exc:
+        if "invalid values" not in str(exc):  # torch's words for NaN distribution parameters
+            raise
+        raise NonFiniteError(
+            "the policy's output became NaN or infinite during evaluation "
+            "(a non-finite observation from the environment, or non-finite weights)"
+        ) from exc
 
 
 def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> float:

@@ -10,8 +10,19 @@ episodes, and writes to its output folder:
 - ``results.json``: the configuration, final scores, ratio, agreement, timings, versions
 - ``config.yml``: the resolved hyperparameters
 
-Everything is written to a temporary folder first and moved into place at the end, so an
-interrupted run leaves the output folder as it was.
+These are written to a temporary sibling folder and moved into place at the end, so they
+appear together or not at all. While the run trains, the output folder holds its
+``checkpoint/`` folder:
+
+- ``checkpoint/run.json``: the run's spec (written, atomically, when training starts)
+- ``checkpoint/checkpoint.zip``: the latest checkpoint (see :mod:`ppdistill.checkpoints`),
+  taken at step 0 and then at the first rollout boundary after every ``checkpoint_freq``
+  env steps, replaced atomically, so it is always a complete one
+
+:func:`resume` continues an interrupted or failed run from there to its original budget;
+on CPU the result is bit for bit that of an uninterrupted run (tested). When the run
+completes, ``checkpoint/`` is removed; a folder that still has one holds an unfinished run,
+and a new run refuses to start over it.
 """
 
 from __future__ import annotations
@@ -35,10 +46,22 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.preprocessing import is_image_space
 
+from ppdistill.algorithms.base import DistillationMixin
+from ppdistill.checkpoints import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    CheckpointCallback,
+    CheckpointError,
+    EpisodeRecorder,
+    atomic_write,
+    load_into,
+    read_checkpoint,
+)
 from ppdistill.config import RUNNER_KEYS, algorithm_class, check_keys
 from ppdistill.envs import make_vec_env
 from ppdistill.errors import PPDistillError
 from ppdistill.evaluation import action_agreement_on, evaluate
+from ppdistill.guards import FiniteRollouts, diagnose_value_error
 from ppdistill.networks import NormalizedFlattenExtractor, image_student_kwargs, mlp_student_arch
 from ppdistill.teachers import DEFAULT_Q_TEMPERATURE, Teacher, load_teacher
 
@@ -80,6 +103,15 @@ class RunSpec:
         check_keys(self.method, self.hp, "the hyperparameters")
 
 
+CHECKPOINT_DIR = "checkpoint"
+RUN_FILE = "run.json"
+
+
+def default_checkpoint_freq(timesteps: int) -> int:
+    """Ten checkpoints per run."""
+    return max(1, int(timesteps) // 10)
+
+
 class PeriodicEvaluation(BaseCallback):
     """Evaluates the student every ``freq`` env steps (and at step 0) on seeded episodes.
 
@@ -97,21 +129,36 @@ class PeriodicEvaluation(BaseCallback):
         self.rows: list[dict[str, float]] = []
         self._next = 0
         self._start = time.perf_counter()
+        self._resumed = False
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the rows, the next evaluation step, the elapsed time."""
+        return {"rows": list(self.rows), "next": self._next, "elapsed": time.perf_counter() - self._start}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (no evaluation at the start of the resumed training)."""
+        self.rows = list(state["rows"])
+        self._next = int(state["next"])
+        self._elapsed_before = float(state["elapsed"])
+        self._resumed = True
 
     def _evaluate(self) -> None:
         result = evaluate(self.model, self.env_id, self.n_episodes, self.deterministic, seed=self.seed)
         self.rows.append(
             {
-                "timesteps": int(self.num_timesteps),
+                "timesteps": int(self.model.num_timesteps),
                 "wall_time_s": round(time.perf_counter() - self._start, 3),
                 "mean": result.mean,
                 "std": result.std,
             }
         )
         self.logger.record("eval/mean_reward", result.mean)
-        self._next = self.num_timesteps + self.freq
+        self._next = self.model.num_timesteps + self.freq
 
     def _on_training_start(self) -> None:
+        if self._resumed:
+            self._start = time.perf_counter() - self._elapsed_before
+            return
         self._start = time.perf_counter()
         self._evaluate()
 
@@ -155,7 +202,8 @@ def build_model(spec: RunSpec, teacher: Teacher, verbose: int = 0) -> BaseAlgori
     """The student model of ``spec.method``, on fresh training environments."""
     hp = {k: v for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
     n_envs = int(spec.hp.get("n_envs", 1))
-    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed)
+    # EpisodeRecorder lets a checkpoint rebuild the envs' state exactly (by replay).
+    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed, wrapper_class=EpisodeRecorder)
     policy_kwargs = student_policy_kwargs(spec, teacher)
     cls = algorithm_class(spec.method)
     policy = policy_name(teacher.observation_space)
@@ -271,6 +319,12 @@ class StagedOutput:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def unfinished_run(out: Path) -> Path | None:
+    """The ``run.json`` of an unfinished run in ``out``, if there is one."""
+    record = Path(out) / CHECKPOINT_DIR / RUN_FILE
+    return record if record.is_file() else None
+
+
 def run(
     spec: RunSpec,
     out: Path | None = None,
@@ -279,6 +333,7 @@ def run(
     teacher: Teacher | None = None,
     teacher_score: float | None = None,
     on_model: Callable[[BaseAlgorithm], None] | None = None,
+    checkpoint_freq: int | None = None,
 ) -> dict[str, Any]:
     """Execute ``spec``; write its outputs to ``out`` (if given); return the results record.
 
@@ -289,75 +344,213 @@ def run(
     :param teacher: an already loaded teacher (else loaded from ``spec.teacher``)
     :param teacher_score: the teacher's final-evaluation mean, if already known
     :param on_model: called with the model before training (e.g. to add a logger)
+    :param checkpoint_freq: env steps between checkpoints in ``out/checkpoint`` (None: a tenth
+        of the budget; 0: none)
     """
-    staged = StagedOutput(out) if out is not None else None
-    try:
-        temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
-        if teacher is None:
-            teacher = load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature)
-        model = build_model(spec, teacher, verbose=verbose)
-        if on_model is not None:
-            on_model(model)
-        freq = spec.eval_freq or max(1, spec.timesteps // 10)
-        evaluation = PeriodicEvaluation(
-            spec.env_id, freq, spec.eval_episodes, spec.deterministic, spec.seed + 10_000
-        )
-        callbacks: list[BaseCallback] = [evaluation]
-        t0 = time.perf_counter()
-        model.learn(spec.timesteps, callback=CallbackList(callbacks), progress_bar=progress_bar)
-        train_time = time.perf_counter() - t0
-        if not evaluation.rows or evaluation.rows[-1]["timesteps"] < model.num_timesteps:
-            evaluation._evaluate()
-        final = evaluate(
-            model,
-            spec.env_id,
-            spec.final_episodes,
-            spec.deterministic,
-            seed=spec.seed + 20_000,
-            record_observations=True,
-        )
-        if teacher_score is None:
-            teacher_score = evaluate(
-                teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=spec.seed + 20_000
-            ).mean
-        agreement = action_agreement_on(model, teacher, final.observations)
-        policy_kwargs = student_policy_kwargs(spec, teacher)
-        n_params = sum(p.numel() for p in model.policy.parameters())
-        result: dict[str, Any] = {
-            "spec": asdict(spec),
-            "student_net_arch": policy_kwargs.get("net_arch"),
-            "student_parameters": int(n_params),
-            "score": final.mean,
-            "score_std": final.std,
-            "score_iqm": final.iqm,
-            "returns": [float(r) for r in final.returns],
-            "teacher_score": float(teacher_score),
-            "ratio": float(final.mean / teacher_score) if teacher_score else None,
-            "agreement": agreement,
-            "curve": evaluation.rows,
-            "env_steps": int(model.num_timesteps),
-            "train_time_s": round(train_time, 3),
-            "env_steps_per_s": round(model.num_timesteps / max(train_time, 1e-9), 1),
-            "versions": _versions(),
-            "machine": machine_description(),
-        }
-        if staged is not None:
-            model.save(staged.path("student.zip"))
-            with staged.path("eval.csv").open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=["timesteps", "wall_time_s", "mean", "std"])
-                writer.writeheader()
-                writer.writerows(evaluation.rows)
-            plot_curves(
-                {spec.method: evaluation.rows},
-                float(teacher_score),
-                f"{spec.method} on {spec.env_id} ({spec.student} student)",
-                staged.path("learning_curve.png"),
+    if out is not None:
+        _check_out_folder(Path(out))
+        record = unfinished_run(Path(out))
+        if record is not None:
+            raise PPDistillError(
+                f"{out} holds an unfinished run ({record}); continue it with "
+                f"`ppdistill distill --resume {out}`, or delete {record.parent} to start over"
             )
-            staged.path("config.yml").write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
-            staged.path("results.json").write_text(json.dumps(result, indent=2))
-            staged.commit()
-        return result
+    if checkpoint_freq is None:
+        checkpoint_freq = default_checkpoint_freq(spec.timesteps)
+    if checkpoint_freq < 0:
+        raise PPDistillError(f"checkpoint frequency must be >= 0, got {checkpoint_freq}")
+    return _execute(spec, out, progress_bar, verbose, teacher, teacher_score, on_model, checkpoint_freq, None)
+
+
+def resume(
+    out: Path,
+    progress_bar: bool = False,
+    verbose: int = 0,
+    teacher: Teacher | None = None,
+    on_model: Callable[[BaseAlgorithm], None] | None = None,
+) -> dict[str, Any]:
+    """Continue the unfinished run in ``out`` from its latest checkpoint to its budget.
+
+    :param out: the output folder of the interrupted run
+    :param progress_bar: show SB3's progress bar
+    :param verbose: SB3 verbosity
+    :param teacher: an already loaded teacher (else loaded from the spec's path)
+    :param on_model: called with the model before training
+    """
+    out = Path(out)
+    record = unfinished_run(out)
+    if record is None:
+        done = " (it completed)" if (out / "results.json").is_file() else ""
+        raise CheckpointError(
+            f"{out} holds no unfinished run to resume{done}: no {CHECKPOINT_DIR}/{RUN_FILE}"
+        )
+    try:
+        saved = json.loads(record.read_text())
+        spec = RunSpec(**saved["spec"])
+        checkpoint_freq = int(saved["checkpoint_freq"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{record} is damaged ({type(exc).__name__}: {exc}); start the run over"
+        ) from exc
+    for stale in record.parent.glob(".*.tmp"):  # a write cut short by the interruption
+        stale.unlink()
+    path = record.parent / CHECKPOINT_NAME
+    checkpoint = read_checkpoint(path) if path.is_file() else None
+    return _execute(spec, out, progress_bar, verbose, teacher, None, on_model, checkpoint_freq, checkpoint)
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise PPDistillError(f"--out {out} is a file; give a folder path")
+
+
+def _execute(
+    spec: RunSpec,
+    out: Path | None,
+    progress_bar: bool,
+    verbose: int,
+    teacher: Teacher | None,
+    teacher_score: float | None,
+    on_model: Callable[[BaseAlgorithm], None] | None,
+    checkpoint_freq: int,
+    checkpoint: Checkpoint | None,
+) -> dict[str, Any]:
+    temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
+    if teacher is None:
+        teacher = load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature)
+    model = build_model(spec, teacher, verbose=verbose)
+    if on_model is not None:
+        on_model(model)
+    freq = spec.eval_freq or max(1, spec.timesteps // 10)
+    evaluation = PeriodicEvaluation(
+        spec.env_id, freq, spec.eval_episodes, spec.deterministic, spec.seed + 10_000
+    )
+    callbacks: list[BaseCallback] = [evaluation]
+    train_time_before = 0.0
+    resumes: list[dict[str, Any]] = []
+    restore_rng = None
+    if checkpoint is not None:
+        exact = load_into(model, checkpoint, seed=spec.seed + 30_000)
+        extra = checkpoint.extra
+        evaluation.restore(extra["evaluation"])
+        train_time_before = float(extra["train_time_s"])
+        resumes = [*extra.get("resumes", []), {"from_step": checkpoint.num_timesteps, "exact": exact}]
+        restore_rng = checkpoint.state["rng"]
+    checkpointer = None
+    t0 = time.perf_counter()
+    if out is not None and checkpoint_freq > 0:
+        folder = Path(out) / CHECKPOINT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            record = {"spec": asdict(spec), "checkpoint_freq": checkpoint_freq}
+            atomic_write(folder / RUN_FILE, json.dumps(record, indent=2).encode())
+
+        def extra_state() -> dict[str, Any]:
+            return {
+                "evaluation": evaluation.state(),
+                "train_time_s": train_time_before + time.perf_counter() - t0,
+                "resumes": resumes,
+            }
+
+        checkpointer = CheckpointCallback(folder / CHECKPOINT_NAME, checkpoint_freq, extra_state, restore_rng)
+        callbacks.append(checkpointer)
+    if not isinstance(model, DistillationMixin):  # PPO from scratch: SB3's class, checked from outside
+        callbacks.append(FiniteRollouts())
+    remaining = spec.timesteps - model.num_timesteps
+    try:
+        model.learn(
+            remaining,
+            callback=CallbackList(callbacks),
+            progress_bar=progress_bar,
+            reset_num_timesteps=checkpoint is None,
+        )
+    except ValueError as exc:  # torch refused a distribution: say so if a NaN is the cause
+        error = diagnose_value_error(model)
+        if error is not None:
+            raise error from exc
+        raise
+    train_time = train_time_before + time.perf_counter() - t0
+    if not evaluation.rows or evaluation.rows[-1]["timesteps"] < model.num_timesteps:
+        evaluation._evaluate()
+    final = evaluate(
+        model,
+        spec.env_id,
+        spec.final_episodes,
+        spec.deterministic,
+        seed=spec.seed + 20_000,
+        record_observations=True,
+    )
+    if teacher_score is None:
+        teacher_score = evaluate(
+            teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=spec.seed + 20_000
+        ).mean
+    agreement = action_agreement_on(model, teacher, final.observations)
+    policy_kwargs = student_policy_kwargs(spec, teacher)
+    n_params = sum(p.numel() for p in model.policy.parameters())
+    result: dict[str, Any] = {
+        "spec": asdict(spec),
+        "student_net_arch": policy_kwargs.get("net_arch"),
+        "student_parameters": int(n_params),
+        "score": final.mean,
+        "score_std": final.std,
+        "score_iqm": final.iqm,
+        "returns": [float(r) for r in final.returns],
+        "teacher_score": float(teacher_score),
+        "ratio": float(final.mean / teacher_score) if teacher_score else None,
+        "agreement": agreement,
+        "curve": evaluation.rows,
+        "env_steps": int(model.num_timesteps),
+        "train_time_s": round(train_time, 3),
+        "env_steps_per_s": round(model.num_timesteps / max(train_time, 1e-9), 1),
+        "checkpoint_freq": checkpoint_freq if checkpointer is not None else 0,
+        "checkpoint_write_s": (
+            round(float(np.mean(checkpointer.write_times)), 4)
+            if checkpointer is not None and checkpointer.write_times
+            else None
+        ),
+        "resumed": resumes,
+        "versions": _versions(),
+        "machine": machine_description(),
+    }
+    if out is not None:
+        write_outputs(Path(out), spec, model, evaluation.rows, float(teacher_score), result)
+        shutil.rmtree(Path(out) / CHECKPOINT_DIR, ignore_errors=True)
+    return result
+
+
+def write_outputs(
+    out: Path,
+    spec: RunSpec,
+    model: BaseAlgorithm,
+    rows: list[dict[str, float]],
+    teacher_score: float,
+    result: dict[str, Any],
+) -> None:
+    """Write the run's final files into ``out``, all together (through a staging folder).
+
+    :param out: output folder
+    :param spec: the run
+    :param model: the trained student
+    :param rows: the periodic evaluations
+    :param teacher_score: the teacher's final-evaluation mean
+    :param result: the results record
+    """
+    staged = StagedOutput(out)
+    try:
+        model.save(staged.path("student.zip"))
+        with staged.path("eval.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["timesteps", "wall_time_s", "mean", "std"])
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_curves(
+            {spec.method: rows},
+            teacher_score,
+            f"{spec.method} on {spec.env_id} ({spec.student} student)",
+            staged.path("learning_curve.png"),
+        )
+        staged.path("config.yml").write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
+        staged.path("results.json").write_text(json.dumps(result, indent=2))
+        staged.commit()
     except BaseException:
-        if staged is not None:
-            staged.discard()
+        staged.discard()
         raise

@@ -6,6 +6,13 @@ stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill by reference
 and reads gym or gymnasium spaces (and VecNormalize statistics) as plain records, which are
 then mapped onto today's gymnasium spaces. Anything else is refused with
 :class:`~ppdistill.errors.TeacherLoadError`.
+
+Hostile files: the unpickler only *names* classes, it never calls them (a pickle that
+tries gets an error), and it is the pure-Python one, which never allocates more than the
+bytes it is given. Zip entries are size-checked before they are inflated (no zip bombs),
+and the policy a file describes is first built on torch's ``meta`` device, without memory,
+so that one whose size does not match the weights it ships is refused before it is
+allocated.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import io
 import json
 import pickle
 import zipfile
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +34,7 @@ import torch as th
 import yaml
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from torch.overrides import TorchFunctionMode
 
 from ppdistill.errors import SpaceMismatchError, TeacherLoadError
 from ppdistill.networks import ObsNormalizer
@@ -86,12 +95,27 @@ _NUMPY_NAMES = {"_reconstruct", "scalar", "_frombuffer"}
 _CLASS_MODULE_PREFIXES = ("stable_baselines3.", "sb3_contrib.", "torch.nn.", "torch.optim.", "ppdistill.")
 
 
-class _SafeUnpickler(pickle.Unpickler):
+class _ClassRef:
+    """A class named by a pickle, held inert while unpickling and resolved afterwards."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError(f"refusing to call {self.cls.__module__}.{self.cls.__qualname__}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("refusing to set the state of a class")
+
+
+class _SafeUnpickler(pickle._Unpickler):
     """Unpickles SB3 metadata: numpy data, gym/gymnasium spaces (as records), SB3 classes.
 
     Everything else is refused, so a foreign or hostile pickle raises instead of running.
-    Classes from stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill are resolved by
-    reference (policy classes, activation functions, optimizers).
+    Classes from stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill are
+    resolved by reference (policy classes, activation functions, optimizers), but a pickle
+    cannot call them: they stand as inert :class:`_ClassRef` until the load is over.
+    The pure-Python unpickler reads length fields without allocating them up front.
     """
 
     def find_class(self, module: str, name: str) -> Any:
@@ -109,12 +133,36 @@ class _SafeUnpickler(pickle.Unpickler):
         if module.startswith(_CLASS_MODULE_PREFIXES):
             obj = super().find_class(module, name)
             if isinstance(obj, type):
-                return obj
+                return _ClassRef(obj)
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 
 
+def _resolve_classes(obj: Any) -> Any:
+    """Replace the :class:`_ClassRef` placeholders by their classes, in containers and records."""
+    if isinstance(obj, _ClassRef):
+        return obj.cls
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _resolve_classes(v)
+    elif isinstance(obj, list | deque):
+        for i, v in enumerate(obj):
+            obj[i] = _resolve_classes(v)
+    elif isinstance(obj, tuple):
+        return type(obj)(_resolve_classes(v) for v in obj) if type(obj) is tuple else obj
+    elif isinstance(obj, _Record):
+        _resolve_classes(obj.__dict__)
+    return obj
+
+
 def _safe_loads(data: bytes) -> Any:
-    return _SafeUnpickler(io.BytesIO(data)).load()
+    return _resolve_classes(_SafeUnpickler(io.BytesIO(data)).load())
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, shortened: for our one-line errors."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def space_from_record(rec: Any) -> spaces.Space:
@@ -145,6 +193,26 @@ class ZipContents:
     sb3_version: str
 
 
+# Largest zip entries read (declared, uncompressed sizes) and the largest inflation ratio
+# accepted beyond 1 MiB: SB3's data is a few KB of JSON, its weights compress by ~1.1x,
+# while a zip bomb inflates by up to ~1000x.
+MAX_DATA_BYTES = 256 << 20
+MAX_WEIGHTS_BYTES = 2 << 30
+MAX_INFLATION = 200
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    info = archive.getinfo(name)
+    if info.file_size > limit or (
+        info.file_size > (1 << 20) and info.file_size > MAX_INFLATION * max(1, info.compress_size)
+    ):
+        raise TeacherLoadError(
+            f"{path}: its entry {name!r} claims {info.file_size} bytes "
+            f"({info.compress_size} compressed); refusing to inflate it (damaged or hostile file)"
+        )
+    return archive.read(name)
+
+
 def read_sb3_zip(path: Path) -> ZipContents:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -154,26 +222,31 @@ def read_sb3_zip(path: Path) -> ZipContents:
                     f"{path} is a zip but not a stable-baselines3 model (no 'data' or 'policy.pth' inside); "
                     "pass a file written by model.save()"
                 )
-            raw = archive.read("data").decode("utf-8")
-            state_bytes = archive.read("policy.pth")
+            raw = _read_entry(archive, "data", MAX_DATA_BYTES, path).decode("utf-8")
+            state_bytes = _read_entry(archive, "policy.pth", MAX_WEIGHTS_BYTES, path)
             version = (
-                archive.read("_stable_baselines3_version").decode()
+                _read_entry(archive, "_stable_baselines3_version", 1024, path).decode()
                 if "_stable_baselines3_version" in names
                 else "?"
             )
+    except TeacherLoadError:
+        raise
     except zipfile.BadZipFile as exc:
-        raise TeacherLoadError(f"{path} is not a readable zip file ({exc}); pass an SB3 model .zip") from exc
-    except (OSError, EOFError, UnicodeDecodeError, zipfile.LargeZipFile, RuntimeError, ValueError) as exc:
-        if isinstance(exc, TeacherLoadError):
-            raise
-        raise TeacherLoadError(f"{path} cannot be read as an SB3 model zip: {exc}") from exc
+        raise TeacherLoadError(
+            f"{path} is not a readable zip file ({one_line(exc)}); pass an SB3 model .zip"
+        ) from exc
+    except (OSError, EOFError, zipfile.LargeZipFile, RuntimeError, ValueError, NotImplementedError) as exc:
+        # ValueError includes UnicodeDecodeError; zlib.error is an Exception (damaged deflate data)
+        raise TeacherLoadError(f"{path} cannot be read as an SB3 model zip: {one_line(exc)}") from exc
+    except Exception as exc:  # zlib.error, struct.error: a damaged archive
+        raise TeacherLoadError(f"{path} is a damaged zip file ({one_line(exc)})") from exc
     try:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("'data' is not a JSON object")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TeacherLoadError(
-            f"{path}: the model's 'data' entry is not valid JSON ({exc}); the file is damaged"
+            f"{path}: the model's 'data' entry is not valid JSON ({one_line(exc)}); the file is damaged"
         ) from exc
     try:
         state = th.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
@@ -181,8 +254,10 @@ def read_sb3_zip(path: Path) -> ZipContents:
         raise TeacherLoadError(
             f"{path}: policy.pth cannot be read ({type(exc).__name__}); the file is damaged"
         ) from exc
-    if not isinstance(state, Mapping):
-        raise TeacherLoadError(f"{path}: policy.pth does not hold a state dict")
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, th.Tensor) for k, v in state.items()
+    ):
+        raise TeacherLoadError(f"{path}: policy.pth does not hold a state dict of tensors")
     return ZipContents(data=data, policy_state=dict(state), sb3_version=version)
 
 
@@ -190,7 +265,12 @@ def decode_entry(data: dict[str, Any], key: str, path: Path, trust_pickle: bool)
     item = data.get(key)
     if not isinstance(item, dict) or ":serialized:" not in item:
         return item
-    blob = base64.b64decode(item[":serialized:"].encode())
+    try:
+        blob = base64.b64decode(str(item[":serialized:"]).encode(), validate=False)
+    except ValueError as exc:
+        raise TeacherLoadError(
+            f"{path}: {key!r} is not valid base64 ({one_line(exc)}); the file is damaged"
+        ) from exc
     try:
         return _safe_loads(blob)
     except Exception as exc:
@@ -200,9 +280,9 @@ def decode_entry(data: dict[str, Any], key: str, path: Path, trust_pickle: bool)
             try:
                 return cloudpickle.loads(blob)
             except Exception as exc2:
-                raise TeacherLoadError(f"{path}: cannot decode {key!r} ({exc2})") from exc2
+                raise TeacherLoadError(f"{path}: cannot decode {key!r} ({one_line(exc2)})") from exc2
         raise TeacherLoadError(
-            f"{path}: {key!r} holds a pickled object outside the allow-list ({exc}); "
+            f"{path}: {key!r} holds a pickled object outside the allow-list or is damaged ({one_line(exc)}); "
             "if you trust this file, pass trust_pickle=True"
         ) from exc
 
@@ -241,9 +321,58 @@ def check_spaces_compatible(
         raise SpaceMismatchError(f"{kind} spaces differ: {where} has {stored}, {other} has {env}")
 
 
+class _StayOnMeta(TorchFunctionMode):
+    """Lets SB3's ``.to(device)`` calls pass while a policy is built on the meta device."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in (th.Tensor.to, th.Tensor.cpu) and args and getattr(args[0], "is_meta", False):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _meta_size(build: Any) -> int | None:
+    """Number of weights the policy built by ``build()`` would have, without allocating them.
+
+    None when the policy cannot be built on the meta device (it is then built for real).
+    """
+    validate = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)  # gSDE samples on meta
+    try:
+        with th.device("meta"), _StayOnMeta():
+            policy = build()
+        return sum(t.numel() for t in policy.parameters()) + sum(t.numel() for t in policy.buffers())
+    except Exception:
+        return None
+    finally:
+        th.distributions.Distribution.set_default_validate_args(validate)
+
+
+def _count_layers(value: Any, depth: int = 0) -> int:
+    if depth > 10:
+        raise TeacherLoadError("net_arch is nested too deeply")
+    if isinstance(value, dict):
+        return sum(_count_layers(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_count_layers(v, depth + 1) for v in value)
+    return 1
+
+
 def construct_policy(
-    policy_class: type, obs_space: spaces.Space, act_space: spaces.Space, kwargs: dict[str, Any]
+    policy_class: type,
+    obs_space: spaces.Space,
+    act_space: spaces.Space,
+    kwargs: dict[str, Any],
+    n_weights: int | None = None,
 ) -> BasePolicy:
+    """Rebuild the policy a zip describes (before its weights are loaded).
+
+    :param policy_class: the SB3 policy class
+    :param obs_space: observation space
+    :param act_space: action space
+    :param kwargs: the zip's policy kwargs
+    :param n_weights: number of weights the zip ships: a policy described as larger is
+        refused before it is allocated
+    """
     params = inspect.signature(policy_class).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     clean = {k: v for k, v in kwargs.items() if accepts_any or k in params}
@@ -251,14 +380,32 @@ def construct_policy(
     arch = clean.get("net_arch")
     if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict):
         clean["net_arch"] = arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]; same network
-    try:
+    if _count_layers(clean.get("net_arch")) > 1000:
+        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__}: its net_arch has over 1000 layers")
+
+    def build() -> BasePolicy:
         return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
+
+    if n_weights is not None:
+        size = _meta_size(build)
+        if size is not None and size > n_weights:
+            raise TeacherLoadError(
+                f"the {policy_class.__name__} this file describes has {size} weights but it ships "
+                f"{n_weights}; the file is damaged"
+            )
+    try:
+        return build()
     except Exception as exc:
-        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__} with {clean}: {exc}") from exc
+        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__}: {one_line(exc)}") from exc
 
 
 def load_policy_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Path) -> None:
-    missing, unexpected = policy.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = policy.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit
+        raise TeacherLoadError(
+            f"{path}: the weights do not fit the policy it describes ({one_line(exc)}); the file is damaged"
+        ) from exc
     # SB3 >= 1.8 also lists a shared features extractor under pi_/vf_features_extractor;
     # older zips store it once. Those aliases are the only keys allowed to be missing.
     aliases = ("pi_features_extractor.", "vf_features_extractor.")
@@ -278,12 +425,23 @@ def load_policy_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Pat
 def read_vecnormalize(path: Path) -> tuple[ObsNormalizer | None, float]:
     """Frozen observation normalization and the reward scale from a ``vecnormalize.pkl``."""
     try:
+        if path.stat().st_size > MAX_DATA_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes is too large for statistics")
         rec = _safe_loads(path.read_bytes())
     except Exception as exc:
-        raise TeacherLoadError(f"{path} is not a readable VecNormalize pickle ({exc})") from exc
+        raise TeacherLoadError(f"{path} is not a readable VecNormalize pickle ({one_line(exc)})") from exc
     d = getattr(rec, "__dict__", None)
     if not isinstance(d, dict) or "obs_rms" not in d:
         raise TeacherLoadError(f"{path} does not hold VecNormalize statistics")
+    try:
+        return _normalization_from(d)
+    except TeacherLoadError:
+        raise
+    except Exception as exc:
+        raise TeacherLoadError(f"{path} holds damaged VecNormalize statistics ({one_line(exc)})") from exc
+
+
+def _normalization_from(d: dict[str, Any]) -> tuple[ObsNormalizer | None, float]:
     epsilon = float(d.get("epsilon", 1e-8))
     normalizer = None
     if d.get("norm_obs", True):
@@ -304,6 +462,24 @@ def read_vecnormalize(path: Path) -> tuple[ObsNormalizer | None, float]:
         # VecNormalize divides rewards by sqrt(var(returns) + eps): the critic learned in those units.
         value_scale = float(np.sqrt(np.asarray(d["ret_rms"].__dict__["var"]) + epsilon))
     return normalizer, value_scale
+
+
+class _ZooArgsLoader(yaml.SafeLoader):
+    """YAML's safe loader plus the one Python tag rl-zoo writes (an OrderedDict of pairs).
+
+    Any other Python tag is an error: an ``args.yml`` never runs code.
+    """
+
+
+def _ordered_dict_pairs(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
+    assert isinstance(node, yaml.SequenceNode)
+    (pairs,) = loader.construct_sequence(node, deep=True)
+    return dict(pairs)
+
+
+_ZooArgsLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict_pairs
+)
 
 
 @dataclass
@@ -345,8 +521,9 @@ def locate(path: Path) -> Located:
     for args in (folder / f"{zip_path.stem}.args.yml", side / "args.yml", folder / "args.yml"):
         if args.is_file():
             try:
-                loaded = yaml.load(args.read_text(), Loader=yaml.UnsafeLoader)
+                loaded = yaml.load(args.read_text(), Loader=_ZooArgsLoader)
                 env_id = dict(loaded).get("env")
+                env_id = env_id if isinstance(env_id, str) else None
             except Exception:
                 env_id = None
             break

@@ -36,7 +36,7 @@ from ppdistill.distributions import (
     params_from_distribution,
 )
 from ppdistill.envs import canonical_env_id, env_spaces
-from ppdistill.errors import TeacherLoadError
+from ppdistill.errors import PPDistillError, TeacherLoadError
 from ppdistill.networks import ObsNormalizer, TensorObs, actor_critic_forward
 from ppdistill.serialization import (
     check_spaces_compatible,
@@ -44,6 +44,7 @@ from ppdistill.serialization import (
     decode_entry,
     load_policy_state,
     locate,
+    one_line,
     read_sb3_zip,
     read_vecnormalize,
     space_from_record,
@@ -353,6 +354,30 @@ def load_teacher(
         return teacher.to(device).freeze()
 
     path = Path(source).expanduser()
+    try:
+        teacher = _load_from_file(
+            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std
+        )
+    except PPDistillError:
+        raise
+    except Exception as exc:  # anything a damaged or hostile file provokes besides our own checks
+        raise TeacherLoadError(
+            f"{path} cannot be loaded as a teacher ({one_line(exc)}); the file is damaged or unsupported"
+        ) from exc
+    return teacher.to(device).freeze()
+
+
+def _load_from_file(
+    path: Path,
+    env_id: str | None,
+    env_obs: spaces.Space | None,
+    env_act: spaces.Space | None,
+    temperature: float,
+    vecnormalize: str | Path | None,
+    trust_pickle: bool,
+    target_std: float,
+) -> Teacher:
+    teacher: Teacher
     located = locate(path)
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
@@ -363,11 +388,13 @@ def load_teacher(
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
         raise TeacherLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
     policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
+    if not isinstance(policy_kwargs, dict):
+        raise TeacherLoadError(f"{located.zip_path}: 'policy_kwargs' is not a mapping; the file is damaged")
     obs_space = act_space = None
     for key in ("observation_space", "action_space"):
         try:
             space = space_from_record(decode_entry(data, key, located.zip_path, trust_pickle=False))
-        except (TeacherLoadError, KeyError, TypeError, ValueError):
+        except Exception:  # unreadable: the environment's space is used (or we say so below)
             space = None
         if key == "observation_space":
             obs_space = space
@@ -388,8 +415,14 @@ def load_teacher(
 
     if issubclass(policy_class, ActorCriticPolicy):
         policy_kwargs = {**policy_kwargs, "use_sde": bool(data.get("use_sde", False))}
-    policy = construct_policy(policy_class, obs_space, act_space, policy_kwargs)
+    n_weights = sum(t.numel() for t in contents.policy_state.values())
+    policy = construct_policy(policy_class, obs_space, act_space, policy_kwargs, n_weights=n_weights)
     load_policy_state(policy, contents.policy_state, located.zip_path)
+    for name, tensor in contents.policy_state.items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise TeacherLoadError(
+                f"{located.zip_path}: the weight {name} holds NaN or infinite values; the file is damaged"
+            )
     policy.set_training_mode(False)
 
     vec_path = Path(vecnormalize) if vecnormalize is not None else located.vecnormalize
@@ -440,4 +473,4 @@ def load_teacher(
         from ppdistill.offpolicy import offpolicy_teacher
 
         teacher = offpolicy_teacher(policy, info=info, target_std=target_std, **common)
-    return teacher.to(device).freeze()
+    return teacher

@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
 from ppdistill.errors import MissingTeacherError
+from ppdistill.guards import check_finite, check_rollout, diagnose_value_error, teacher_distribution_error
 from ppdistill.losses import KLDirection
 from ppdistill.networks import NormalizedFlattenExtractor, TensorObs, actor_critic_forward
 from ppdistill.serialization import check_spaces_compatible
@@ -169,8 +170,15 @@ class DistillationMixin:
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+        try:
+            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+        except ValueError as exc:  # torch refuses to build a distribution from NaN parameters
+            error = diagnose_value_error(self)
+            if error is not None:
+                raise error from exc
+            raise
         if complete:
+            check_rollout(rollout_buffer, self._last_obs, self.num_timesteps)  # type: ignore[attr-defined]
             self._store_teacher_outputs(rollout_buffer)
         return complete
 
@@ -206,7 +214,11 @@ class DistillationMixin:
         for start in range(0, n, chunk):
             sl = slice(start, start + chunk)
             part = {k: v[sl] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[sl]
-            out = teacher(obs_as_tensor(part, self.device), with_values=with_values)
+            try:
+                out = teacher(obs_as_tensor(part, self.device), with_values=with_values)
+            except ValueError as exc:  # torch refused the teacher's own distribution
+                where = f"at env step {self.num_timesteps}"  # type: ignore[attr-defined]
+                raise teacher_distribution_error(exc, where) from exc
             params_parts.append(out.params)
             if out.values is not None:
                 value_parts.append(out.values)
@@ -214,7 +226,15 @@ class DistillationMixin:
         values = None
         if value_parts:
             values = value_parts[0] if len(value_parts) == 1 else th.cat(value_parts)
+        self._check_teacher_outputs(params, values)
         return params.float(), None if values is None else values.float()
+
+    def _check_teacher_outputs(self, params: th.Tensor, values: th.Tensor | None) -> None:
+        where = f"at env step {self.num_timesteps}"  # type: ignore[attr-defined]
+        hint = "the teacher is damaged or saw inputs far outside its training range"
+        check_finite(params, "the teacher's output", where, hint)
+        if values is not None:
+            check_finite(values, "the teacher's value", where, hint)
 
     def _student_forward(
         self, obs: TensorObs, with_values: bool = True

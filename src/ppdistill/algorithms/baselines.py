@@ -19,6 +19,7 @@ Value head: ``value_target`` says what the student's critic learns.
 
 from __future__ import annotations
 
+import math
 import pathlib
 from collections import deque
 from typing import Any, Literal
@@ -43,6 +44,7 @@ from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
 from ppdistill.buffers import DistillRolloutBuffer, DistillRolloutBufferSamples
 from ppdistill.distributions import SUPPORTED_ACTION_SPACES, params_from_distribution
 from ppdistill.errors import PPDistillError
+from ppdistill.guards import check_finite, check_rollout, nonfinite_loss, teacher_distribution_error
 from ppdistill.losses import KLDirection, action_agreement, distillation_kl
 from ppdistill.teachers import Teacher
 
@@ -174,13 +176,15 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
                     loss = loss - self.ent_coef * entropy.mean()
                     entropies.append(entropy.mean().item())
 
+                losses.append(loss.item())  # read before the step: a NaN must not reach the weights
+                if not math.isfinite(losses[-1]):
+                    raise nonfinite_loss("the distillation loss", self._n_updates + 1, self.num_timesteps)
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
 
                 kls.append(kl.mean().item())
-                losses.append(loss.item())
                 if epoch == 0:  # the policy that collected the rollout
                     agreements.append(
                         action_agreement(self.action_space, batch.teacher_params, student_params)
@@ -243,11 +247,18 @@ class TeacherDistill(KLDistillation):
             assert self._last_obs is not None
             raw = self._raw_observations()
             teacher_obs = raw if raw is not None else self._last_obs
-            actions, out = teacher.act_on(
-                obs_as_tensor(teacher_obs, self.device),
-                self.teacher_deterministic,
-                self._needs_teacher_values,
-            )
+            # torch refuses to build distributions from NaN parameters: say which values were bad
+            try:
+                actions, out = teacher.act_on(
+                    obs_as_tensor(teacher_obs, self.device),
+                    self.teacher_deterministic,
+                    self._needs_teacher_values,
+                )
+            except ValueError as exc:
+                where = f"at env step {self.num_timesteps}"
+                hint = "the environment (or a wrapper) produced it"
+                check_finite(teacher_obs, "an observation", where, hint)
+                raise teacher_distribution_error(exc, where) from exc
             with th.no_grad():
                 student_obs = obs_as_tensor(self._last_obs, self.device)
                 if need_values:
@@ -299,6 +310,8 @@ class TeacherDistill(KLDistillation):
         params = th.stack(params_steps).transpose(0, 1).reshape(-1, params_steps[0].shape[-1]).float()
         self._maybe_init_log_std(params)
         tvalues = th.stack(value_steps).transpose(0, 1).reshape(-1).float() if value_steps else None
+        self._check_teacher_outputs(params, tvalues)
+        check_rollout(buffer, self._last_obs, self.num_timesteps)
         buffer.set_teacher_outputs(params, tvalues)
         callback.update_locals(locals())
         callback.on_rollout_end()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch.nn import functional as F
 from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
 from ppdistill.buffers import DistillRolloutBufferSamples
 from ppdistill.distributions import params_from_distribution
+from ppdistill.guards import nonfinite_loss
 from ppdistill.losses import KLDirection, action_agreement, distillation_kl, ppd_term
 from ppdistill.schedules import Schedule, as_schedule
 from ppdistill.teachers import Teacher
@@ -181,8 +183,13 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
 
                 with th.no_grad():
                     log_ratio = log_prob - batch.old_log_prob
-                    approx_kl_div = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()
+                    approx_kl = th.mean((th.exp(log_ratio) - 1) - log_ratio)
+                    # PPD: approx_kl + 0·loss is approx_kl exactly, or NaN when the loss is not
+                    # finite: the check rides along with SB3's one read per minibatch.
+                    approx_kl_div = approx_kl.add_(loss.detach(), alpha=0.0).cpu().numpy()
                     approx_kl_divs.append(float(approx_kl_div))
+                if not math.isfinite(approx_kl_divs[-1]):  # PPD: stop before a NaN reaches the weights
+                    raise nonfinite_loss("the PPD loss", self._n_updates + 1, self.num_timesteps)
 
                 if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
                     continue_training = False
