@@ -97,7 +97,7 @@ def _result_row(result: dict[str, Any]) -> list[str]:
     spec = result["spec"]
     ratio = result["ratio"]
     return [
-        spec["method"],
+        spec["method"] + (" → ppo" if result.get("finetune_start") is not None else ""),
         f"{result['score']:.1f} ± {result['score_std']:.1f}",
         f"{result['teacher_score']:.1f}",
         f"{ratio:.2f}" if ratio is not None else "-",
@@ -125,14 +125,16 @@ RESULT_COLUMNS = [
 
 # Options that define a run: --resume takes them from the run's folder instead.
 _RUN_OPTIONS = ("teacher", "env", "timesteps", "out")
+_SPEC_OPTIONS = ("lambda_schedule", "then_finetune", "critic_warmup", "finetune_hp")
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from ppdistill.config import hyperparameters, parse_overrides
+    from ppdistill.config import parse_overrides, run_hyperparameters
     from ppdistill.runs import RunSpec, resume, run
 
     if args.resume is not None:
         given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
+        given += [f"--{name.replace('_', '-')}" for name in _SPEC_OPTIONS if getattr(args, name)]
         if given:
             raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
         _check_out(args.resume)
@@ -152,16 +154,33 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("tensorboard") is None:
             raise MissingExtraError("tensorboard", "--tensorboard", "tensorboard")
-    hp = hyperparameters(args.env, args.method, args.config)
+    overrides: dict[str, Any] = {}
     if args.n_envs is not None:
-        hp["n_envs"] = args.n_envs
+        overrides["n_envs"] = args.n_envs
     if args.distill_lambda is not None:
         if args.method != "ppd":
             raise CLIError("--lambda applies to --method ppd only")
-        hp["distill_lambda"] = args.distill_lambda
+        overrides["distill_lambda"] = args.distill_lambda
     if args.temperature is not None:
-        hp["temperature"] = args.temperature
-    hp.update(parse_overrides(args.hp))
+        overrides["temperature"] = args.temperature
+    overrides.update(parse_overrides(args.hp))
+    if args.lambda_schedule is not None:
+        if args.method != "ppd":
+            raise CLIError("--lambda-schedule applies to --method ppd only")
+        overrides["lambda_schedule"] = args.lambda_schedule
+    if args.then_finetune is None and (args.critic_warmup is not None or args.finetune_hp):
+        raise CLIError("--critic-warmup and --finetune-hp need --then-finetune N")
+    if args.then_finetune is not None:
+        if args.method not in ("student-distill", "teacher-distill"):
+            raise CLIError(
+                "--then-finetune applies to --method student-distill or teacher-distill "
+                "(PPD: --lambda-schedule distill-then-finetune:FRACTION)"
+            )
+        overrides["then_finetune"] = args.then_finetune
+        overrides["critic_warmup"] = args.critic_warmup or 0
+        finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
+        overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp)}
+    hp = run_hyperparameters(args.env, args.method, overrides, args.config)
     spec = RunSpec(
         env_id=args.env,
         method=args.method,
@@ -186,6 +205,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
             checkpoint_freq=args.checkpoint_freq,
         )
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [_result_row(result)])
+    if result.get("finetune_start") is not None:
+        print(
+            f"PPO fine-tuning from env step {result['finetune_start']}; "
+            "distilled.zip is the student before it"
+        )
     print(f"student, eval.csv, learning_curve.png and results.json in {args.out}")
     return 0
 
@@ -489,6 +513,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-envs", type=_positive_int, default=None, help="parallel environments (config default: 8)"
     )
     p.add_argument("--lambda", dest="distill_lambda", type=_non_negative_float, default=None, help="PPD's λ")
+    p.add_argument(
+        "--lambda-schedule",
+        default=None,
+        metavar="NAME",
+        help="PPD's λ over training: constant, linear, distill-then-finetune:FRACTION, performance",
+    )
+    p.add_argument(
+        "--then-finetune",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="student-/teacher-distill: then N more env steps of PPO fine-tuning of the same student",
+    )
+    p.add_argument(
+        "--critic-warmup",
+        type=_non_negative_int,
+        default=None,
+        metavar="M",
+        help="with --then-finetune: only the critic learns in the first M fine-tuning steps",
+    )
+    p.add_argument(
+        "--finetune-hp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter of the fine-tuning PPO (default: the config's ppo section)",
+    )
     p.add_argument("--temperature", type=float, default=None, help="τ of softmax(Q/τ) for DQN teachers")
     p.add_argument("--config", type=Path, default=None, help="hyperparameter YAML (default: the shipped one)")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter")
@@ -521,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = teacher.add_subparsers(dest="teacher_command", required=True, parser_class=_Parser)
     p = tsub.add_parser("train", help="train a teacher with tuned settings")
     p.add_argument("--env", required=True)
-    p.add_argument("--algo", choices=["ppo", "dqn"], default="ppo")
+    p.add_argument("--algo", choices=["ppo", "dqn", "td3", "sac"], default="ppo")
     p.add_argument("--timesteps", type=_positive_int, default=None, help="default: the tuned budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")

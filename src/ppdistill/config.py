@@ -34,8 +34,22 @@ _RESERVED = {
     "tensorboard_log",
     "_init_setup_model",
 }
-# Keys understood by the runner rather than the algorithm.
-RUNNER_KEYS = {"n_envs", "timesteps", "normalize", "temperature"}
+# Keys understood by the runner rather than the algorithm (see ppdistill.runs.RunSpec):
+# lambda_schedule (PPD), then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune
+# pipeline of student-distill or teacher-distill).
+RUNNER_KEYS = {
+    "n_envs",
+    "timesteps",
+    "normalize",
+    "temperature",
+    "lambda_schedule",
+    "then_finetune",
+    "critic_warmup",
+    "finetune_hp",
+}
+PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp")
+# Methods whose student can be handed over to PPO after distilling.
+PIPELINE_METHODS = ("student-distill", "teacher-distill")
 
 
 class ConfigError(PPDistillError, ValueError):
@@ -162,3 +176,72 @@ def check_keys(method: str, values: dict[str, Any], where: str) -> None:
             f"unknown hyperparameter {unknown[0]!r} for {method} in {where}{hint}; "
             f"valid keys: {', '.join(sorted(allowed))}"
         )
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
+        raise ConfigError(f"{name} must be a whole number of env steps >= 0, got {value!r}")
+    return int(value)
+
+
+def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
+    """Check the runner's own keys of a run (which methods take them, their values).
+
+    :param method: one of :data:`METHODS`
+    :param hp: the run's hyperparameters
+    :raises ConfigError: naming the key and what to do
+    """
+    from ppdistill.schedules import parse_schedule_name
+
+    if hp.get("lambda_schedule") is not None:
+        if method != "ppd":
+            raise ConfigError(f"lambda_schedule applies to ppd only, not {method}")
+        try:
+            parse_schedule_name(hp["lambda_schedule"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    finetune = _count(hp.get("then_finetune") or 0, "then_finetune")
+    if finetune and method not in PIPELINE_METHODS:
+        hint = " (PPD: lambda_schedule 'distill-then-finetune:FRACTION')" if method == "ppd" else ""
+        raise ConfigError(f"then_finetune applies to {' and '.join(PIPELINE_METHODS)}, not {method}{hint}")
+    for key in PIPELINE_KEYS[1:]:
+        if hp.get(key) and not finetune:
+            raise ConfigError(f"{key} needs then_finetune (the env steps of PPO fine-tuning)")
+    warmup = _count(hp.get("critic_warmup") or 0, "critic_warmup")
+    if warmup > finetune:
+        raise ConfigError(f"critic_warmup ({warmup}) exceeds then_finetune ({finetune})")
+    extra = hp.get("finetune_hp")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise ConfigError(f"finetune_hp must map PPO hyperparameters to values, got {extra!r}")
+        check_keys("ppo", extra, "finetune_hp")
+
+
+def run_hyperparameters(
+    env_id: str, method: str, overrides: dict[str, Any] | None = None, config: Path | None = None
+) -> dict[str, Any]:
+    """A run's hyperparameters: the config's section for ``method`` on ``env_id``, then ``overrides``.
+
+    A distill-then-fine-tune pipeline (``then_finetune`` > 0) also gets ``finetune_hp``
+    completed: the config's ``ppo`` section for the env, then the ``finetune_hp`` given. Its
+    ``gamma`` and ``gae_lambda`` become the distillation phase's too (where they shape the
+    critic's value target), unless ``overrides`` set them: the critic learned while
+    distilling is then the one PPO needs.
+
+    :param env_id: environment id
+    :param method: one of :data:`METHODS`
+    :param overrides: values replacing the config's (``--hp``, a suite's ``hp``)
+    :param config: a YAML file to use instead of the shipped ``distill.yml``
+    """
+    overrides = dict(overrides or {})
+    hp = hyperparameters(env_id, method, config)
+    if overrides.get("then_finetune", hp.get("then_finetune")):
+        finetune = hyperparameters(env_id, "ppo", config)
+        finetune.update(hp.get("finetune_hp") or {})
+        finetune.update(overrides.get("finetune_hp") or {})
+        hp.update({k: finetune[k] for k in ("gamma", "gae_lambda") if k in finetune})
+        hp.update(overrides)
+        hp["finetune_hp"] = finetune
+    else:
+        hp.update(overrides)
+    return hp

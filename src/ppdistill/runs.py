@@ -23,11 +23,31 @@ appear together or not at all. While the run trains, the output folder holds its
 on CPU the result is bit for bit that of an uninterrupted run (tested). When the run
 completes, ``checkpoint/`` is removed; a folder that still has one holds an unfinished run,
 and a new run refuses to start over it.
+
+Two kinds of run go beyond one algorithm trained once, both set by hyperparameters that the
+runner reads (:data:`ppdistill.config.RUNNER_KEYS`), so that the CLI and the benchmark
+harness run them alike:
+
+- PPD with a λ schedule (``lambda_schedule``: ``constant``, ``linear``,
+  ``distill-then-finetune:FRACTION``, ``performance``; see
+  :func:`ppdistill.schedules.named_schedule`). ``performance`` needs the teacher's and a random
+  policy's returns: they are measured before training (the teacher on the final evaluation's
+  episodes, which the final evaluation then reuses) and kept in the checkpoints.
+- A distill-then-fine-tune pipeline (``then_finetune: N`` with student-distill or
+  teacher-distill): the distillation phase runs its ``timesteps``, then the same student
+  continues as SB3's PPO for N more env steps (:mod:`ppdistill.pipeline`), on fresh training
+  environments, with PPO's hyperparameters ``finetune_hp`` and, with ``critic_warmup: M``,
+  only the critic learning for the first M of them. One evaluation curve spans both phases
+  (env steps continue); the output folder also holds ``distilled.zip``, the student at the end
+  of distillation, and ``results.json`` a ``phases`` list. A pipeline resumes from either
+  phase: a checkpoint holds whichever model was training, and one taken during fine-tuning
+  also the distilled student (``checkpoint/distilled.zip``) and the phase boundary.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -57,12 +77,14 @@ from ppdistill.checkpoints import (
     load_into,
     read_checkpoint,
 )
-from ppdistill.config import RUNNER_KEYS, algorithm_class, check_keys
+from ppdistill.config import RUNNER_KEYS, algorithm_class, check_keys, check_runner_keys, hyperparameters
 from ppdistill.envs import make_vec_env
 from ppdistill.errors import PPDistillError
-from ppdistill.evaluation import action_agreement_on, evaluate
+from ppdistill.evaluation import action_agreement_on, evaluate, random_score
 from ppdistill.guards import FiniteRollouts, diagnose_value_error
 from ppdistill.networks import NormalizedFlattenExtractor, image_student_kwargs, mlp_student_arch
+from ppdistill.pipeline import CriticWarmup, finetune_model, warmup_end
+from ppdistill.schedules import Schedule, named_schedule, parse_schedule_name
 from ppdistill.teachers import DEFAULT_Q_TEMPERATURE, Teacher, load_teacher
 
 
@@ -82,6 +104,13 @@ class RunSpec:
     :param final_episodes: episodes of the final evaluation (student and teacher)
     :param deterministic: evaluate with the policy's mode
     :param tensorboard: TensorBoard log folder
+
+    ``hp`` may hold the runner's keys besides the algorithm's: ``n_envs``, ``temperature``
+    (DQN teachers), ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
+    ``then_finetune`` (env steps of PPO after ``timesteps`` of distillation),
+    ``critic_warmup`` and ``finetune_hp`` (the fine-tuning PPO's complete hyperparameters;
+    absent, the shipped config's ``ppo`` section for the env;
+    :func:`ppdistill.config.run_hyperparameters` builds it from a config and overrides).
     """
 
     env_id: str
@@ -101,10 +130,25 @@ class RunSpec:
         if int(self.timesteps) <= 0:
             raise PPDistillError(f"timesteps must be positive, got {self.timesteps}")
         check_keys(self.method, self.hp, "the hyperparameters")
+        check_runner_keys(self.method, self.hp)
+
+    @property
+    def finetune_steps(self) -> int:
+        """Env steps of PPO fine-tuning after the distillation (0: not a pipeline)."""
+        return int(self.hp.get("then_finetune") or 0)
+
+    @property
+    def total_timesteps(self) -> int:
+        """Env steps of the whole run, both phases of a pipeline."""
+        return int(self.timesteps) + self.finetune_steps
 
 
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
+DISTILLED_NAME = "distilled.zip"
+# Seed offsets from the run's seed: periodic evaluations, final evaluation, fresh episodes of
+# an inexact resume, and the fine-tuning phase of a pipeline (its PPO and its environments).
+FINETUNE_SEED_OFFSET = 40_000
 
 
 def default_checkpoint_freq(timesteps: int) -> int:
@@ -141,6 +185,11 @@ class PeriodicEvaluation(BaseCallback):
         self._next = int(state["next"])
         self._elapsed_before = float(state["elapsed"])
         self._resumed = True
+
+    def carry_on(self) -> None:
+        """The next ``learn`` continues this curve (a pipeline's next phase): no evaluation at
+        its start, wall time counted on."""
+        self.restore(self.state())
 
     def _evaluate(self) -> None:
         result = evaluate(self.model, self.env_id, self.n_episodes, self.deterministic, seed=self.seed)
@@ -198,9 +247,19 @@ def policy_name(observation_space: spaces.Space) -> str:
     return "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"
 
 
-def build_model(spec: RunSpec, teacher: Teacher, verbose: int = 0) -> BaseAlgorithm:
-    """The student model of ``spec.method``, on fresh training environments."""
+def build_model(
+    spec: RunSpec, teacher: Teacher, verbose: int = 0, distill_lambda: Schedule | None = None
+) -> BaseAlgorithm:
+    """The student model of ``spec.method``, on fresh training environments.
+
+    :param spec: the run
+    :param teacher: the teacher
+    :param verbose: SB3 verbosity
+    :param distill_lambda: PPD's λ schedule, replacing ``spec.hp["distill_lambda"]``
+    """
     hp = {k: v for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
+    if distill_lambda is not None:
+        hp["distill_lambda"] = distill_lambda
     n_envs = int(spec.hp.get("n_envs", 1))
     # EpisodeRecorder lets a checkpoint rebuild the envs' state exactly (by replay).
     env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed, wrapper_class=EpisodeRecorder)
@@ -258,9 +317,14 @@ def machine_description() -> str:
 
 
 def plot_curves(
-    curves: dict[str, list[dict[str, float]]], teacher_score: float | None, title: str, path: Path
+    curves: dict[str, list[dict[str, float]]],
+    teacher_score: float | None,
+    title: str,
+    path: Path,
+    finetune_start: int | None = None,
 ) -> None:
-    """Return against env steps, one line per curve, the teacher as a dashed line."""
+    """Return against env steps, one line per curve, the teacher as a dashed line (and the
+    step where a pipeline's fine-tuning began as a dotted one)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,6 +341,10 @@ def plot_curves(
         ax.fill_between(x, y - s, y + s, alpha=0.15)
     if teacher_score is not None:
         ax.axhline(teacher_score, color="black", linestyle="--", linewidth=1, label="teacher")
+    if finetune_start is not None:
+        ax.axvline(
+            finetune_start, color="gray", linestyle=":", linewidth=1, label="PPO fine-tuning from here"
+        )
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return (mean ± std)")
     ax.set_title(title)
@@ -334,6 +402,7 @@ def run(
     teacher_score: float | None = None,
     on_model: Callable[[BaseAlgorithm], None] | None = None,
     checkpoint_freq: int | None = None,
+    random_score: float | None = None,
 ) -> dict[str, Any]:
     """Execute ``spec``; write its outputs to ``out`` (if given); return the results record.
 
@@ -343,9 +412,12 @@ def run(
     :param verbose: SB3 verbosity
     :param teacher: an already loaded teacher (else loaded from ``spec.teacher``)
     :param teacher_score: the teacher's final-evaluation mean, if already known
-    :param on_model: called with the model before training (e.g. to add a logger)
+    :param on_model: called with each model before it trains (e.g. to add a logger; twice
+        in a pipeline: the distilling student, then the fine-tuning PPO)
     :param checkpoint_freq: env steps between checkpoints in ``out/checkpoint`` (None: a tenth
         of the budget; 0: none)
+    :param random_score: a random policy's mean return, if already known (for a
+        ``performance`` λ schedule; else measured)
     """
     if out is not None:
         _check_out_folder(Path(out))
@@ -356,10 +428,11 @@ def run(
                 f"`ppdistill distill --resume {out}`, or delete {record.parent} to start over"
             )
     if checkpoint_freq is None:
-        checkpoint_freq = default_checkpoint_freq(spec.timesteps)
+        checkpoint_freq = default_checkpoint_freq(spec.total_timesteps)
     if checkpoint_freq < 0:
         raise PPDistillError(f"checkpoint frequency must be >= 0, got {checkpoint_freq}")
-    return _execute(spec, out, progress_bar, verbose, teacher, teacher_score, on_model, checkpoint_freq, None)
+    baselines = {"teacher": teacher_score, "random": random_score}
+    return _execute(spec, out, progress_bar, verbose, teacher, baselines, on_model, checkpoint_freq, None)
 
 
 def resume(
@@ -375,7 +448,7 @@ def resume(
     :param progress_bar: show SB3's progress bar
     :param verbose: SB3 verbosity
     :param teacher: an already loaded teacher (else loaded from the spec's path)
-    :param on_model: called with the model before training
+    :param on_model: called with each model before it trains
     """
     out = Path(out)
     record = unfinished_run(out)
@@ -396,12 +469,71 @@ def resume(
         stale.unlink()
     path = record.parent / CHECKPOINT_NAME
     checkpoint = read_checkpoint(path) if path.is_file() else None
-    return _execute(spec, out, progress_bar, verbose, teacher, None, on_model, checkpoint_freq, checkpoint)
+    baselines: dict[str, float | None] = {"teacher": None, "random": None}
+    return _execute(
+        spec, out, progress_bar, verbose, teacher, baselines, on_model, checkpoint_freq, checkpoint
+    )
 
 
 def _check_out_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise PPDistillError(f"--out {out} is a file; give a folder path")
+
+
+def _lambda_schedule(
+    spec: RunSpec, teacher: Teacher, baselines: dict[str, float | None], checkpoint: Checkpoint | None
+) -> tuple[Schedule | None, dict[str, Any] | None]:
+    """PPD's λ schedule of ``spec`` and its record for results.json (None, None: a plain λ)."""
+    name = spec.hp.get("lambda_schedule")
+    if name is None or spec.method != "ppd":
+        return None, None
+    kind, _ = parse_schedule_name(name)
+    value = float(spec.hp.get("distill_lambda", 1.0))
+    record: dict[str, Any] = {"name": name, "lambda": value}
+    if kind == "performance":
+        saved = (checkpoint.extra.get("baselines") if checkpoint is not None else None) or {}
+        for key in ("teacher", "random"):  # a resumed run uses the numbers it started with
+            if saved.get(key) is not None:
+                baselines[key] = float(saved[key])
+        if baselines["teacher"] is None:  # the final evaluation's episodes: measured once, used twice
+            baselines["teacher"] = evaluate(
+                teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=spec.seed + 20_000
+            ).mean
+        if baselines["random"] is None:
+            baselines["random"] = random_score(spec.env_id, spec.final_episodes, seed=spec.seed + 20_000).mean
+        record.update(teacher_return=baselines["teacher"], random_return=baselines["random"])
+    try:
+        schedule = named_schedule(name, value, baselines["teacher"], baselines["random"])
+    except ValueError as exc:
+        raise PPDistillError(f"lambda_schedule {name}: {exc}") from exc
+    return schedule, record
+
+
+def _learn(
+    model: BaseAlgorithm,
+    until: int,
+    callbacks: list[BaseCallback],
+    progress_bar: bool,
+    continuing: bool,
+    tb_log_name: str | None = None,
+) -> None:
+    """Train ``model`` until its step counter reaches ``until``."""
+    if not isinstance(model, DistillationMixin):  # PPO: SB3's class, checked from outside
+        callbacks = [*callbacks, FiniteRollouts()]
+    kwargs: dict[str, Any] = {"tb_log_name": tb_log_name} if tb_log_name else {}
+    try:
+        model.learn(
+            until - model.num_timesteps,
+            callback=CallbackList(callbacks),
+            progress_bar=progress_bar,
+            reset_num_timesteps=not continuing,
+            **kwargs,
+        )
+    except ValueError as exc:  # torch refused a distribution: say so if a NaN is the cause
+        error = diagnose_value_error(model)
+        if error is not None:
+            raise error from exc
+        raise
 
 
 def _execute(
@@ -410,7 +542,7 @@ def _execute(
     progress_bar: bool,
     verbose: int,
     teacher: Teacher | None,
-    teacher_score: float | None,
+    baselines: dict[str, float | None],
     on_model: Callable[[BaseAlgorithm], None] | None,
     checkpoint_freq: int,
     checkpoint: Checkpoint | None,
@@ -418,14 +550,24 @@ def _execute(
     temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
     if teacher is None:
         teacher = load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature)
-    model = build_model(spec, teacher, verbose=verbose)
+    schedule, schedule_record = _lambda_schedule(spec, teacher, baselines, checkpoint)
+    model = build_model(spec, teacher, verbose=verbose, distill_lambda=schedule)
+    pipeline = spec.finetune_steps > 0
+    # where a pipeline stands: the boundary and the distilled student, once fine-tuning began
+    finetune: dict[str, Any] | None = None
+    distilled: bytes | None = None
+    folder = Path(out) / CHECKPOINT_DIR if out is not None and checkpoint_freq > 0 else None
+    if checkpoint is not None and pipeline and checkpoint.extra.get("finetune") is not None:
+        finetune = dict(checkpoint.extra["finetune"])
+        assert folder is not None
+        distilled = (folder / DISTILLED_NAME).read_bytes()
+        model = _finetuning(spec, model, verbose)  # the checkpoint holds the PPO
     if on_model is not None:
         on_model(model)
-    freq = spec.eval_freq or max(1, spec.timesteps // 10)
+    freq = spec.eval_freq or max(1, spec.total_timesteps // 10)
     evaluation = PeriodicEvaluation(
         spec.env_id, freq, spec.eval_episodes, spec.deterministic, spec.seed + 10_000
     )
-    callbacks: list[BaseCallback] = [evaluation]
     train_time_before = 0.0
     resumes: list[dict[str, Any]] = []
     restore_rng = None
@@ -436,39 +578,53 @@ def _execute(
         train_time_before = float(extra["train_time_s"])
         resumes = [*extra.get("resumes", []), {"from_step": checkpoint.num_timesteps, "exact": exact}]
         restore_rng = checkpoint.state["rng"]
-    checkpointer = None
     t0 = time.perf_counter()
-    if out is not None and checkpoint_freq > 0:
-        folder = Path(out) / CHECKPOINT_DIR
+    if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             record = {"spec": asdict(spec), "checkpoint_freq": checkpoint_freq}
             atomic_write(folder / RUN_FILE, json.dumps(record, indent=2).encode())
 
-        def extra_state() -> dict[str, Any]:
-            return {
-                "evaluation": evaluation.state(),
-                "train_time_s": train_time_before + time.perf_counter() - t0,
-                "resumes": resumes,
-            }
+    def extra_state() -> dict[str, Any]:
+        return {
+            "evaluation": evaluation.state(),
+            "train_time_s": train_time_before + time.perf_counter() - t0,
+            "resumes": resumes,
+            "baselines": baselines,
+            "finetune": finetune,
+        }
 
-        checkpointer = CheckpointCallback(folder / CHECKPOINT_NAME, checkpoint_freq, extra_state, restore_rng)
-        callbacks.append(checkpointer)
-    if not isinstance(model, DistillationMixin):  # PPO from scratch: SB3's class, checked from outside
-        callbacks.append(FiniteRollouts())
-    remaining = spec.timesteps - model.num_timesteps
-    try:
-        model.learn(
-            remaining,
-            callback=CallbackList(callbacks),
-            progress_bar=progress_bar,
-            reset_num_timesteps=checkpoint is None,
-        )
-    except ValueError as exc:  # torch refused a distribution: say so if a NaN is the cause
-        error = diagnose_value_error(model)
-        if error is not None:
-            raise error from exc
-        raise
+    def checkpointer(restore: dict[str, Any] | None) -> list[CheckpointCallback]:
+        if folder is None:
+            return []
+        return [CheckpointCallback(folder / CHECKPOINT_NAME, checkpoint_freq, extra_state, restore)]
+
+    checkpointers: list[CheckpointCallback] = []
+    if finetune is None:  # the (distillation) phase
+        checkpointers = checkpointer(restore_rng)
+        _learn(model, spec.timesteps, [evaluation, *checkpointers], progress_bar, checkpoint is not None)
+    if pipeline and finetune is None:  # the boundary: evaluate, keep the distilled student, hand over
+        if not evaluation.rows or evaluation.rows[-1]["timesteps"] < model.num_timesteps:
+            evaluation._evaluate()
+        buffer = io.BytesIO()
+        model.save(buffer)
+        distilled = buffer.getvalue()
+        if folder is not None:  # before the first fine-tuning checkpoint, which needs it
+            atomic_write(folder / DISTILLED_NAME, distilled)
+        finetune = {"start": int(model.num_timesteps), "distilled_eval": dict(evaluation.rows[-1])}
+        model = _finetuning(spec, model, verbose)
+        if on_model is not None:
+            on_model(model)
+        evaluation.carry_on()  # one curve: no second evaluation at the start of fine-tuning
+        restore_rng = None  # the fine-tuning starts from its own seed
+    if finetune is not None:
+        warmup = int(spec.hp.get("critic_warmup") or 0)
+        callbacks: list[BaseCallback] = [evaluation, *checkpointer(restore_rng)]
+        if warmup:
+            callbacks.append(CriticWarmup(finetune["start"], warmup))
+        checkpointers = [c for c in callbacks if isinstance(c, CheckpointCallback)] + checkpointers
+        _learn(model, spec.total_timesteps, callbacks, progress_bar, True,
+               tb_log_name=algorithm_class(spec.method).__name__)  # fmt: skip
     train_time = train_time_before + time.perf_counter() - t0
     if not evaluation.rows or evaluation.rows[-1]["timesteps"] < model.num_timesteps:
         evaluation._evaluate()
@@ -480,6 +636,7 @@ def _execute(
         seed=spec.seed + 20_000,
         record_observations=True,
     )
+    teacher_score = baselines["teacher"]
     if teacher_score is None:
         teacher_score = evaluate(
             teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=spec.seed + 20_000
@@ -487,6 +644,7 @@ def _execute(
     agreement = action_agreement_on(model, teacher, final.observations)
     policy_kwargs = student_policy_kwargs(spec, teacher)
     n_params = sum(p.numel() for p in model.policy.parameters())
+    write_times = [t for c in checkpointers for t in c.write_times]
     result: dict[str, Any] = {
         "spec": asdict(spec),
         "student_net_arch": policy_kwargs.get("net_arch"),
@@ -502,20 +660,67 @@ def _execute(
         "env_steps": int(model.num_timesteps),
         "train_time_s": round(train_time, 3),
         "env_steps_per_s": round(model.num_timesteps / max(train_time, 1e-9), 1),
-        "checkpoint_freq": checkpoint_freq if checkpointer is not None else 0,
-        "checkpoint_write_s": (
-            round(float(np.mean(checkpointer.write_times)), 4)
-            if checkpointer is not None and checkpointer.write_times
-            else None
-        ),
+        "checkpoint_freq": checkpoint_freq if folder is not None else 0,
+        "checkpoint_write_s": round(float(np.mean(write_times)), 4) if write_times else None,
         "resumed": resumes,
         "versions": _versions(),
         "machine": machine_description(),
     }
+    if schedule_record is not None:
+        result["lambda_schedule"] = schedule_record
+    if finetune is not None:
+        result["finetune_start"] = finetune["start"]
+        result["phases"] = _phases(spec, model, finetune)
     if out is not None:
-        write_outputs(Path(out), spec, model, evaluation.rows, float(teacher_score), result)
+        files = {DISTILLED_NAME: distilled} if distilled is not None else {}
+        write_outputs(Path(out), spec, model, evaluation.rows, float(teacher_score), result, files)
         shutil.rmtree(Path(out) / CHECKPOINT_DIR, ignore_errors=True)
     return result
+
+
+def _finetuning(spec: RunSpec, distilled: BaseAlgorithm, verbose: int) -> BaseAlgorithm:
+    """The fine-tuning PPO of a pipeline, from the distilled student, on fresh environments."""
+    hp = spec.hp.get("finetune_hp")
+    if hp is None:
+        hp = hyperparameters(spec.env_id, "ppo")
+    seed = spec.seed + FINETUNE_SEED_OFFSET
+    env = make_vec_env(spec.env_id, n_envs=int(hp.get("n_envs", 1)), seed=seed, wrapper_class=EpisodeRecorder)
+    old_env = distilled.get_env()
+    if old_env is not None:
+        old_env.close()
+    try:
+        return finetune_model(distilled, hp, env, seed, verbose=verbose, tensorboard_log=spec.tensorboard)
+    except TypeError as exc:  # a key PPO does not take
+        raise PPDistillError(f"bad fine-tuning hyperparameter: {exc}") from exc
+
+
+def _phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each phase of a pipeline did, for results.json."""
+    start = int(finetune["start"])
+    warmup = int(spec.hp.get("critic_warmup") or 0)
+    rollout = int(model.n_steps * model.n_envs)  # type: ignore[attr-defined]
+    effective = {k: v for k, v in (spec.hp.get("finetune_hp") or {}).items() if k not in ("policy_kwargs",)}
+    effective["use_sde"] = bool(getattr(model, "use_sde", False))
+    return [
+        {
+            "phase": "distill",
+            "method": spec.method,
+            "start_step": 0,
+            "end_step": start,
+            "eval_at_end": finetune["distilled_eval"],
+            "student": DISTILLED_NAME,
+        },
+        {
+            "phase": "finetune",
+            "method": "ppo",
+            "start_step": start,
+            "end_step": int(model.num_timesteps),
+            "critic_warmup": warmup,
+            "actor_frozen_until_step": warmup_end(start, warmup, rollout) if warmup else start,
+            "hp": effective,
+            "student": "student.zip",
+        },
+    ]
 
 
 def write_outputs(
@@ -525,6 +730,7 @@ def write_outputs(
     rows: list[dict[str, float]],
     teacher_score: float,
     result: dict[str, Any],
+    files: dict[str, bytes] | None = None,
 ) -> None:
     """Write the run's final files into ``out``, all together (through a staging folder).
 
@@ -534,20 +740,22 @@ def write_outputs(
     :param rows: the periodic evaluations
     :param teacher_score: the teacher's final-evaluation mean
     :param result: the results record
+    :param files: more files to write, name to contents (a pipeline's ``distilled.zip``)
     """
     staged = StagedOutput(out)
     try:
         model.save(staged.path("student.zip"))
+        for name, data in (files or {}).items():
+            staged.path(name).write_bytes(data)
         with staged.path("eval.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["timesteps", "wall_time_s", "mean", "std"])
             writer.writeheader()
             writer.writerows(rows)
-        plot_curves(
-            {spec.method: rows},
-            teacher_score,
-            f"{spec.method} on {spec.env_id} ({spec.student} student)",
-            staged.path("learning_curve.png"),
-        )
+        boundary = result.get("finetune_start")
+        title = f"{spec.method} on {spec.env_id} ({spec.student} student)"
+        if boundary is not None:
+            title = f"{spec.method}, then PPO, on {spec.env_id} ({spec.student} student)"
+        plot_curves({spec.method: rows}, teacher_score, title, staged.path("learning_curve.png"), boundary)
         staged.path("config.yml").write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
         staged.path("results.json").write_text(json.dumps(result, indent=2))
         staged.commit()

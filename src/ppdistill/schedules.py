@@ -88,6 +88,64 @@ class PerformanceBased:
         return self.scale if self.last is None else self.last
 
 
+SCHEDULE_NAMES = ("constant", "linear", "distill-then-finetune:FRACTION", "performance")
+
+
+def parse_schedule_name(text: str) -> tuple[str, float | None]:
+    """Check a schedule name (``--lambda-schedule``); return its kind and, for
+    ``distill-then-finetune:FRACTION``, the fraction.
+
+    :param text: one of :data:`SCHEDULE_NAMES`
+    :raises ValueError: naming the valid forms
+    """
+    kind, sep, arg = str(text).strip().partition(":")
+    if kind in ("constant", "linear", "performance") and not sep:
+        return kind, None
+    if kind == "distill-then-finetune" and sep:
+        try:
+            fraction = float(arg)
+        except ValueError:
+            fraction = float("nan")
+        if 0.0 < fraction <= 1.0:
+            return kind, fraction
+        raise ValueError(f"distill-then-finetune:FRACTION needs a fraction in (0, 1], got {arg!r}")
+    raise ValueError(f"unknown λ schedule {text!r}; use one of {', '.join(SCHEDULE_NAMES)}")
+
+
+def named_schedule(
+    text: str, value: float, teacher_return: float | None = None, random_return: float | None = None
+) -> Schedule:
+    """The schedule a name stands for, around λ = ``value``.
+
+    ``constant``: λ; ``linear``: λ → 0 over the budget; ``distill-then-finetune:F``: λ for the
+    first fraction F of the budget, then 0; ``performance``: :class:`PerformanceBased` with
+    ``scale`` λ, which needs the teacher's and a random policy's mean returns.
+
+    :param text: one of :data:`SCHEDULE_NAMES`
+    :param value: λ
+    :param teacher_return: the teacher's mean return (``performance`` only)
+    :param random_return: a random policy's mean return (``performance`` only)
+    """
+    kind, fraction = parse_schedule_name(text)
+    if value < 0:
+        raise ValueError(f"distill_lambda must be >= 0, got {value}")
+    if kind == "linear":
+        return Linear(value, 0.0)
+    if kind == "distill-then-finetune":
+        assert fraction is not None
+        return DistillThenFinetune(value, fraction)
+    if kind == "performance":
+        if teacher_return is None or random_return is None:
+            raise ValueError("the performance schedule needs the teacher's and a random policy's returns")
+        if not teacher_return > random_return:
+            raise ValueError(
+                "the performance schedule needs a teacher better than a random policy "
+                f"(teacher {teacher_return:.4g}, random {random_return:.4g})"
+            )
+        return PerformanceBased(float(teacher_return), float(random_return), scale=value)
+    return Constant(value)
+
+
 def as_schedule(value: float | Schedule) -> Schedule:
     """A float becomes :class:`Constant`; a callable is returned unchanged.
 

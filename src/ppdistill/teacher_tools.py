@@ -6,14 +6,18 @@ import io
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch as th
 import yaml
-from stable_baselines3 import DQN, PPO
+from gymnasium import spaces
+from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill.config import ConfigError, _coerce
@@ -21,18 +25,57 @@ from ppdistill.envs import canonical_env_id, make_vec_env
 from ppdistill.errors import PPDistillError
 from ppdistill.serialization import locate, read_sb3_zip
 
-TEACHER_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
+TEACHER_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "td3": TD3, "sac": SAC}
+# The action spaces each algorithm can act in (SB3 asserts it; we say it in one line).
+_ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
+    "dqn": (spaces.Discrete,),
+    "td3": (spaces.Box,),
+    "sac": (spaces.Box,),
+}
+_NOISES: dict[str, Callable[..., ActionNoise]] = {
+    "normal": NormalActionNoise,
+    "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise,
+}
 
 
 def teacher_hyperparameters(env_id: str, algo: str) -> dict[str, Any]:
     """Tuned settings from ``ppdistill/configs/teachers.yml`` (the zoo's), or SB3's defaults.
 
     :param env_id: environment id
-    :param algo: "ppo" or "dqn"
+    :param algo: one of :data:`TEACHER_ALGOS`
     """
     data = _coerce(yaml.safe_load(resources.files("ppdistill").joinpath("configs/teachers.yml").read_text()))
     section = data.get(canonical_env_id(env_id)) or data["default"]
     return dict(section.get(algo) or data["default"][algo])
+
+
+def action_noise(hp: dict[str, Any], action_space: spaces.Space) -> ActionNoise | None:
+    """The exploration noise of the zoo's ``noise_type`` / ``noise_std`` keys (popped from ``hp``).
+
+    As in the RL Zoo: ``noise_type`` "normal" or "ornstein-uhlenbeck", with standard
+    deviation ``noise_std`` in every action dimension (of the [-1, 1] actions TD3 and SAC act in).
+
+    :param hp: hyperparameters; the two keys are removed
+    :param action_space: the env's action space
+    """
+    kind = hp.pop("noise_type", None)
+    std = hp.pop("noise_std", None)
+    if kind is None:
+        if std is not None:
+            raise ConfigError("noise_std needs noise_type ('normal' or 'ornstein-uhlenbeck')")
+        return None
+    if str(kind).strip() not in _NOISES:
+        raise ConfigError(f"unknown noise_type {kind!r}; choose one of {', '.join(_NOISES)}")
+    if not isinstance(action_space, spaces.Box):
+        raise ConfigError(f"action noise needs a Box action space, not {action_space}")
+    try:
+        sigma = float(std if std is not None else 0.1)
+    except (TypeError, ValueError):
+        raise ConfigError(f"noise_std must be a number, got {std!r}") from None
+    if not sigma >= 0:
+        raise ConfigError(f"noise_std must be >= 0, got {std}")
+    d = int(np.prod(action_space.shape))
+    return _NOISES[str(kind).strip()](mean=np.zeros(d), sigma=sigma * np.ones(d))
 
 
 def vecnormalize_path(model_path: Path) -> Path:
@@ -68,7 +111,7 @@ def train_teacher(
     """Train a teacher and save it to ``out`` (a .zip), with its VecNormalize statistics if any.
 
     :param env_id: environment id
-    :param algo: "ppo" or "dqn"
+    :param algo: one of :data:`TEACHER_ALGOS` ("ppo", "dqn", "td3", "sac")
     :param out: path of the zip to write
     :param timesteps: budget (default: the config's)
     :param seed: seed
@@ -87,6 +130,16 @@ def train_teacher(
     n_envs = int(hp.pop("n_envs", 1))
     normalize = bool(hp.pop("normalize", False))
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    allowed = _ACTION_SPACES.get(algo)
+    if allowed is not None and not isinstance(env.action_space, allowed):
+        env.close()
+        raise ConfigError(
+            f"{algo} cannot act in {env_id}'s {type(env.action_space).__name__} action space; "
+            f"it needs {' or '.join(a.__name__ for a in allowed)}"
+        )
+    noise = action_noise(hp, env.action_space)
+    if noise is not None:
+        hp["action_noise"] = noise
     if normalize:
         env = VecNormalize(env, gamma=float(hp.get("gamma", 0.99)))
     from ppdistill.networks import image_student_kwargs

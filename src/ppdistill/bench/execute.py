@@ -28,8 +28,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from ppdistill.bench.suite import Suite
 from ppdistill.errors import MissingExtraError, PPDistillError
 from ppdistill.runs import RunSpec
@@ -37,20 +35,6 @@ from ppdistill.runs import RunSpec
 Backend = Literal["local", "ray"]
 RECORDS = "records.jsonl"
 BASELINES = "baselines.json"
-
-
-class _RandomAgent:
-    """Uniformly random actions (the floor of the normalized score)."""
-
-    def __init__(self, action_space: Any, seed: int = 0) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
-
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
-    ) -> Any:
-        n = len(next(iter(observation.values()))) if isinstance(observation, dict) else len(observation)
-        return np.stack([self.action_space.sample() for _ in range(n)]), None
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
@@ -76,8 +60,7 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
 
 def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
     """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
-    from ppdistill.envs import env_spaces
-    from ppdistill.evaluation import evaluate
+    from ppdistill.evaluation import evaluate, random_score
     from ppdistill.teacher_tools import corrupt_teacher
     from ppdistill.teachers import load_teacher
 
@@ -106,19 +89,18 @@ def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, di
             teacher_path = str(target)
         teacher = load_teacher(teacher_path, env_id=entry.env)
         score = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=30_000).mean
-        _, act_space = env_spaces(entry.env)
-        random_score = evaluate(_RandomAgent(act_space), entry.env, episodes, False, seed=30_000).mean
+        random = random_score(entry.env, episodes, seed=30_000).mean
         cached[key] = {
             "env": entry.env,
             "teacher": teacher_path,
             "teacher_score": score,
             "original_teacher_score": original_score,
-            "random_score": random_score,
+            "random_score": random,
         }
         log(
             f"baseline {entry.env}: teacher {score:.1f}"
             + (f" (uncorrupted {original_score:.1f})" if entry.corrupt else "")
-            + f", random {random_score:.1f}"
+            + f", random {random:.1f}"
         )
         changed = True
     if changed:
@@ -161,7 +143,7 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     try:
-        result = run(spec, teacher_score=base["teacher_score"])
+        result = run(spec, teacher_score=base["teacher_score"], random_score=base["random_score"])
     except BaseException as exc:  # recorded, and the parent retries once
         record.update(
             status="error", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.perf_counter() - t0
