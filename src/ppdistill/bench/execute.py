@@ -28,8 +28,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from ppdistill.bench.suite import Suite
 from ppdistill.errors import MissingExtraError, PPDistillError
 from ppdistill.runs import RunSpec
@@ -37,20 +35,6 @@ from ppdistill.runs import RunSpec
 Backend = Literal["local", "ray"]
 RECORDS = "records.jsonl"
 BASELINES = "baselines.json"
-
-
-class _RandomAgent:
-    """Uniformly random actions (the floor of the normalized score)."""
-
-    def __init__(self, action_space: Any, seed: int = 0) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
-
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
-    ) -> Any:
-        n = len(next(iter(observation.values()))) if isinstance(observation, dict) else len(observation)
-        return np.stack([self.action_space.sample() for _ in range(n)]), None
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
@@ -76,9 +60,8 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
 
 def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
     """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
-    from ppdistill.envs import env_spaces
-    from ppdistill.evaluation import evaluate
-    from ppdistill.teacher_tools import corrupt_teacher
+    from ppdistill.evaluation import evaluate, random_policy_score
+    from ppdistill.teacher_tools import calibrate_sigma, corrupt_teacher
     from ppdistill.teachers import load_teacher
 
     path = out / BASELINES
@@ -91,29 +74,36 @@ def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, di
         teacher_path = entry.teacher
         original_score = None
         episodes = max(suite.final_episodes, 20)
+        sigma = None
         if entry.corrupt:
-            target = (
-                out / "teachers" / f"{Path(entry.teacher).stem}-sigma{entry.corrupt.get('sigma', 0.05)}.zip"
-            )
-            corrupt_teacher(
-                Path(entry.teacher),
-                target,
-                float(entry.corrupt.get("sigma", 0.05)),
-                int(entry.corrupt.get("seed", 0)),
-            )
+            noise_seed = int(entry.corrupt.get("seed", 0))
+            if "target_fraction" in entry.corrupt:
+                found = calibrate_sigma(
+                    Path(entry.teacher),
+                    entry.env,
+                    float(entry.corrupt["target_fraction"]),
+                    seed=noise_seed,
+                    deterministic=entry.deterministic,
+                    log=lambda line, env=entry.env: log(f"calibrating {env}: {line}"),
+                )
+                sigma = float(found["sigma"])
+            else:
+                sigma = float(entry.corrupt.get("sigma", 0.05))
+            target = out / "teachers" / f"{entry.env.replace('/', '-')}-sigma{sigma:.4g}-seed{noise_seed}.zip"
+            corrupt_teacher(Path(entry.teacher), target, sigma, noise_seed)
             original = load_teacher(entry.teacher, env_id=entry.env)
             original_score = evaluate(original, entry.env, episodes, entry.deterministic, seed=30_000).mean
             teacher_path = str(target)
         teacher = load_teacher(teacher_path, env_id=entry.env)
         score = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=30_000).mean
-        _, act_space = env_spaces(entry.env)
-        random_score = evaluate(_RandomAgent(act_space), entry.env, episodes, False, seed=30_000).mean
+        random_score = random_policy_score(entry.env, episodes, seed=30_000)
         cached[key] = {
             "env": entry.env,
             "teacher": teacher_path,
             "teacher_score": score,
             "original_teacher_score": original_score,
             "random_score": random_score,
+            "sigma": sigma,
         }
         log(
             f"baseline {entry.env}: teacher {score:.1f}"
