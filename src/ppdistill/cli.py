@@ -334,13 +334,20 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
 
 
 def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
-    from ppdistill.teacher_tools import corrupt_teacher
+    from ppdistill.teacher_tools import calibrate_sigma, corrupt_teacher
 
     out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
-    summary = corrupt_teacher(args.input, out, sigma=args.sigma, seed=args.seed)
+    sigma = args.sigma
+    if args.target_fraction is not None:
+        if args.env is None:
+            raise CLIError("--target-fraction needs --env to score the corrupted teachers on")
+        found = calibrate_sigma(args.input, args.env, args.target_fraction, seed=args.seed, log=print)
+        sigma = found["sigma"]
+        print(f"sigma {sigma:.4g} keeps {found['fraction']:.2f} of the teacher's normalized score")
+    summary = corrupt_teacher(args.input, out, sigma=sigma, seed=args.seed)
     print(
         f"{out}: {summary['weights']} weights in {summary['tensors']} tensors "
-        f"perturbed with N(0, {args.sigma}²)"
+        f"perturbed with N(0, {sigma:.4g}²)"
     )
     return 0
 
@@ -586,6 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="path of the corrupted .zip")
     p.add_argument("--sigma", type=_non_negative_float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--target-fraction",
+        type=float,
+        default=None,
+        help="instead of --sigma: find the σ that keeps this fraction of the teacher's score (needs --env)",
+    )
+    p.add_argument("--env", default=None, help="environment for --target-fraction")
     p.set_defaults(func=cmd_teacher_corrupt)
 
     p = sub.add_parser("evaluate", help="evaluate a teacher or a student")

@@ -40,40 +40,6 @@ def interquartile_mean(values: np.ndarray | list[float]) -> float:
     return float(x[k : x.size - k].mean())
 
 
-class RandomAgent:
-    """Uniformly random actions: the floor of a normalized score (and of a performance-based λ).
-
-    :param action_space: the environment's action space (seeded here)
-    :param seed: seed of the action samples
-    """
-
-    def __init__(self, action_space: gym.spaces.Space, seed: int = 0) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
-
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
-    ) -> tuple[np.ndarray, Any]:
-        n = len(next(iter(observation.values()))) if isinstance(observation, dict) else len(observation)
-        return np.stack([self.action_space.sample() for _ in range(n)]), None
-
-
-def random_score(
-    env_id: str, n_episodes: int = 20, seed: int | None = None, action_seed: int = 0
-) -> EvalResult:
-    """A uniformly random policy's returns on ``env_id``.
-
-    :param env_id: environment id
-    :param n_episodes: episodes
-    :param seed: seed of the environments' resets
-    :param action_seed: seed of the random actions
-    """
-    from ppdistill.envs import env_spaces
-
-    _, action_space = env_spaces(env_id)
-    return evaluate(RandomAgent(action_space, seed=action_seed), env_id, n_episodes, False, seed=seed)
-
-
 @dataclass
 class EvalResult:
     """Episode returns and lengths, with summary statistics.
@@ -218,3 +184,34 @@ def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> fl
         )
         teacher_params = teacher(teacher_obs).params.to(student_params.device)
     return action_agreement(teacher.action_space, teacher_params, student_params)
+
+
+class RandomAgent:
+    """Uniformly random actions: the floor of normalized scores.
+
+    :param action_space: the environment's action space
+    :param seed: seed of the action sampler
+    """
+
+    def __init__(self, action_space: Any, seed: int = 0) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, None]:
+        n = len(next(iter(observation.values()))) if isinstance(observation, dict) else len(observation)
+        return np.stack([self.action_space.sample() for _ in range(n)]), None
+
+
+def random_policy_score(env_id: str, n_episodes: int = 20, seed: int | None = None) -> float:
+    """Mean return of uniformly random actions on ``env_id``.
+
+    :param env_id: environment id
+    :param n_episodes: episodes
+    :param seed: seed of the resets and the actions
+    """
+    from ppdistill.envs import env_spaces
+
+    _, action_space = env_spaces(env_id)
+    return evaluate(RandomAgent(action_space, seed or 0), env_id, n_episodes, False, seed=seed).mean

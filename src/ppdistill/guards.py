@@ -86,17 +86,19 @@ def diagnose_value_error(model: Any) -> NonFiniteError | None:
     return None
 
 
-def teacher_distribution_error(exc: ValueError, where: str) -> Exception:
+def teacher_distribution_error(exc: ValueError, where: str, params: Any = None) -> Exception:
     """What to raise when torch refused a distribution built from the teacher's output.
 
     :param exc: torch's error
     :param where: when ("at env step 640")
+    :param params: the teacher's output, when it could be recomputed, to say which kind of value was bad
     :return: a :class:`NonFiniteError` when torch found non-finite parameters, else ``exc``
     """
     if "invalid values" not in str(exc):  # torch's wording for parameters outside their support
         return exc
+    bad = _first_bad(params) if params is not None else None
     return NonFiniteError(
-        f"the teacher's output is NaN or infinite {where} although its inputs were finite; "
+        f"the teacher's output is {bad or 'NaN or infinite'} {where} although its inputs were finite; "
         "the teacher is damaged or saw inputs far outside its training range"
     )
 

@@ -80,7 +80,7 @@ from ppdistill.checkpoints import (
 from ppdistill.config import RUNNER_KEYS, algorithm_class, check_keys, check_runner_keys, hyperparameters
 from ppdistill.envs import make_vec_env
 from ppdistill.errors import PPDistillError
-from ppdistill.evaluation import action_agreement_on, evaluate, random_score
+from ppdistill.evaluation import action_agreement_on, evaluate, random_policy_score
 from ppdistill.guards import FiniteRollouts, diagnose_value_error
 from ppdistill.networks import NormalizedFlattenExtractor, image_student_kwargs, mlp_student_arch
 from ppdistill.pipeline import CriticWarmup, finetune_model, warmup_end
@@ -500,7 +500,9 @@ def _lambda_schedule(
                 teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=spec.seed + 20_000
             ).mean
         if baselines["random"] is None:
-            baselines["random"] = random_score(spec.env_id, spec.final_episodes, seed=spec.seed + 20_000).mean
+            baselines["random"] = random_policy_score(
+                spec.env_id, spec.final_episodes, seed=spec.seed + 20_000
+            )
         record.update(teacher_return=baselines["teacher"], random_return=baselines["random"])
     try:
         schedule = named_schedule(name, value, baselines["teacher"], baselines["random"])

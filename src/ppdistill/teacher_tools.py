@@ -221,3 +221,85 @@ def corrupt_teacher(source: Path, out: Path, sigma: float = 0.05, seed: int = 0)
         # keep the zoo's record of the env id next to the corrupted copy
         _atomic_write(out.with_name(out.stem + ".args.yml"), yaml.safe_dump({"env": located.env_id}).encode())
     return {"tensors": n_tensors, "weights": n_weights, "sigma": sigma, "seed": seed}
+
+
+def calibrate_sigma(
+    source: Path,
+    env_id: str,
+    target_fraction: float = 0.5,
+    seed: int = 0,
+    episodes: int = 10,
+    tolerance: float = 0.1,
+    max_evaluations: int = 10,
+    deterministic: bool = True,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Find the noise σ whose corrupted teacher keeps about ``target_fraction`` of the score.
+
+    The score is normalized, ``(R − R_random) / (R_teacher − R_random)``. σ is doubled or
+    halved until the target is bracketed, then bisected in log scale, for at most
+    ``max_evaluations`` corrupted teachers (each with the same noise ``seed``, so σ only
+    scales one fixed perturbation direction and the score moves smoothly with it).
+
+    :param source: teacher zip or rl-zoo folder
+    :param env_id: environment to score on
+    :param target_fraction: fraction of the teacher's normalized score to keep
+    :param seed: seed of the noise
+    :param episodes: evaluation episodes per candidate
+    :param tolerance: accept a σ whose fraction is within this of the target
+    :param max_evaluations: candidates to try at most
+    :param deterministic: evaluation rule
+    :param log: called with a line per candidate
+    :return: ``sigma``, its ``fraction``, the scores, and every candidate tried
+    """
+    from ppdistill.evaluation import evaluate, random_policy_score
+    from ppdistill.teachers import load_teacher
+
+    if not 0 < target_fraction < 1:
+        raise PPDistillError(f"target fraction must be in (0, 1), got {target_fraction}")
+    teacher_score = evaluate(
+        load_teacher(source, env_id=env_id), env_id, episodes, deterministic, seed=40_000
+    ).mean
+    random_score = random_policy_score(env_id, episodes, seed=40_000)
+    span = teacher_score - random_score
+    if span <= 0:
+        raise PPDistillError(
+            f"the teacher ({teacher_score:.1f}) does not beat a random policy ({random_score:.1f})"
+        )
+    tried: list[tuple[float, float]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ppdistill-calibrate-"))
+
+    def fraction(sigma: float) -> float:
+        path = workdir / f"sigma-{sigma:.6g}.zip"
+        corrupt_teacher(Path(source), path, sigma=sigma, seed=seed)
+        score = evaluate(load_teacher(path, env_id=env_id), env_id, episodes, deterministic, seed=40_000).mean
+        f = (score - random_score) / span
+        tried.append((sigma, f))
+        if log is not None:
+            log(f"sigma {sigma:.4g}: score {score:.1f}, {f:.2f} of the teacher")
+        return f
+
+    lo, hi = None, None  # σ keeping too much, σ keeping too little
+    sigma = 0.05
+    for _ in range(max_evaluations):
+        f = fraction(sigma)
+        if abs(f - target_fraction) <= tolerance:
+            break
+        if f > target_fraction:
+            lo = sigma
+        else:
+            hi = sigma
+        sigma = (
+            (lo * hi) ** 0.5
+            if lo is not None and hi is not None
+            else (sigma * 2 if hi is None else sigma / 2)
+        )
+    best_sigma, best_fraction = min(tried, key=lambda t: abs(t[1] - target_fraction))
+    return {
+        "sigma": best_sigma,
+        "fraction": best_fraction,
+        "teacher_score": teacher_score,
+        "random_score": random_score,
+        "tried": tried,
+        "seed": seed,
+    }

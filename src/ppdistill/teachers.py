@@ -387,6 +387,15 @@ def _load_from_file(
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
         raise TeacherLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    # refused before rebuilding, so an unsupported kind is not reported as a damaged file
+    if not issubclass(policy_class, (ActorCriticPolicy, DQNPolicy, QRDQNPolicy, SACPolicy, TD3Policy)):
+        raise TeacherLoadError(
+            f"{policy_class.__name__} teachers are not supported: use an actor-critic (PPO, A2C, TRPO), "
+            "value-based (DQN, QR-DQN), SAC or TD3 model, or wrap your policy in a callable"
+        )
     policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
     if not isinstance(policy_kwargs, dict):
         raise TeacherLoadError(f"{located.zip_path}: 'policy_kwargs' is not a mapping; the file is damaged")

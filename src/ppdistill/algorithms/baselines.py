@@ -258,7 +258,11 @@ class TeacherDistill(KLDistillation):
                 where = f"at env step {self.num_timesteps}"
                 hint = "the environment (or a wrapper) produced it"
                 check_finite(teacher_obs, "an observation", where, hint)
-                raise teacher_distribution_error(exc, where) from exc
+                try:  # the outputs again, only to name the bad value
+                    params = teacher(obs_as_tensor(teacher_obs, self.device)).params
+                except ValueError:
+                    params = None
+                raise teacher_distribution_error(exc, where, params) from exc
             with th.no_grad():
                 student_obs = obs_as_tensor(self._last_obs, self.device)
                 if need_values:

@@ -60,8 +60,8 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
 
 def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
     """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
-    from ppdistill.evaluation import evaluate, random_score
-    from ppdistill.teacher_tools import corrupt_teacher
+    from ppdistill.evaluation import evaluate, random_policy_score
+    from ppdistill.teacher_tools import calibrate_sigma, corrupt_teacher
     from ppdistill.teachers import load_teacher
 
     path = out / BASELINES
@@ -74,33 +74,41 @@ def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, di
         teacher_path = entry.teacher
         original_score = None
         episodes = max(suite.final_episodes, 20)
+        sigma = None
         if entry.corrupt:
-            target = (
-                out / "teachers" / f"{Path(entry.teacher).stem}-sigma{entry.corrupt.get('sigma', 0.05)}.zip"
-            )
-            corrupt_teacher(
-                Path(entry.teacher),
-                target,
-                float(entry.corrupt.get("sigma", 0.05)),
-                int(entry.corrupt.get("seed", 0)),
-            )
+            noise_seed = int(entry.corrupt.get("seed", 0))
+            if "target_fraction" in entry.corrupt:
+                found = calibrate_sigma(
+                    Path(entry.teacher),
+                    entry.env,
+                    float(entry.corrupt["target_fraction"]),
+                    seed=noise_seed,
+                    deterministic=entry.deterministic,
+                    log=lambda line, env=entry.env: log(f"calibrating {env}: {line}"),
+                )
+                sigma = float(found["sigma"])
+            else:
+                sigma = float(entry.corrupt.get("sigma", 0.05))
+            target = out / "teachers" / f"{entry.env.replace('/', '-')}-sigma{sigma:.4g}-seed{noise_seed}.zip"
+            corrupt_teacher(Path(entry.teacher), target, sigma, noise_seed)
             original = load_teacher(entry.teacher, env_id=entry.env)
             original_score = evaluate(original, entry.env, episodes, entry.deterministic, seed=30_000).mean
             teacher_path = str(target)
         teacher = load_teacher(teacher_path, env_id=entry.env)
         score = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=30_000).mean
-        random = random_score(entry.env, episodes, seed=30_000).mean
+        random_score = random_policy_score(entry.env, episodes, seed=30_000)
         cached[key] = {
             "env": entry.env,
             "teacher": teacher_path,
             "teacher_score": score,
             "original_teacher_score": original_score,
-            "random_score": random,
+            "random_score": random_score,
+            "sigma": sigma,
         }
         log(
             f"baseline {entry.env}: teacher {score:.1f}"
             + (f" (uncorrupted {original_score:.1f})" if entry.corrupt else "")
-            + f", random {random:.1f}"
+            + f", random {random_score:.1f}"
         )
         changed = True
     if changed:
