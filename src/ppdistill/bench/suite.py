@@ -31,6 +31,14 @@ Method variants (for ablations) are named under ``variants`` and used like metho
 Hyperparameters: the shipped ``distill.yml`` for the env and method, then the suite's
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
 (stochastic, the paper's rule) unless ``deterministic`` says otherwise.
+
+The runner's keys work in ``hp`` too (see :mod:`ppdistill.runs`): ``lambda_schedule`` for
+PPD, and ``then_finetune`` / ``critic_warmup`` / ``finetune_hp`` for a distill-then-fine-tune
+pipeline, whose ``finetune_hp`` is completed from the shipped config's ``ppo`` section::
+
+    variants:
+      ppd-dtf: {method: ppd, hp: {lambda_schedule: "distill-then-finetune:0.5"}}
+      sd-ft: {method: student-distill, hp: {then_finetune: 50000, critic_warmup: 10000}}
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from ppdistill.config import METHODS, ConfigError, _coerce, check_keys, hyperparameters
+from ppdistill.config import METHODS, ConfigError, _coerce, check_keys, run_hyperparameters
 from ppdistill.envs import env_family
 from ppdistill.networks import STUDENT_SIZES
 from ppdistill.runs import RunSpec
@@ -115,8 +123,8 @@ class Suite:
                 for label in entry.methods:
                     method = self.base_method(label)
                     for seed in self.seeds:
-                        hp = hyperparameters(entry.env, method)
-                        hp.update(entry.hp.get(label, {}))
+                        # a pipeline's finetune_hp is completed from the config's ppo section
+                        hp = run_hyperparameters(entry.env, method, entry.hp.get(label, {}))
                         spec = RunSpec(
                             env_id=entry.env,
                             method=method,
