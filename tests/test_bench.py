@@ -48,6 +48,34 @@ def test_every_shipped_suite_parses_and_expands(path):
     assert runs and len({rid for rid, _, _ in runs}) == len(runs)
 
 
+def test_strategies_suite_builds_pipelines_and_schedules_with_equal_budgets():
+    runs = {rid: spec for rid, spec, _ in load_suite(REPO / "benchmarks/suites/strategies.yaml").runs()}
+    assert len(runs) == 54
+    ft = runs["LunarLander-v3__sd-ft__32,16__s0"]
+    assert (ft.method, ft.timesteps, ft.finetune_steps, ft.hp["critic_warmup"]) == (
+        "student-distill",
+        30000,
+        70000,
+        10000,
+    )
+    assert ft.hp["finetune_hp"]["learning_rate"] == 3e-4  # completed from the config's ppo section
+    dtf = runs["LunarLander-v3__ppd-dtf__32,16__s0"]
+    assert dtf.hp["lambda_schedule"] == "distill-then-finetune:0.3"
+    # (a): every method of the low-capacity comparison gets the same env steps
+    budgets = {rid.split("__")[1]: spec.total_timesteps for rid, spec in runs.items() if "__32,16__" in rid}
+    assert set(budgets.values()) == {100_000}
+    assert {"ppo", "ppd", "sd-ft", "sd-ft-nowarmup", "student-distill"} <= set(budgets)
+    taus = {spec.hp["temperature"] for rid, spec in runs.items() if "__ppd-tau" in rid}
+    assert taus == {0.01, 0.1, 1.0}
+
+
+def test_runs_sharing_an_id_are_refused(tmp_path):
+    path = tiny_suite(tmp_path, "methods: [ppd]\n")
+    path.write_text(path.read_text() + "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n")
+    with pytest.raises(ConfigError, match="share the id CartPole-v1__ppd__smaller__s0"):
+        load_suite(path).runs()
+
+
 def test_paper_suite_dry_runs():
     proc = cli("bench", "run", REPO / "benchmarks/suites/paper.yaml", "--out", "unused", "--dry-run")
     assert "paper: 1140 runs" in proc.stdout  # 19 envs x 4 methods x 3 sizes x 5 seeds

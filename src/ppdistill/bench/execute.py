@@ -347,13 +347,15 @@ def dry_run(suite: Suite, log: Any = print) -> list[str]:
     )
     steps = 0
     for entry in suite.envs:
-        n = sum(1 for _, _, e in runs if e is entry)
-        steps += n * entry.timesteps
+        budgets = [spec.total_timesteps for _, spec, e in runs if e is entry]  # a pipeline's both phases
+        steps += sum(budgets)
         exists = Path(entry.teacher).exists()
         if not exists:
             problems.append(f"teacher for {entry.env} not found: {entry.teacher}")
+        shown = sorted(set(budgets))
+        per_run = " or ".join(str(b) for b in shown) if shown else str(entry.timesteps)
         log(
-            f"  {entry.env}: {n} runs x {entry.timesteps} steps, "
+            f"  {entry.env}: {len(budgets)} runs x {per_run} steps, "
             f"students {entry.students}, methods {entry.methods}" + ("" if exists else "  [teacher missing]")
         )
     log(f"  total env steps: {steps:,}")

@@ -152,12 +152,19 @@ def build_report(out: Path, reps: int = 2000) -> Path:
             env_records = [r for r in records if r["suite"] == suite and r["spec"]["env_id"] == env]
             if not env_records:
                 continue
-            ref = env_records[0]
+            # one env may have several teachers (or budgets) in a suite: name each
+            teachers = {
+                (Path(r["spec"]["teacher"]).name, round(r["reference_score"], 1)): None for r in env_records
+            }
+            named = ", ".join(
+                f"{score:.1f}" + (f" ({name})" if len(teachers) > 1 else "") for name, score in teachers
+            )
+            budgets = " or ".join(f"{b:,}" for b in sorted({int(r["env_steps"]) for r in env_records}))
             lines += [
                 f"### {env} ({suite})",
                 "",
-                f"Teacher {ref['reference_score']:.1f}, random policy {ref['random_score']:.1f}, "
-                f"{ref['env_steps']:,} env steps per run.",
+                f"Teacher{'s' if len(teachers) > 1 else ''} {named}, random policy "
+                f"{env_records[0]['random_score']:.1f}, {budgets} env steps per run.",
                 "",
                 "| student | method | normalized (mean ± std over seeds) | return "
                 "| env steps to 90% (median; runs that got there) |",

@@ -139,6 +139,14 @@ class Suite:
                             deterministic=entry.deterministic,
                         )
                         out.append((run_id(entry.env, label, student, seed), spec, entry))
+        seen: set[str] = set()
+        for rid, _, entry in out:
+            if rid in seen:  # records are keyed by id: the second run would be skipped as done
+                raise ConfigError(
+                    f"two runs of {self.path or self.name} share the id {rid} ({entry.env} entries "
+                    "with the same method, student and seed): give one of them other variant labels"
+                )
+            seen.add(rid)
         return out
 
 
