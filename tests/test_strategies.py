@@ -263,6 +263,31 @@ def _without_wall_times(result):
     return phases
 
 
+def test_teacher_distill_pipeline_hands_over_to_ppo_without_the_teacher():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    calls = []
+
+    def hook(model):
+        if type(model) is PPO:  # the fine-tuning phase starts: the teacher is done
+            calls.append(teacher.n_calls)
+            assert model.get_env().num_envs == 2 and model.n_steps == 64
+
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "teacher-distill",
+        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
+    )
+    spec = RunSpec(
+        env_id="CartPole-v1", method="teacher-distill", teacher=str(BUNDLED), timesteps=256,
+        student="32,16", seed=0, hp=hp, eval_freq=256, eval_episodes=1, final_episodes=2,
+    )  # fmt: skip
+    result = run(spec, teacher=teacher, teacher_score=500.0, on_model=hook)
+    assert result["env_steps"] == 512 and result["phases"][0]["method"] == "teacher-distill"
+    assert calls and calls[0] > 0
+    # after the handover only the final evaluation's agreement check runs the teacher (once)
+    assert teacher.n_calls == calls[0] + 1
+
+
 def test_pipeline_keys_in_suites_and_configs_are_checked():
     with pytest.raises(ConfigError, match="then_finetune applies to student-distill and teacher-distill"):
         run_spec_with("ppd", then_finetune=100)

@@ -135,7 +135,9 @@ def finetune_model(
     The network (its class, ``policy_kwargs``, ``use_sde``) is the student's; ``hp`` gives
     every other PPO hyperparameter (runner keys such as ``n_envs`` are ignored here; a
     ``policy_kwargs`` or ``use_sde`` in ``hp`` is overridden by the student's). The step
-    counter continues from the student's.
+    counter continues from the student's, so a schedule in ``hp`` (a learning rate of
+    ``progress_remaining``) sees the progress of the whole run when it is continued with
+    ``learn(..., reset_num_timesteps=False)``, as :func:`ppdistill.runs.run` does.
 
     :param distilled: the trained student (StudentDistill, TeacherDistill, or any SB3 actor-critic)
     :param hp: PPO's hyperparameters
