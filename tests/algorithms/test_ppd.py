@@ -122,3 +122,44 @@ def test_performance_based_lambda_reads_the_students_returns(cartpole_teacher):
     model.learn(64 * 8)
     returns = [e["r"] for e in model.ep_info_buffer]
     assert model.lambda_schedule.last == pytest.approx(1 - sum(returns) / len(returns) / 500.0)
+
+
+@pytest.mark.parametrize("space_name", list(ACTION_SPACES))
+def test_the_papers_form_still_distills_on_every_action_space(space_name):
+    """detach_ratio=False, log_std_from_teacher=False (the paper's exact form) stays a working option."""
+    from .test_common import mean_kl
+
+    space = ACTION_SPACES[space_name]
+    teacher = toy_teacher(space)
+    model = PPD("MlpPolicy", ToyEnv(space), teacher=teacher, learning_rate=3e-3,
+                detach_ratio=False, log_std_from_teacher=False, **SMALL)  # fmt: skip
+    before = mean_kl(model, teacher)
+    model.learn(3072 if space_name == "box" else 1024)
+    assert mean_kl(model, teacher) < 0.6 * before
+
+
+def test_gaussian_student_starts_at_the_teachers_std_by_default():
+    teacher = toy_teacher(ACTION_SPACES["box"])  # log-stds in [-1.3, -1.1], state-dependent
+    d = ACTION_SPACES["box"].shape[0]
+    # learning rate 0: what the student holds after learn() is what the first rollout set
+    model = PPD("MlpPolicy", ToyEnv(ACTION_SPACES["box"]), teacher=teacher, learning_rate=0.0, **SMALL)
+    assert th.equal(model.policy.log_std, th.zeros(d))
+    model.learn(128)
+    log_std = model.policy.log_std.detach()
+    assert ((log_std > -1.3) & (log_std < -1.1)).all(), log_std
+    paper = PPD("MlpPolicy", ToyEnv(ACTION_SPACES["box"]), teacher=teacher, learning_rate=0.0,
+                log_std_from_teacher=False, **SMALL)  # fmt: skip
+    assert th.equal(paper.learn(128).policy.log_std, th.zeros(d))
+
+
+def _zero_then_one(progress_remaining: float) -> float:
+    return 0.0 if progress_remaining > 0.6 else 1.0
+
+
+def test_std_is_never_reset_once_training_started_without_the_teacher():
+    """λ = 0 on the first rollout (then > 0): the std the student trained is kept."""
+    teacher = toy_teacher(ACTION_SPACES["box"])
+    model = PPD("MlpPolicy", ToyEnv(ACTION_SPACES["box"]), teacher=teacher, learning_rate=0.0,
+                distill_lambda=_zero_then_one, **SMALL)  # fmt: skip
+    model.learn(256)
+    assert th.equal(model.policy.log_std, th.zeros(ACTION_SPACES["box"].shape[0]))

@@ -41,11 +41,13 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
     :param distill_lambda: λ, a float or a picklable schedule of ``progress_remaining``
         (see :mod:`ppdistill.schedules`). λ = 0 is plain PPO.
     :param kl_direction: "forward" (KL(π_T‖π_θ), the paper's) or "reverse" (KL(π_θ‖π_T))
-    :param detach_ratio: stop the gradient through ρ in the distillation term (default
-        False: the paper's form, where the term also acts as a PPO surrogate with
-        advantage −λ·KL)
+    :param detach_ratio: stop the gradient through ρ in the distillation term, so that it
+        weights the KL without adding a score-function term λ·KL·∇log π (default True;
+        False is the paper's form; see docs/ppd-defaults.md for the evidence)
     :param log_std_from_teacher: start a Gaussian student's log-std at the teacher's mean
-        log-std (measured on the first rollout) instead of ``log_std_init``
+        log-std (measured on the first rollout) instead of ``log_std_init`` (default True;
+        False is the paper's form; only Box actions with a state-independent std are affected,
+        and only when λ > 0 on the first rollout)
     :param student_obs_norm: "teacher" gives the student, inside its network, the
         teacher's frozen observation normalization when the teacher has one (and the
         student's VecEnv does not normalize); "none" leaves the student's inputs alone
@@ -62,9 +64,9 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         teacher: Teacher | str | pathlib.Path | None = None,
         distill_lambda: float | Schedule = 1.0,
         kl_direction: KLDirection = "forward",
-        detach_ratio: bool = False,
+        detach_ratio: bool = True,
         student_obs_norm: StudentObsNorm = "teacher",
-        log_std_from_teacher: bool = False,
+        log_std_from_teacher: bool = True,
         _init_setup_model: bool = True,
         **ppo_kwargs: Any,
     ) -> None:
@@ -96,6 +98,9 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         self._lambda = self._next_lambda()
         if self._lambda == 0.0:
             rollout_buffer.skip_teacher()
+            self._log_std_initialized = (
+                True  # only ever before the first update: never overwrite a trained std
+            )
             return
         super()._store_teacher_outputs(rollout_buffer)
 
