@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,21 @@ def test_vecnormalize_of_another_shape_is_refused():
             zoo_path("ppo/Acrobot-v1_1"),
             vecnormalize=zoo_path("ppo/Hopper-v3_1") / "Hopper-v3" / "vecnormalize.pkl",
         )
+
+
+MINATAR = Path(__file__).resolve().parents[1] / "teachers" / "minatar"
+# (game, minimum mean deterministic return over 5 episodes; a random policy scores ~0.4 on Breakout)
+MINATAR_TEACHERS = [("Breakout", 10.0), ("SpaceInvaders", 30.0)]
+
+
+@pytest.mark.parametrize(("game", "threshold"), MINATAR_TEACHERS, ids=[g for g, _ in MINATAR_TEACHERS])
+def test_our_minatar_teachers_load_and_play_well(game, threshold):
+    """The CPU suite's image teachers (trained with `ppdistill teacher train`, see their README)."""
+    pytest.importorskip("minatar")
+    path = MINATAR / f"ppo-{game}-v1.zip"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: train it with the command in teachers/minatar/README.md")
+    teacher = load_teacher(path)
+    assert teacher.info["env_id"] == f"MinAtar/{game}-v1"
+    result = evaluate(teacher, f"MinAtar/{game}-v1", n_episodes=5, seed=0)
+    assert result.mean >= threshold, result
