@@ -153,11 +153,20 @@ def build_report(out: Path, reps: int = 2000) -> Path:
             if not env_records:
                 continue
             # one env may have several teachers (or budgets) in a suite: name each
+            # a corrupted teacher is named with its own score and the one it is normalized by
             teachers = {
-                (Path(r["spec"]["teacher"]).name, round(r["reference_score"], 1)): None for r in env_records
+                (
+                    Path(r["spec"]["teacher"]).name,
+                    round(r["teacher_score"], 1),
+                    round(r["reference_score"], 1),
+                ): None
+                for r in env_records
             }
             named = ", ".join(
-                f"{score:.1f}" + (f" ({name})" if len(teachers) > 1 else "") for name, score in teachers
+                f"{own:.1f}"
+                + (f" (uncorrupted {ref:.1f})" if own != ref else "")
+                + (f" ({name})" if len(teachers) > 1 else "")
+                for name, own, ref in teachers
             )
             budgets = " or ".join(f"{b:,}" for b in sorted({int(r["env_steps"]) for r in env_records}))
             lines += [
