@@ -117,6 +117,17 @@ def build_report(out: Path, reps: int = 2000) -> Path:
         + (f", {len(errors)} failed (listed at the end)" if errors else "")
         + ".",
         "",
+        # where the numbers came from: the commands and the machines, as recorded by each run
+        "Made by `"
+        + "`, `".join(f"ppdistill bench run benchmarks/suites/{s}.yaml --out {out}" for s in suites)
+        + f"` and `ppdistill bench report {out}`, on "
+        + "; ".join(sorted({str(r.get("machine", "?")) for r in records}))
+        + ". Versions: "
+        + "; ".join(
+            sorted({", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()) for r in records})
+        )
+        + ".",
+        "",
         "## Aggregate (like the paper's Table 1)",
         "",
         "| suite | student | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
