@@ -102,6 +102,10 @@ def build_report(out: Path, reps: int = 2000) -> Path:
     labels: set[str] = {str(r["label"]) for r in records}
     methods = [m for m in METHOD_ORDER if m in labels] + sorted(labels - set(METHOD_ORDER))
     sizes = [s for s in SIZE_ORDER if any(r["spec"]["student"] == s for r in records)]
+    # explicit hidden sizes ("32,16") after the presets, in the order they first appear
+    sizes += list(
+        dict.fromkeys(str(r["spec"]["student"]) for r in records if r["spec"]["student"] not in SIZE_ORDER)
+    )
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         s = r["spec"]
