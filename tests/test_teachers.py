@@ -203,7 +203,7 @@ def test_vecnormalize_of_another_shape_is_refused():
 
 
 MINATAR = Path(__file__).resolve().parents[1] / "teachers" / "minatar"
-# (game, minimum mean deterministic return over 5 episodes; a random policy scores 0.4 on Breakout, 5.2 on SpaceInvaders)
+# (game, minimum mean deterministic return over 5 episodes; random policies score 0.4 and 5.2)
 MINATAR_TEACHERS = [("Breakout", 10.0), ("SpaceInvaders", 15.0)]
 
 
