@@ -37,10 +37,13 @@ class Interrupt(Exception):
     """Stands for a crash in the middle of training."""
 
 
-def interrupt_after(n_updates: int):
-    """An ``on_model`` hook that makes training fail at the start of update ``n_updates + 1``."""
+def interrupt_after(n_updates: int, only: type | None = None):
+    """An ``on_model`` hook that makes training fail at the start of update ``n_updates + 1``
+    (only for models of type ``only`` when given: a pipeline builds two)."""
 
     def hook(model):
+        if only is not None and type(model) is not only:
+            return
         train, calls = model.train, [0]
 
         def failing_train():

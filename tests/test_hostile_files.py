@@ -53,6 +53,15 @@ def rezip(archive: bytes, **replace: bytes) -> bytes:
     return out.getvalue()
 
 
+def edit_weights(archive: bytes, edit) -> bytes:
+    """The same model with ``edit(state_dict)`` applied to its policy weights."""
+    state = th.load(io.BytesIO(entries(archive)["policy.pth"]), weights_only=True)
+    edit(state)
+    buffer = io.BytesIO()
+    th.save(state, buffer)
+    return rezip(archive, policy_pth=buffer.getvalue())
+
+
 def edit_data(archive: bytes, key: str, value) -> bytes:
     data = json.loads(entries(archive)["data"])
     data[key] = {":serialized:": base64.b64encode(value).decode()}
@@ -103,11 +112,10 @@ def test_weights_of_another_network(tmp_path):
 
 
 def test_nan_weights(tmp_path):
-    state = th.load(io.BytesIO(entries(zoo_zip())["policy.pth"]), weights_only=True)
-    state["action_net.weight"][0, 0] = float("nan")
-    buffer = io.BytesIO()
-    th.save(state, buffer)
-    (tmp_path / "m.zip").write_bytes(rezip(zoo_zip(), policy_pth=buffer.getvalue()))
+    def poison(state):
+        state["action_net.weight"][0, 0] = float("nan")
+
+    (tmp_path / "m.zip").write_bytes(edit_weights(zoo_zip(), poison))
     assert "action_net.weight holds NaN" in refused(tmp_path / "m.zip", env_id="CartPole-v1")
 
 

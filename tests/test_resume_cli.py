@@ -22,6 +22,7 @@ from ppdistill.runs import CHECKPOINT_DIR
 
 from .conftest import zoo_path
 from .test_cli import CARTPOLE, assert_clean_error, distill_args, ppdistill
+from .test_hostile_files import edit_weights
 
 FREQ = 512
 ROLLOUT = 64 * 2  # n_steps x n_envs
@@ -114,18 +115,11 @@ def test_completed_run_has_no_checkpoint_left_and_cannot_be_resumed(tmp_path):
 
 
 def test_teacher_with_nan_weights_is_a_one_line_error(tmp_path):
-    src = zoo_path(CARTPOLE) / "CartPole-v1.zip"
+    def poison(state):
+        state["value_net.weight"][0, 0] = float("inf")
+
     bad = tmp_path / "nan.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename == "policy.pth":
-                state = th.load(io.BytesIO(data), weights_only=True)
-                state["value_net.weight"][0, 0] = float("inf")
-                buffer = io.BytesIO()
-                th.save(state, buffer)
-                data = buffer.getvalue()
-            zout.writestr(item.filename, data)
+    bad.write_bytes(edit_weights((zoo_path(CARTPOLE) / "CartPole-v1.zip").read_bytes(), poison))
     proc = ppdistill(*distill_args(tmp_path, **{"--teacher": bad}), check=False)
     assert_clean_error(proc, "value_net.weight holds NaN or infinite values")
     assert not (tmp_path / "out").exists()
@@ -133,18 +127,11 @@ def test_teacher_with_nan_weights_is_a_one_line_error(tmp_path):
 
 def test_nan_during_training_is_one_line_and_points_at_the_kept_checkpoint(tmp_path):
     # finite weights so large that the teacher's logits overflow: it loads, then fails in the first rollout
-    src = zoo_path(CARTPOLE) / "CartPole-v1.zip"
+    def overflow(state):
+        state["action_net.weight"].fill_(3e38)
+
     bad = tmp_path / "overflowing.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename == "policy.pth":
-                state = th.load(io.BytesIO(data), weights_only=True)
-                state["action_net.weight"].fill_(3e38)
-                buffer = io.BytesIO()
-                th.save(state, buffer)
-                data = buffer.getvalue()
-            zout.writestr(item.filename, data)
+    bad.write_bytes(edit_weights((zoo_path(CARTPOLE) / "CartPole-v1.zip").read_bytes(), overflow))
     proc = ppdistill(*distill_args(tmp_path, **{"--teacher": bad}), "--hp", "n_envs=2", check=False)
     assert_clean_error(proc, "teacher's output is NaN or infinite at env step 128", "last good checkpoint")
     assert read_checkpoint(tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_NAME).num_timesteps == 0

@@ -26,7 +26,7 @@ from ppdistill.schedules import (
     parse_schedule_name,
 )
 
-from .test_checkpoints import Interrupt, assert_same_tensors, weights
+from .test_checkpoints import Interrupt, assert_same_tensors, interrupt_after, weights
 from .test_cli import assert_clean_error, ppdistill
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
@@ -98,25 +98,6 @@ def ppd_spec(schedule, timesteps=1024):
         env_id="CartPole-v1", method="ppd", teacher=str(BUNDLED), timesteps=timesteps, student="32,16",
         seed=3, hp=hp, eval_freq=512, eval_episodes=2, final_episodes=3,
     )  # fmt: skip
-
-
-def interrupt_after(n_updates, only=None):
-    """An on_model hook: training of a model (of type ``only``, if given) fails at update n + 1."""
-
-    def hook(model):
-        if only is not None and type(model) is not only:
-            return
-        train, calls = model.train, [0]
-
-        def failing_train():
-            calls[0] += 1
-            if calls[0] > n_updates:
-                raise Interrupt
-            train()
-
-        model.train = failing_train
-
-    return hook
 
 
 @pytest.mark.parametrize("schedule", ["linear", "performance"])
