@@ -137,7 +137,7 @@ class DeterministicTeacher(Teacher):
 def offpolicy_teacher(
     policy: BasePolicy, info: dict[str, Any], target_std: float = DEFAULT_TARGET_STD, **kwargs: Any
 ) -> Teacher:
-    """Wrap a loaded off-policy SB3 policy, or say why it cannot be a teacher.
+    """Wrap a loaded SAC or TD3 policy (load_teacher has refused every other kind).
 
     :param policy: the rebuilt policy with its weights
     :param info: description saved with students
@@ -150,7 +150,5 @@ def offpolicy_teacher(
         return DeterministicTeacher(
             policy, target_std=target_std, info={**info, "kind": "td3", "target_std": target_std}, **kwargs
         )
-    raise TeacherLoadError(
-        f"{type(policy).__name__} teachers are not supported: use an actor-critic (PPO, A2C, TRPO), "
-        "value-based (DQN, QR-DQN), SAC or TD3 model, or wrap your policy in a callable"
-    )
+    # load_teacher refuses every other policy kind before it gets here
+    raise TypeError(f"{type(policy).__name__} is neither a SAC nor a TD3 policy")
