@@ -160,6 +160,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
         lines += ["", "![aggregate scores](aggregate.png)"]
     lines += ["", "## Claims of the paper, checked on these runs", ""]
     lines += _claims(aggregate, suites, sizes)
+    lines += _ppd_against_student_distill(groups, suites, envs, sizes)
 
     lines += ["", "## Per environment", ""]
     for suite in suites:
@@ -312,3 +313,61 @@ def _claims(
                         + ("holds (CIs apart)" if ahead else "does not hold everywhere")
                     )
     return out or ["- not enough methods in these runs to check the claims"]
+
+
+def _median_steps(records: list[dict[str, Any]]) -> float:
+    """Median over seeds of the env steps to 90% of the teacher; a run that never got there counts as ∞."""
+    return float(np.median([np.inf if r["steps_to_90"] is None else r["steps_to_90"] for r in records]))
+
+
+def _ppd_against_student_distill(
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]],
+    suites: list[str],
+    envs: list[str],
+    sizes: list[str],
+) -> list[str]:
+    """Per env and student: does PPD reach 90% of the teacher wherever student-distill does, no later?
+
+    Medians over seeds, a run that never got there counting as never, so one lucky seed does
+    not make a method "reach" 90%.
+    """
+    rows = []
+    for suite in suites:
+        for env in envs:
+            for size in sizes:
+                ppd = groups.get((suite, env, size, "ppd"))
+                sd = groups.get((suite, env, size, "student-distill"))
+                if not ppd or not sd:
+                    continue
+                p, s = _median_steps(ppd), _median_steps(sd)
+                if np.isinf(s):
+                    verdict = "student-distill does not get there" + ("; PPD does" if np.isfinite(p) else "")
+                elif p <= s:
+                    verdict = "holds" + (" (PPD earlier)" if p < s else "")
+                else:
+                    verdict = "**does not hold**"
+
+                def fmt(x: float) -> str:
+                    return "never" if np.isinf(x) else f"{int(x):,}"
+
+                pn = np.mean([r["normalized_score"] for r in ppd])
+                sn = np.mean([r["normalized_score"] for r in sd])
+                rows.append(
+                    f"| {suite} | {env} | {size} | {fmt(p)} | {fmt(s)} | {pn:.2f} | {sn:.2f} | {verdict} |"
+                )
+    if not rows:
+        return []
+    held = sum(1 for r in rows if "does not hold" not in r)
+    return [
+        "",
+        "## PPD against student-distill, env by env",
+        "",
+        "Wherever student-distill reaches 90% of the teacher, does PPD reach it too, in no more env "
+        "steps? Env steps to 90%: median over seeds, a seed that never got there counting as never "
+        f"(evaluations are spaced, so equal steps mean the same evaluation). Holds in {held} of {len(rows)}.",
+        "",
+        "| suite | env | student | PPD: steps to 90% | student-distill: steps to 90% "
+        "| PPD final | student-distill final | PPD no later |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
