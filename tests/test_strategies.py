@@ -139,8 +139,10 @@ def test_distill_then_finetune_schedule_reaches_zero_and_stops_calling_the_teach
         model.train = logged_train
 
     # 8 rollouts of 128 steps; λ belongs to the progress after each rollout: 1/8 < 0.25 only
-    run(ppd_spec("distill-then-finetune:0.25"), teacher=teacher, teacher_score=500.0, on_model=hook)
-    assert [lam for _, lam, _ in log] == [1.0] + [0.0] * 7
+    spec = ppd_spec("distill-then-finetune:0.25")
+    run(spec, teacher=teacher, teacher_score=500.0, on_model=hook)
+    # the schedule scales the config's λ (distill.yml: 3) while it distills, then is 0
+    assert [lam for _, lam, _ in log] == [spec.hp["distill_lambda"]] + [0.0] * 7
     assert [calls for _, _, calls in log] == [1] * 8  # the teacher ran for the first rollout only
 
 
