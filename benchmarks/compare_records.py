@@ -10,20 +10,20 @@ aside) against the ones made after it, env by env and student by student, same s
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ppdistill.bench import read_records
+from ppdistill.bench.report import median_steps_to_90
+
 
 def _load(path: Path, method: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    if path.is_dir():
-        path = path / "records.jsonl"
+    """The finished runs of ``method`` in a results folder or a records file, by (env, student)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for r in read_records(path):
         if r.get("status") == "ok" and r.get("label", r["spec"]["method"]) == method:
             groups[(r["spec"]["env_id"], str(r["spec"]["student"]))].append(r)
     return groups
@@ -31,8 +31,7 @@ def _load(path: Path, method: str) -> dict[tuple[str, str], list[dict[str, Any]]
 
 def _summary(records: list[dict[str, Any]]) -> tuple[str, float]:
     norm = np.array([r["normalized_score"] for r in records])
-    steps = [np.inf if r["steps_to_90"] is None else r["steps_to_90"] for r in records]
-    median = float(np.median(steps))
+    median = median_steps_to_90(records)
     reach = "never" if np.isinf(median) else f"{int(median):,}"
     return f"{norm.mean():.2f} ± {norm.std():.2f}, {reach}", float(norm.mean())
 

@@ -204,3 +204,12 @@ def test_ppd_against_student_distill_uses_medians_and_counts_never_as_never():
     assert "| never | 50,000 |" in rows["B"] and "**does not hold**" in rows["B"]
     assert "student-distill does not get there |" in rows["C"]
     assert any("Holds in 2 of 3" in line for line in lines)
+
+
+def test_read_records_takes_a_folder_or_a_records_file_kept_aside(tmp_path):
+    lines = [{"id": "a", "status": "ok"}, {"id": "b", "status": "error"}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"torn')
+    aside = tmp_path / "old-records.jsonl"
+    aside.write_text((tmp_path / "records.jsonl").read_text())
+    assert read_records(tmp_path) == read_records(aside) == lines
+    assert read_records(tmp_path / "missing") == []

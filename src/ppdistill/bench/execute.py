@@ -38,8 +38,9 @@ BASELINES = "baselines.json"
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
-    """All records of an output folder (a torn last line from a killed parent is ignored)."""
-    path = Path(out) / RECORDS
+    """All records of an output folder, or of a records file kept aside (a torn last line from a
+    killed parent is ignored)."""
+    path = Path(out) if Path(out).is_file() else Path(out) / RECORDS
     if not path.exists():
         return []
     records = []

@@ -315,9 +315,16 @@ def _claims(
     return out or ["- not enough methods in these runs to check the claims"]
 
 
-def _median_steps(records: list[dict[str, Any]]) -> float:
-    """Median over seeds of the env steps to 90% of the teacher; a run that never got there counts as ∞."""
+def median_steps_to_90(records: list[dict[str, Any]]) -> float:
+    """Median over seeds of the env steps to 90% of the teacher; a run that never got there counts as ∞.
+
+    :param records: finished runs of one method, env and student size (one per seed)
+    """
     return float(np.median([np.inf if r["steps_to_90"] is None else r["steps_to_90"] for r in records]))
+
+
+def _steps(x: float) -> str:
+    return "never" if np.isinf(x) else f"{int(x):,}"
 
 
 def _ppd_against_student_distill(
@@ -331,7 +338,7 @@ def _ppd_against_student_distill(
     Medians over seeds, a run that never got there counting as never, so one lucky seed does
     not make a method "reach" 90%.
     """
-    rows = []
+    rows, held = [], 0
     for suite in suites:
         for env in envs:
             for size in sizes:
@@ -339,25 +346,20 @@ def _ppd_against_student_distill(
                 sd = groups.get((suite, env, size, "student-distill"))
                 if not ppd or not sd:
                     continue
-                p, s = _median_steps(ppd), _median_steps(sd)
+                p, s = median_steps_to_90(ppd), median_steps_to_90(sd)
                 if np.isinf(s):
                     verdict = "student-distill does not get there" + ("; PPD does" if np.isfinite(p) else "")
                 elif p <= s:
                     verdict = "holds" + (" (PPD earlier)" if p < s else "")
                 else:
                     verdict = "**does not hold**"
-
-                def fmt(x: float) -> str:
-                    return "never" if np.isinf(x) else f"{int(x):,}"
-
+                held += p <= s
                 pn = np.mean([r["normalized_score"] for r in ppd])
                 sn = np.mean([r["normalized_score"] for r in sd])
-                rows.append(
-                    f"| {suite} | {env} | {size} | {fmt(p)} | {fmt(s)} | {pn:.2f} | {sn:.2f} | {verdict} |"
-                )
+                cells = [suite, env, size, _steps(p), _steps(s), f"{pn:.2f}", f"{sn:.2f}", verdict]
+                rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return []
-    held = sum(1 for r in rows if "does not hold" not in r)
     return [
         "",
         "## PPD against student-distill, env by env",
