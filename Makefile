@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## Procgen (see src/ppdistill/procgen.py for why it lives in a folder of its own).
+## Procgen (see src/ppdistill/envs/procgen.py for why it lives in a folder of its own).
 install-procgen: $(VENV)/procgen/.installed
 
 $(VENV)/procgen/.installed: $(VENV)/.installed
@@ -44,9 +44,11 @@ test: install-test
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow"
 
+## ruff, and the layers contract in pyproject.toml (docs/architecture.md)
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 type: install-test
 	$(BIN)/mypy

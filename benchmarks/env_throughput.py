@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ppdistill.envs import make_vec_env
-from ppdistill.runs import machine_description
+from ppdistill.envs.make import make_vec_env
+from ppdistill.experiment.outputs import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = {

@@ -29,8 +29,8 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import ppdistill
 from ppdistill import PPD, load_teacher
-from ppdistill.networks import NormalizedFlattenExtractor
-from ppdistill.runs import machine_description
+from ppdistill.experiment.outputs import machine_description
+from ppdistill.networks.normalization import NormalizedFlattenExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("PPDISTILL_ZOO_DIR", REPO.parent / "shared" / "teachers" / "rl-zoo"))

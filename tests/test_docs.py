@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from ppdistill import PPD, StudentDistill, TeacherDistill
-from ppdistill.cli import build_parser
+from ppdistill.cli.main import build_parser
 
-from .algorithms.test_common import SMALL, toy_teacher
 from .conftest import REPO, zoo_dir, zoo_path
-from .toy import ACTION_SPACES, ToyEnv, recording_logger
+from .toy import ACTION_SPACES, SMALL, ToyEnv, recording_logger, toy_teacher
 
 DOCS = REPO / "docs"
 
@@ -95,4 +94,4 @@ def test_every_cli_command_and_option_is_documented():
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":
                     assert f"`{option}" in section, f"{name} {option} is not documented"
-    assert "## `python -m ppdistill.zoo train`" in doc
+    assert "## `python -m ppdistill.integrations.zoo train`" in doc

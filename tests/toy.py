@@ -8,7 +8,9 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.logger import KVWriter, Logger
 
-from ppdistill.distributions import param_dim
+from ppdistill.core.distributions import param_dim, params_from_distribution
+from ppdistill.core.losses import distillation_kl
+from ppdistill.teachers.callable import CallableTeacher
 
 
 class ToyEnv(gym.Env):
@@ -100,3 +102,31 @@ class Recorder(KVWriter):
 def recording_logger() -> tuple[Logger, Recorder]:
     rec = Recorder()
     return Logger(folder=None, output_formats=[rec]), rec
+
+
+SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0, "device": "cpu"}
+
+
+def toy_teacher(action_space, dict_obs=False, value_fn=None):
+    net = LinearTeacherNet(5 if dict_obs else 4, action_space)
+    obs_space = ToyEnv(action_space, dict_obs=dict_obs).observation_space
+    return CallableTeacher(
+        net, obs_space, action_space, value_fn=value_fn, info={"kind": "callable"}
+    ).freeze()
+
+
+def mean_kl(model, teacher, n=256):
+    env = ToyEnv(model.action_space, dict_obs=isinstance(model.observation_space, spaces.Dict))
+    env.reset(seed=123)
+    obs = [env._obs() for _ in range(n)]
+    if isinstance(obs[0], dict):
+        batch = {k: th.as_tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
+    else:
+        batch = th.as_tensor(np.stack(obs))
+    with th.no_grad():
+        dist, _ = model._student_forward(batch, with_values=False)
+        return (
+            distillation_kl(model.action_space, teacher(batch).params, params_from_distribution(dist))
+            .mean()
+            .item()
+        )

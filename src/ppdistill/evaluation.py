@@ -12,12 +12,12 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from ppdistill.distributions import params_from_distribution
-from ppdistill.envs import make_vec_env
-from ppdistill.errors import NonFiniteError
-from ppdistill.losses import action_agreement
-from ppdistill.networks import actor_critic_forward
-from ppdistill.teachers import Teacher
+from ppdistill.core.distributions import params_from_distribution
+from ppdistill.core.errors import NonFiniteError
+from ppdistill.core.losses import action_agreement
+from ppdistill.envs.make import env_spaces, make_vec_env
+from ppdistill.networks.forward import actor_critic_forward
+from ppdistill.teachers.base import Teacher
 
 
 class Agent(Protocol):
@@ -165,7 +165,7 @@ def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> fl
     """Teacher–student action agreement on given (raw) observations.
 
     Same definition as the ``distill/agreement`` training diagnostic
-    (:func:`ppdistill.losses.action_agreement`).
+    (:func:`ppdistill.core.losses.action_agreement`).
 
     :param student: an SB3 actor-critic model (PPD, StudentDistill, TeacherDistill, PPO, A2C)
     :param teacher: the teacher
@@ -211,7 +211,6 @@ def random_policy_score(env_id: str, n_episodes: int = 20, seed: int | None = No
     :param n_episodes: episodes
     :param seed: seed of the resets and the actions
     """
-    from ppdistill.envs import env_spaces
 
     _, action_space = env_spaces(env_id)
     return evaluate(RandomAgent(action_space, seed or 0), env_id, n_episodes, False, seed=seed).mean

@@ -7,10 +7,9 @@ import pytest
 import torch as th
 
 from ppdistill import StudentDistill, TeacherDistill
-from ppdistill.errors import PPDistillError
+from ppdistill.core.errors import PPDistillError
 
-from ..toy import ACTION_SPACES, ToyEnv, recording_logger
-from .test_common import SMALL, toy_teacher
+from ..toy import ACTION_SPACES, SMALL, ToyEnv, recording_logger, toy_teacher
 
 
 @pytest.mark.parametrize("algo", [StudentDistill, TeacherDistill], ids=lambda a: a.__name__)

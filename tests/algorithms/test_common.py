@@ -5,46 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
-from ppdistill.distributions import params_from_distribution
-from ppdistill.errors import MissingTeacherError, SpaceMismatchError
-from ppdistill.losses import distillation_kl
-from ppdistill.teachers import CallableTeacher
+from ppdistill.core.errors import MissingTeacherError, SpaceMismatchError
+from ppdistill.teachers.callable import CallableTeacher
 
 from ..conftest import zoo_path
-from ..toy import ACTION_SPACES, LinearTeacherNet, ToyEnv, recording_logger
+from ..toy import ACTION_SPACES, SMALL, LinearTeacherNet, ToyEnv, mean_kl, recording_logger, toy_teacher
 
 ALGOS = [PPD, StudentDistill, TeacherDistill]
-SMALL = {"n_steps": 64, "batch_size": 32, "n_epochs": 2, "seed": 0, "device": "cpu"}
-
-
-def toy_teacher(action_space, dict_obs=False, value_fn=None):
-    net = LinearTeacherNet(5 if dict_obs else 4, action_space)
-    obs_space = ToyEnv(action_space, dict_obs=dict_obs).observation_space
-    return CallableTeacher(
-        net, obs_space, action_space, value_fn=value_fn, info={"kind": "callable"}
-    ).freeze()
-
-
-def mean_kl(model, teacher, n=256):
-    env = ToyEnv(model.action_space, dict_obs=isinstance(model.observation_space, spaces.Dict))
-    env.reset(seed=123)
-    obs = [env._obs() for _ in range(n)]
-    if isinstance(obs[0], dict):
-        batch = {k: th.as_tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
-    else:
-        batch = th.as_tensor(np.stack(obs))
-    with th.no_grad():
-        dist, _ = model._student_forward(batch, with_values=False)
-        return (
-            distillation_kl(model.action_space, teacher(batch).params, params_from_distribution(dist))
-            .mean()
-            .item()
-        )
 
 
 @pytest.mark.parametrize("space_name", list(ACTION_SPACES))

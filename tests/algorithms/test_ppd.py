@@ -8,11 +8,10 @@ import torch as th
 from stable_baselines3 import PPO
 
 from ppdistill import PPD, load_teacher
-from ppdistill.schedules import Linear
+from ppdistill.core.schedules import Linear
 
 from ..conftest import zoo_path
-from ..toy import ACTION_SPACES, ToyEnv, recording_logger
-from .test_common import SMALL, toy_teacher
+from ..toy import ACTION_SPACES, SMALL, ToyEnv, recording_logger, toy_teacher
 
 
 def assert_same_parameters(a, b):
@@ -98,7 +97,7 @@ def test_student_inherits_teacher_normalization_inside_its_network():
 
 
 def test_teacher_is_not_run_when_lambda_is_zero(cartpole_teacher):
-    from ppdistill.schedules import DistillThenFinetune
+    from ppdistill.core.schedules import DistillThenFinetune
 
     teacher = load_teacher(zoo_path("ppo/CartPole-v1_1"))
     model = PPD(
@@ -115,7 +114,7 @@ def test_teacher_is_not_run_when_lambda_is_zero(cartpole_teacher):
 
 
 def test_performance_based_lambda_reads_the_students_returns(cartpole_teacher):
-    from ppdistill.schedules import PerformanceBased
+    from ppdistill.core.schedules import PerformanceBased
 
     schedule = PerformanceBased(teacher_return=500.0, random_return=0.0)
     model = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, distill_lambda=schedule, **SMALL)
@@ -127,7 +126,7 @@ def test_performance_based_lambda_reads_the_students_returns(cartpole_teacher):
 @pytest.mark.parametrize("space_name", list(ACTION_SPACES))
 def test_the_papers_form_still_distills_on_every_action_space(space_name):
     """detach_ratio=False, log_std_from_teacher=False (the paper's exact form) stays a working option."""
-    from .test_common import mean_kl
+    from ..toy import mean_kl
 
     space = ACTION_SPACES[space_name]
     teacher = toy_teacher(space)

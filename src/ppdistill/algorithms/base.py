@@ -17,13 +17,16 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from ppdistill.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
-from ppdistill.errors import MissingTeacherError
-from ppdistill.guards import check_finite, check_rollout, diagnose_value_error, teacher_distribution_error
-from ppdistill.losses import KLDirection
-from ppdistill.networks import NormalizedFlattenExtractor, TensorObs, actor_critic_forward
-from ppdistill.serialization import check_spaces_compatible
-from ppdistill.teachers import Teacher, load_teacher
+from ppdistill.algorithms.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
+from ppdistill.algorithms.guards import check_rollout, diagnose_value_error, teacher_distribution_error
+from ppdistill.core.errors import MissingTeacherError
+from ppdistill.core.finite import check_finite
+from ppdistill.core.losses import KLDirection
+from ppdistill.core.spaces import check_spaces_compatible
+from ppdistill.networks.forward import TensorObs, actor_critic_forward
+from ppdistill.networks.normalization import NormalizedFlattenExtractor
+from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.loading import load_teacher
 
 SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
 

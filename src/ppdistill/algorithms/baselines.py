@@ -41,12 +41,13 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
-from ppdistill.buffers import DistillRolloutBuffer, DistillRolloutBufferSamples
-from ppdistill.distributions import SUPPORTED_ACTION_SPACES, params_from_distribution
-from ppdistill.errors import PPDistillError
-from ppdistill.guards import check_finite, check_rollout, nonfinite_loss, teacher_distribution_error
-from ppdistill.losses import KLDirection, action_agreement, distillation_kl
-from ppdistill.teachers import Teacher
+from ppdistill.algorithms.buffers import DistillRolloutBuffer, DistillRolloutBufferSamples
+from ppdistill.algorithms.guards import check_rollout, nonfinite_loss, teacher_distribution_error
+from ppdistill.core.distributions import SUPPORTED_ACTION_SPACES, params_from_distribution
+from ppdistill.core.errors import PPDistillError
+from ppdistill.core.finite import check_finite
+from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl
+from ppdistill.teachers.base import Teacher
 
 ValueTarget = Literal["returns", "teacher", "none"]
 

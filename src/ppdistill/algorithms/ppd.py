@@ -15,12 +15,12 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
-from ppdistill.buffers import DistillRolloutBufferSamples
-from ppdistill.distributions import params_from_distribution
-from ppdistill.guards import nonfinite_loss
-from ppdistill.losses import KLDirection, action_agreement, distillation_kl, ppd_term
-from ppdistill.schedules import Schedule, as_schedule
-from ppdistill.teachers import Teacher
+from ppdistill.algorithms.buffers import DistillRolloutBufferSamples
+from ppdistill.algorithms.guards import nonfinite_loss
+from ppdistill.core.distributions import params_from_distribution
+from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl, ppd_term
+from ppdistill.core.schedules import Schedule, as_schedule
+from ppdistill.teachers.base import Teacher
 
 
 class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
@@ -39,7 +39,7 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
     :param teacher: a :class:`~ppdistill.teachers.Teacher` (see :func:`~ppdistill.load_teacher`)
         or a path to one. May be omitted only to set it later with :meth:`set_teacher`.
     :param distill_lambda: λ, a float or a picklable schedule of ``progress_remaining``
-        (see :mod:`ppdistill.schedules`). λ = 0 is plain PPO.
+        (see :mod:`ppdistill.core.schedules`). λ = 0 is plain PPO.
     :param kl_direction: "forward" (KL(π_T‖π_θ), the paper's) or "reverse" (KL(π_θ‖π_T))
     :param detach_ratio: stop the gradient through ρ in the distillation term, so that it
         weights the KL without adding a score-function term λ·KL·∇log π (default True;

@@ -29,8 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ppdistill.bench.suite import Suite
-from ppdistill.errors import MissingExtraError, PPDistillError
-from ppdistill.runs import RunSpec
+from ppdistill.core.errors import MissingExtraError, PPDistillError
+from ppdistill.evaluation import evaluate, random_policy_score
+from ppdistill.experiment.runner import run
+from ppdistill.experiment.spec import RunSpec
+from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
+from ppdistill.teachers.loading import load_teacher
 
 Backend = Literal["local", "ray"]
 RECORDS = "records.jsonl"
@@ -61,9 +65,6 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
 
 def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
     """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
-    from ppdistill.evaluation import evaluate, random_policy_score
-    from ppdistill.teacher_tools import calibrate_sigma, corrupt_teacher
-    from ppdistill.teachers import load_teacher
 
     path = out / BASELINES
     cached: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
@@ -140,7 +141,6 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     import torch as th
 
     th.set_num_threads(int(payload.get("threads", 1)))
-    from ppdistill.runs import run
 
     spec = RunSpec(**payload["spec"])
     base = payload["baseline"]

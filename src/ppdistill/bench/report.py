@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ppdistill.bench.execute import read_records
-from ppdistill.errors import MissingExtraError, PPDistillError
+from ppdistill.core.errors import MissingExtraError, PPDistillError
 
 METHOD_ORDER = ["teacher-distill", "student-distill", "ppd", "ppo"]
 METHOD_LABELS = {

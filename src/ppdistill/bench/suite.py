@@ -32,7 +32,7 @@ Hyperparameters: the shipped ``distill.yml`` for the env and method, then the su
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
 (stochastic, the paper's rule) unless ``deterministic`` says otherwise.
 
-The runner's keys work in ``hp`` too (see :mod:`ppdistill.runs`): ``lambda_schedule`` for
+The runner's keys work in ``hp`` too (see :mod:`ppdistill.experiment.runner`): ``lambda_schedule`` for
 PPD, and ``then_finetune`` / ``critic_warmup`` / ``finetune_hp`` for a distill-then-fine-tune
 pipeline, whose ``finetune_hp`` is completed from the shipped config's ``ppo`` section::
 
@@ -51,10 +51,10 @@ from typing import Any
 
 import yaml
 
-from ppdistill.config import METHODS, ConfigError, _coerce, check_keys, run_hyperparameters
-from ppdistill.envs import env_family
-from ppdistill.networks import STUDENT_SIZES
-from ppdistill.runs import RunSpec
+from ppdistill.envs.ids import env_family
+from ppdistill.experiment.config import METHODS, ConfigError, check_keys, coerce_numbers, run_hyperparameters
+from ppdistill.experiment.spec import RunSpec
+from ppdistill.networks.presets import STUDENT_SIZES
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -180,12 +180,12 @@ def _as_list(value: Any, default: list[Any]) -> list[Any]:
 
 
 def load_suite(path: Path) -> Suite:
-    """Parse and check a suite file (raises :class:`~ppdistill.config.ConfigError`)."""
+    """Parse and check a suite file (raises :class:`~ppdistill.experiment.config.ConfigError`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist")
     try:
-        data = _coerce(yaml.safe_load(path.read_text()) or {})
+        data = coerce_numbers(yaml.safe_load(path.read_text()) or {})
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("envs"), list) or not data["envs"]:

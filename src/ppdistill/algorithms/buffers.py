@@ -1,0 +1,124 @@
+"""Rollout buffers that also hold the teacher's outputs for the rollout.
+
+The teacher runs once per rollout, on the whole buffer, after the environment steps are
+collected; its outputs are kept as tensors on the student's device in the buffer's flat
+sample order, so a minibatch only indexes them.
+
+When the student's environment normalizes observations (VecNormalize), the teacher must
+see raw observations through its own statistics instead: the buffer then records the raw
+observation of every step from ``raw_obs_source`` (VecNormalize.get_original_obs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.vec_env import VecNormalize
+
+from ppdistill.networks.forward import TensorObs
+
+RawObs = np.ndarray | dict[str, np.ndarray]
+
+
+class DistillRolloutBufferSamples(NamedTuple):
+    """SB3's RolloutBufferSamples plus the teacher's outputs for the same samples."""
+
+    observations: TensorObs
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    teacher_params: th.Tensor | None
+    teacher_values: th.Tensor | None
+
+
+class _TeacherStorage:
+    """Mixin for SB3 rollout buffers; see the module docstring."""
+
+    raw_obs_source: Callable[[], RawObs | None] | None = None
+    teacher_skipped: bool = False
+    teacher_params: th.Tensor | None = None
+    teacher_values: th.Tensor | None = None
+    # provided by the SB3 buffer class
+    buffer_size: int
+    n_envs: int
+    observations: Any
+    device: th.device
+
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]
+        self.teacher_params = None
+        self.teacher_values = None
+        self.teacher_skipped = False
+        self._raw_obs: list[RawObs] = []
+        self._pending_raw = self.raw_obs_source() if self.raw_obs_source is not None else None
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        if self._pending_raw is not None:
+            # SB3 adds the observation the action was taken on after env.step(), so the
+            # source already shows the next one: keep it for the next add().
+            self._raw_obs.append(self._pending_raw)
+            assert self.raw_obs_source is not None
+            self._pending_raw = self.raw_obs_source()
+        super().add(*args, **kwargs)  # type: ignore[misc]
+
+    def _flat(self, arr: np.ndarray) -> np.ndarray:
+        # Same order as SB3's swap_and_flatten: index = env * n_steps + step.
+        return arr.swapaxes(0, 1).reshape(self.buffer_size * self.n_envs, *arr.shape[2:])
+
+    def teacher_inputs(self) -> RawObs:
+        """All observations of the rollout, as the teacher must see them, in flat sample order."""
+        if self._raw_obs:
+            if isinstance(self._raw_obs[0], dict):
+                keys = self._raw_obs[0].keys()
+                return {k: self._flat(np.stack([o[k] for o in self._raw_obs])) for k in keys}
+            return self._flat(np.stack(self._raw_obs))  # type: ignore[arg-type]
+        if getattr(self, "generator_ready", False):
+            return self.observations
+        if isinstance(self.observations, dict):
+            return {k: self._flat(v) for k, v in self.observations.items()}
+        return self._flat(self.observations)
+
+    def set_teacher_outputs(self, params: th.Tensor, values: th.Tensor | None) -> None:
+        """Store the teacher's outputs (flat sample order, on the student's device)."""
+        n = self.buffer_size * self.n_envs
+        if params.shape[0] != n or (values is not None and values.shape[0] != n):
+            raise ValueError(f"teacher outputs for {params.shape[0]} samples, buffer holds {n}")
+        self.teacher_params = params
+        self.teacher_values = values
+
+    def skip_teacher(self) -> None:
+        """Mark this rollout as one that needs no teacher (samples then carry None)."""
+        self.teacher_skipped = True
+
+    def _with_teacher(self, base: Any, batch_inds: np.ndarray) -> DistillRolloutBufferSamples:
+        if self.teacher_skipped:
+            return DistillRolloutBufferSamples._make((*base, None, None))
+        if self.teacher_params is None:
+            raise RuntimeError("the teacher's outputs were not computed for this rollout")
+        idx = th.as_tensor(batch_inds, device=self.teacher_params.device)
+        values = self.teacher_values[idx] if self.teacher_values is not None else None
+        return DistillRolloutBufferSamples._make((*base, self.teacher_params[idx], values))
+
+
+class DistillRolloutBuffer(_TeacherStorage, RolloutBuffer):
+    """:class:`~stable_baselines3.common.buffers.RolloutBuffer` with teacher outputs."""
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRolloutBufferSamples:
+        return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)
+
+
+class DistillDictRolloutBuffer(_TeacherStorage, DictRolloutBuffer):
+    """:class:`~stable_baselines3.common.buffers.DictRolloutBuffer` with teacher outputs."""
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRolloutBufferSamples:
+        return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)

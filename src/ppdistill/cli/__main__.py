@@ -1,0 +1,5 @@
+import sys
+
+from ppdistill.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""``ppdistill bench run`` and ``ppdistill bench report``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from ppdistill.bench import dry_run, load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        problems = dry_run(suite)
+        for p in problems:
+            print(f"  warning: {p}")
+        return 0
+    records = run_suite(suite, args.out, jobs=args.jobs, backend=args.backend, address=args.address)
+    failed = [r for r in records if r.get("status") != "ok"]
+    print(
+        f"{len(records) - len(failed)} runs ok, {len(failed)} failed; "
+        f"`ppdistill bench report {args.out}` next"
+    )
+    return 0
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from ppdistill.bench import build_report
+
+    path = build_report(args.dir, reps=args.reps)
+    print(f"report written to {path}")
+    return 0

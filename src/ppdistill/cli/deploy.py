@@ -1,0 +1,39 @@
+"""``ppdistill export`` and ``ppdistill compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ppdistill.cli.tables import print_table
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ppdistill.deploy.export import export_onnx
+
+    out = args.out or args.student.with_suffix(".onnx")
+    report = export_onnx(args.student, out, n_check=args.check, seed=args.seed)
+    print(f"{report.path}: {report.input} -> {', '.join(report.outputs)}")
+    print(f"  observation normalization: {report.normalization}")
+    print(f"  ONNX Runtime against PyTorch on {report.parity}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ppdistill.deploy.compare import COLUMNS, compare, environment_note, table_rows
+
+    stats = compare(
+        args.teacher, args.student, args.env, episodes=args.episodes, seed=args.seed, threads=args.threads
+    )
+    print_table(
+        f"{args.env}: teacher against student ({args.episodes} deterministic episodes; "
+        f"{environment_note(args.threads)})",
+        COLUMNS,
+        table_rows(stats),
+    )
+    if args.json:
+        from ppdistill.core.files import atomic_write
+
+        payload = {"env_id": args.env, "threads": args.threads, "agents": [s.as_dict() for s in stats]}
+        atomic_write(args.json, json.dumps(payload, indent=2).encode())
+    return 0

@@ -1,0 +1,51 @@
+"""``ppdistill teacher train`` and ``ppdistill teacher corrupt``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ppdistill.cli.args import CLIError
+
+
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    from ppdistill.evaluation import evaluate
+    from ppdistill.experiment.config import parse_overrides
+    from ppdistill.experiment.teacher_prep import train_teacher
+    from ppdistill.teachers.loading import load_teacher
+
+    if args.out.exists() and args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a folder; give the path of the .zip to write")
+    out = args.out if args.out.suffix == ".zip" else args.out.with_suffix(".zip")
+    t0 = time.perf_counter()
+    train_teacher(
+        args.env,
+        args.algo,
+        out,
+        args.timesteps,
+        args.seed,
+        parse_overrides(args.hp),
+        progress_bar=not args.no_progress,
+    )
+    score = evaluate(load_teacher(out, env_id=args.env), args.env, n_episodes=20, seed=args.seed + 20_000)
+    print(f"teacher saved to {out} ({time.perf_counter() - t0:.0f}s); deterministic return {score}")
+    return 0
+
+
+def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
+    from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
+
+    out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
+    sigma = args.sigma
+    if args.target_fraction is not None:
+        if args.env is None:
+            raise CLIError("--target-fraction needs --env to score the corrupted teachers on")
+        found = calibrate_sigma(args.input, args.env, args.target_fraction, seed=args.seed, log=print)
+        sigma = found["sigma"]
+        print(f"sigma {sigma:.4g} keeps {found['fraction']:.2f} of the teacher's normalized score")
+    summary = corrupt_teacher(args.input, out, sigma=sigma, seed=args.seed)
+    print(
+        f"{out}: {summary['weights']} weights in {summary['tensors']} tensors "
+        f"perturbed with N(0, {sigma:.4g}²)"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""After training: export a student to ONNX, and compare it with its teacher (size, latency, return)."""

@@ -1,0 +1,467 @@
+"""Export a student's deterministic policy to ONNX, with its observation normalization folded in.
+
+The exported graph takes raw observations (what the environment returns) and gives the
+action the student takes with ``deterministic=True``, plus the distribution parameters the
+action comes from:
+
+========================  ===============================  ==============================
+action space              ``action``                       second output
+========================  ===============================  ==============================
+``Discrete(n)``           int64 ``(batch,)``               ``logits`` ``(batch, n)``
+``MultiDiscrete(nvec)``   int64 ``(batch, len(nvec))``     ``logits`` ``(batch, sum(nvec))``
+``MultiBinary(n)``        int64 ``(batch, n)``             ``logits`` ``(batch, n)``
+``Box(d)``                float32 ``(batch, d)``           ``mean`` ``(batch, d)``
+========================  ===============================  ==============================
+
+Categorical ``logits`` are normalized (log-probabilities, what ``torch.distributions``
+keeps); Bernoulli ``logits`` are the raw ones; ``mean`` is the Gaussian's mean before the
+action is clipped to the bounds (or squashed, for a gSDE policy with ``squash_output``).
+The batch axis is dynamic.
+
+Normalization: a student that inherited its teacher's VecNormalize statistics carries them
+inside its network (:class:`~ppdistill.networks.NormalizedFlattenExtractor`); a student
+trained on a normalizing VecEnv has a ``vecnormalize.pkl`` beside its zip (found as
+:func:`~ppdistill.load_teacher` finds it), which is folded in front of the network as a
+frozen :class:`~ppdistill.networks.ObsNormalizer`. Either way the ONNX model takes raw
+observations.
+
+The exporter is PyTorch's ``torch.export``-based one (``dynamo=True``): the TorchScript
+exporter is deprecated since PyTorch 2.9 and warns that it will be removed. It needs
+``onnxscript``, installed with the ``[onnx]`` extra, and works offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from torch import nn
+
+from ppdistill.core.distributions import params_from_distribution
+from ppdistill.core.errors import MissingExtraError, PPDistillError
+from ppdistill.networks.forward import actor_critic_forward
+from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
+from ppdistill.teachers.actor_critic import ActorCriticTeacher
+from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.loading import load_teacher
+
+PARITY_TOLERANCE = 1e-5
+"""Largest absolute difference between ONNX Runtime and PyTorch that an export accepts."""
+
+_EXTRA_MODULES = ("onnx", "onnxruntime", "onnxscript")
+
+
+class ExportError(PPDistillError, ValueError):
+    """The model cannot be exported, or the export does not reproduce it."""
+
+
+def require_onnx(what: str = "ONNX export") -> None:
+    """Raise :class:`MissingExtraError` naming ``[onnx]`` when one of its modules cannot be imported."""
+    for module in _EXTRA_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise MissingExtraError("onnx", what, module) from None
+
+
+def obs_dtype(space: spaces.Space) -> np.dtype:
+    """dtype of the raw observations an exported model takes (int64 for discrete spaces)."""
+    if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
+        return np.dtype(np.int64)
+    return np.dtype(space.dtype)
+
+
+class DeterministicPolicy(nn.Module):
+    """The acting path of an SB3 actor-critic: raw observation → (action, logits or mean).
+
+    Holds only what acting needs (normalization, the actor's features extractor, hidden
+    layers and action head), so its parameters are the deployed policy's.
+
+    :param policy: an SB3 ``ActorCriticPolicy`` (flat or image observations)
+    :param obs_normalizer: frozen normalization applied to raw observations first
+    """
+
+    low: th.Tensor
+    high: th.Tensor
+
+    def __init__(self, policy: ActorCriticPolicy, obs_normalizer: ObsNormalizer | None = None) -> None:
+        super().__init__()
+        obs_space, act_space = policy.observation_space, policy.action_space
+        if not isinstance(
+            obs_space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
+        ):
+            raise ExportError(
+                f"observation space {obs_space} cannot be exported yet: use Box, Discrete, "
+                "MultiDiscrete or MultiBinary observations"
+            )
+        if not isinstance(
+            act_space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary
+        ):
+            raise ExportError(f"action space {act_space} cannot be exported")
+        policy_net = getattr(policy.mlp_extractor, "policy_net", None)
+        if not isinstance(policy_net, nn.Module):
+            raise ExportError(
+                f"{type(policy.mlp_extractor).__name__} has no policy_net: "
+                "export takes SB3's MlpExtractor (MlpPolicy, CnnPolicy)"
+            )
+        self.observation_space = obs_space
+        self.action_space = act_space
+        self.normalize_images = bool(policy.normalize_images)
+        self.obs_normalizer = obs_normalizer
+        self.features_extractor = policy.pi_features_extractor
+        self.policy_net = policy_net
+        self.action_net = policy.action_net
+        self.squash = bool(policy.squash_output)
+        if isinstance(act_space, spaces.Box):
+            self.register_buffer("low", th.as_tensor(act_space.low, dtype=th.float32).reshape(-1))
+            self.register_buffer("high", th.as_tensor(act_space.high, dtype=th.float32).reshape(-1))
+        self.output_names = ("action", "mean" if isinstance(act_space, spaces.Box) else "logits")
+
+    @property
+    def obs_dtype(self) -> np.dtype:
+        """dtype of the raw observations the model takes."""
+        return obs_dtype(self.observation_space)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one raw observation."""
+        return tuple(self.observation_space.shape or ())
+
+    def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Action and distribution parameters for a batch of raw observations.
+
+        :param obs: ``(batch, *obs_shape)`` raw observations
+        :return: ``(action, logits)`` or ``(action, mean)`` (see the module's table)
+        """
+        if self.obs_normalizer is not None:
+            normalized = self.obs_normalizer(obs)
+            assert isinstance(normalized, th.Tensor)
+            obs = normalized
+        x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        assert isinstance(x, th.Tensor)
+        out = self.action_net(self.policy_net(self.features_extractor(x)))
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            logits = th.log_softmax(out, dim=-1)
+            return th.argmax(logits, dim=-1), logits
+        if isinstance(space, spaces.MultiDiscrete):
+            blocks = [th.log_softmax(b, dim=-1) for b in th.split(out, [int(n) for n in space.nvec], dim=-1)]
+            actions = th.stack([th.argmax(b, dim=-1) for b in blocks], dim=-1)
+            return actions, th.cat(blocks, dim=-1)
+        if isinstance(space, spaces.MultiBinary):
+            # SB3's Bernoulli mode is round(sigmoid(logit)); the same ops give the same ties
+            actions = th.round(th.sigmoid(out)).to(th.int64)
+            return actions.reshape(-1, *space.shape), out
+        if self.squash:  # gSDE with squash_output: tanh, then scaled to the bounds
+            action = self.low + 0.5 * (th.tanh(out) + 1.0) * (self.high - self.low)
+        else:
+            action = th.minimum(th.maximum(out, self.low), self.high)
+        return action.reshape(-1, *space.shape), out
+
+
+@dataclass
+class LoadedStudent:
+    """An actor-critic policy ready to act on raw observations.
+
+    :param policy: the SB3 policy, in eval mode
+    :param obs_normalizer: normalization to apply before it (from a ``vecnormalize.pkl``), or None
+    :param source: where it came from (a path, or the model's class name)
+    :param normalizer_source: where ``obs_normalizer`` comes from
+    """
+
+    policy: ActorCriticPolicy
+    obs_normalizer: ObsNormalizer | None
+    source: str
+    normalizer_source: str | None = None
+
+    @property
+    def normalization(self) -> str:
+        """Which observation normalization the exported model applies, in words."""
+        parts = []
+        if self.obs_normalizer is not None:
+            parts.append(f"frozen, from {self.normalizer_source}")
+        if isinstance(self.policy.pi_features_extractor, NormalizedFlattenExtractor):
+            parts.append("the teacher's, inside the student's network")
+        return "; ".join(parts) or "none"
+
+    def module(self) -> DeterministicPolicy:
+        """The deterministic acting path as a torch module, in eval mode."""
+        return DeterministicPolicy(self.policy, self.obs_normalizer).eval()
+
+
+def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | None = None) -> LoadedStudent:
+    """Get the policy (and external normalization) of an actor-critic student.
+
+    :param student: a saved zip (PPD, StudentDistill, TeacherDistill, PPO, A2C, ...), an SB3
+        model in memory (its VecNormalize statistics, if any, are frozen as they are now), or
+        an actor-critic teacher from :func:`~ppdistill.load_teacher`
+    :param env_id: check the student's spaces against this environment
+    """
+    if isinstance(student, str | Path):
+        path = Path(student).expanduser()
+        if not path.exists():
+            raise ExportError(f"student file {path} does not exist; check the path")
+        student = load_teacher(path, env_id=env_id)
+    if isinstance(student, BaseAlgorithm):
+        if not isinstance(student.policy, ActorCriticPolicy):
+            raise ExportError(
+                f"{type(student).__name__} has a {type(student.policy).__name__}; "
+                "export takes actor-critic students (PPD, StudentDistill, TeacherDistill, PPO, A2C)"
+            )
+        vecnorm = student.get_vec_normalize_env()
+        normalizer = None
+        if vecnorm is not None and vecnorm.norm_obs:
+            if isinstance(vecnorm.obs_rms, dict):
+                raise ExportError("Dict observations normalized by VecNormalize cannot be exported yet")
+            normalizer = ObsNormalizer(
+                vecnorm.obs_rms.mean, vecnorm.obs_rms.var, vecnorm.clip_obs, vecnorm.epsilon
+            )
+        policy = student.policy
+        policy.set_training_mode(False)
+        return LoadedStudent(policy, normalizer, type(student).__name__, "the model's VecNormalize")
+    if isinstance(student, ActorCriticTeacher):
+        return LoadedStudent(
+            student.policy,
+            student.obs_normalizer,
+            str(student.info.get("path") or "an actor-critic teacher"),
+            student.info.get("vecnormalize"),
+        )
+    if isinstance(student, Teacher):
+        kind = student.info.get("kind", type(student).__name__)
+        where = student.info.get("path") or "the model"
+        raise ExportError(
+            f"{where} is a {kind} model, not an actor-critic student; export takes PPD, "
+            "StudentDistill, TeacherDistill, PPO or A2C zips (distill a DQN or SAC into one first)"
+        )
+    raise TypeError(f"cannot export a {type(student).__name__}")
+
+
+def sample_observations(student: LoadedStudent, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` observations drawn from the student's observation space (seeded).
+
+    Unbounded Box dimensions are drawn from N(0, 1), as gymnasium does.
+    """
+    space = student.policy.observation_space
+    space.seed(seed)
+    return np.stack([np.asarray(space.sample()) for _ in range(n)]).astype(obs_dtype(space))
+
+
+def torch_outputs(student: LoadedStudent, observations: np.ndarray) -> dict[str, np.ndarray]:
+    """The student's outputs computed the SB3 way, independently of :class:`DeterministicPolicy`.
+
+    Actions come from ``policy.predict(..., deterministic=True)``; logits or mean from the
+    policy's action distribution.
+
+    :param student: from :func:`load_student`
+    :param observations: raw observations ``(batch, *obs_shape)``
+    :return: ``{"action": ..., "logits" or "mean": ...}``
+    """
+    policy = student.policy
+    obs = observations
+    if student.obs_normalizer is not None:
+        with th.no_grad():
+            normalized = student.obs_normalizer(th.as_tensor(observations))
+        assert isinstance(normalized, th.Tensor)
+        obs = normalized.numpy()
+    actions, _ = policy.predict(obs, deterministic=True)
+    with th.no_grad():
+        obs_t, _ = policy.obs_to_tensor(obs)
+        dist, _ = actor_critic_forward(policy, obs_t, with_values=False)
+        params = params_from_distribution(dist).cpu().numpy()
+    if isinstance(policy.action_space, spaces.Box):
+        return {"action": actions, "mean": params[:, : params.shape[1] // 2]}
+    return {"action": actions, "logits": params}
+
+
+def onnx_outputs(onnx_path: str | Path, observations: np.ndarray) -> dict[str, np.ndarray]:
+    """Run an exported model with ONNX Runtime on the CPU.
+
+    :param onnx_path: the ``.onnx`` file
+    :param observations: raw observations ``(batch, *obs_shape)`` of the model's input dtype
+    :return: the outputs by name
+    """
+    require_onnx("running an ONNX model")
+    ort = importlib.import_module("onnxruntime")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {session.get_inputs()[0].name: observations})
+    return dict(zip(names, values))
+
+
+@dataclass
+class Parity:
+    """How closely an ONNX export reproduces PyTorch.
+
+    :param n_observations: observations compared
+    :param max_abs_diff: largest absolute difference over every float output (and Box actions)
+    :param actions_identical: for discrete spaces, every action equal (Box: within tolerance)
+    """
+
+    n_observations: int
+    max_abs_diff: float
+    actions_identical: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.actions_identical and self.max_abs_diff <= PARITY_TOLERANCE
+
+    def __str__(self) -> str:
+        same = "identical" if self.actions_identical else "DIFFERENT"
+        return f"{self.n_observations} observations: max |diff| {self.max_abs_diff:.2e}, actions {same}"
+
+
+def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray]) -> Parity:
+    """Compare ONNX outputs with PyTorch's (see :func:`torch_outputs`, :func:`onnx_outputs`)."""
+    diff = 0.0
+    for name in ("logits", "mean"):
+        if name in reference:
+            diff = max(diff, float(np.max(np.abs(reference[name] - exported[name]))))
+    ref_a, out_a = np.asarray(reference["action"]), np.asarray(exported["action"])
+    if ref_a.dtype.kind == "f" and out_a.dtype.kind == "f":  # Box
+        action_diff = float(np.max(np.abs(ref_a - out_a)))
+        diff = max(diff, action_diff)
+        identical = action_diff <= PARITY_TOLERANCE
+    else:
+        identical = ref_a.shape == out_a.shape and bool(np.all(ref_a.astype(np.int64) == out_a))
+    return Parity(int(ref_a.shape[0]), diff, identical)
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote.
+
+    :param path: the ``.onnx`` file
+    :param input: name, shape and dtype of the input
+    :param outputs: name, shape and dtype of each output
+    :param normalization: the observation normalization folded in, in words
+    :param parity: ONNX Runtime against PyTorch on sampled observations
+    """
+
+    path: Path
+    input: str
+    outputs: list[str]
+    normalization: str
+    parity: Parity
+
+
+def _signature(name: str, shape: tuple[int, ...], dtype: Any) -> str:
+    dims = ", ".join(["batch", *map(str, shape)])
+    return f"{name} ({dims}) {np.dtype(dtype).name}"
+
+
+def export_onnx(
+    student: str | Path | BaseAlgorithm | Teacher,
+    out: str | Path,
+    *,
+    n_check: int = 1000,
+    seed: int = 0,
+    opset: int | None = None,
+) -> ExportReport:
+    """Export a student's deterministic policy to ONNX and check it against PyTorch.
+
+    The file is written only when ONNX Runtime reproduces PyTorch on ``n_check`` sampled
+    observations within :data:`PARITY_TOLERANCE` (discrete actions identical).
+
+    :param student: a saved student zip, an SB3 actor-critic model, or an actor-critic teacher
+    :param out: path of the ``.onnx`` file to write (replaced atomically)
+    :param n_check: observations sampled from the observation space for the check (>= 1)
+    :param seed: seed of those observations
+    :param opset: ONNX opset (default: the exporter's)
+    :return: what was written and how closely it matches
+    """
+    require_onnx()
+    if n_check < 1:
+        raise ExportError(f"n_check must be at least 1, got {n_check}")
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give the path of the .onnx file to write")
+    loaded = load_student(student)
+    module = loaded.module()
+    example = th.as_tensor(sample_observations(loaded, 2, seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _torch_export(module, example, tmp, opset)
+        onnx = importlib.import_module("onnx")
+        model = onnx.load(str(tmp))
+        onnx.checker.check_model(model)
+        meta = {
+            "ppdistill.source": loaded.source,
+            "ppdistill.observation_space": str(module.observation_space),
+            "ppdistill.action_space": str(module.action_space),
+            "ppdistill.outputs": ", ".join(module.output_names),
+        }
+        for key, value in meta.items():
+            prop = model.metadata_props.add()
+            prop.key, prop.value = key, value
+        onnx.save(model, str(tmp))
+
+        observations = sample_observations(loaded, n_check, seed)
+        parity = compare_outputs(torch_outputs(loaded, observations), onnx_outputs(tmp, observations))
+        if not parity.ok:
+            raise ExportError(f"the ONNX model does not reproduce PyTorch ({parity}); nothing was written")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    with th.no_grad():
+        action, params = module(example)
+    return ExportReport(
+        path=out,
+        input=_signature("obs", module.obs_shape, module.obs_dtype),
+        outputs=[
+            _signature("action", tuple(action.shape[1:]), action.numpy().dtype),
+            _signature(module.output_names[1], tuple(params.shape[1:]), params.numpy().dtype),
+        ],
+        normalization=loaded.normalization,
+        parity=parity,
+    )
+
+
+def _torch_export(module: DeterministicPolicy, example: th.Tensor, path: Path, opset: int | None) -> None:
+    batch = th.export.Dim("batch")
+    # The exporter logs missing optional ops (torchvision's) and warns about internals: noise here.
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            th.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["obs"],
+                output_names=list(module.output_names),
+                dynamic_shapes={"obs": {0: batch}},
+                opset_version=opset,
+                verbose=False,
+            )
+    except PPDistillError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"torch.onnx.export failed: {first}") from exc
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)

@@ -1,0 +1,93 @@
+"""The student model of a run: its size preset, policy and algorithm, on fresh environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space
+
+from ppdistill.core.errors import PPDistillError
+from ppdistill.core.schedules import Schedule
+from ppdistill.envs.make import make_vec_env
+from ppdistill.experiment.checkpoints import (
+    EpisodeRecorder,
+)
+from ppdistill.experiment.config import (
+    RUNNER_KEYS,
+    algorithm_class,
+)
+from ppdistill.experiment.spec import RunSpec
+from ppdistill.networks.normalization import NormalizedFlattenExtractor
+from ppdistill.networks.presets import image_student_kwargs, mlp_student_arch
+from ppdistill.teachers.base import Teacher
+
+
+def student_policy_kwargs(spec: RunSpec, teacher: Teacher) -> dict[str, Any]:
+    """Policy kwargs of the student: the preset unless the hp say otherwise.
+
+    Images get the paper's CNN presets (:func:`~ppdistill.networks.image_student_kwargs`);
+    flat observations an MLP sized relative to the teacher's.
+    """
+    kwargs = dict(spec.hp.get("policy_kwargs") or {})
+    if is_image_space(teacher.observation_space):
+        if "features_extractor_class" not in kwargs:
+            try:
+                kwargs = {**image_student_kwargs(spec.student), **kwargs}
+            except ValueError as exc:
+                raise PPDistillError(str(exc)) from exc
+        return kwargs
+    if "net_arch" not in kwargs:
+        try:
+            arch = mlp_student_arch(spec.student, teacher.hidden_layers or [64, 64])
+        except ValueError as exc:
+            raise PPDistillError(str(exc)) from exc
+        kwargs["net_arch"] = {"pi": arch, "vf": list(arch)}
+    return kwargs
+
+
+def policy_name(observation_space: spaces.Space) -> str:
+    """SB3's policy alias for an observation space."""
+    if isinstance(observation_space, spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"
+
+
+def build_model(
+    spec: RunSpec, teacher: Teacher, verbose: int = 0, distill_lambda: Schedule | None = None
+) -> BaseAlgorithm:
+    """The student model of ``spec.method``, on fresh training environments.
+
+    :param spec: the run
+    :param teacher: the teacher
+    :param verbose: SB3 verbosity
+    :param distill_lambda: PPD's λ schedule, replacing ``spec.hp["distill_lambda"]``
+    """
+    hp = {k: v for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
+    if distill_lambda is not None:
+        hp["distill_lambda"] = distill_lambda
+    n_envs = int(spec.hp.get("n_envs", 1))
+    # EpisodeRecorder lets a checkpoint rebuild the envs' state exactly (by replay).
+    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed, wrapper_class=EpisodeRecorder)
+    policy_kwargs = student_policy_kwargs(spec, teacher)
+    cls = algorithm_class(spec.method)
+    policy = policy_name(teacher.observation_space)
+    # SB3 runs MLPs faster on the CPU; CNNs go to a GPU when there is one
+    device = "auto" if policy == "CnnPolicy" else "cpu"
+    common = {"seed": spec.seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": device}
+    if spec.method == "ppo":
+        normalizer = teacher.obs_normalizer
+        if (
+            normalizer is not None
+            and normalizer.keys is None
+            and "features_extractor_class" not in policy_kwargs
+        ):
+            # From scratch, but with the same input normalization the distilled students get.
+            policy_kwargs = {
+                **policy_kwargs,
+                "features_extractor_class": NormalizedFlattenExtractor,
+                "features_extractor_kwargs": normalizer.stats(),
+            }
+        return cls(policy, env, policy_kwargs=policy_kwargs, **hp, **common)
+    return cls(policy, env, teacher=teacher, policy_kwargs=policy_kwargs, **hp, **common)

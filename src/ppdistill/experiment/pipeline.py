@@ -1,0 +1,172 @@
+"""Distill, then fine-tune: a KL-distilled student carries on as plain PPO.
+
+Student-distill (or teacher-distill) trains the student's policy on the teacher's KL alone;
+:func:`finetune_model` then hands the same network to SB3's ``PPO``, which goes on from the
+environment's reward. The handover copies every weight of the policy (actor, critic, log-std,
+any observation normalization inside the network) into a PPO built with the student's policy
+class, ``policy_kwargs`` and ``use_sde``; PPO gets a fresh optimizer, its own
+hyperparameters, and fresh training environments. :func:`ppdistill.experiment.runner.run` runs both
+phases as one run (hp keys ``then_finetune``, ``critic_warmup``, ``finetune_hp``).
+
+Critic warm-up (:class:`CriticWarmup`): PPO's first updates see advantages from a critic
+that may know nothing of the policy it now serves (with ``value_target="none"``, or
+``"teacher"`` when the teacher's γ or reward scale differ), and its policy-gradient steps
+would then undo the distillation. During the warm-up the actor's parameters are frozen with
+``requires_grad = False``, so only the critic learns; afterwards everything learns.
+``requires_grad`` rather than an optimizer parameter group with a learning rate of 0,
+because SB3 sets one learning rate on every group at each update (``update_learning_rate``),
+and because Adam would still accumulate the frozen parameters' moments from policy-gradient
+losses and release them, stale, at the first real step; a parameter without a gradient is
+skipped by Adam altogether, so the actor is exactly unchanged and starts with a clean state.
+A features extractor shared by actor and critic (SB3's default for CNN policies) counts as
+the actor's: the distilled policy depends on its features, and training it for the critic
+would move the policy the warm-up is meant to hold still. The critic then learns through its
+own layers only (for the CNN presets, the value head on top of the shared trunk). With
+``share_features_extractor=False`` the critic's own extractor learns too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import VecEnv
+
+from ppdistill.core.errors import PPDistillError
+from ppdistill.experiment.config import RUNNER_KEYS
+
+# The student's network decides these: the fine-tuning PPO takes the student's values.
+POLICY_KEYS = ("policy_kwargs", "use_sde")
+
+
+def critic_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
+    """The parameters only the critic uses: its layers, its head, and its own features
+    extractor when it has one (a shared extractor is the actor's; see the module docstring).
+
+    :param policy: an SB3 actor-critic policy
+    """
+    value_layers = getattr(policy.mlp_extractor, "value_net", None)
+    if not isinstance(value_layers, th.nn.Module):
+        raise PPDistillError(
+            "critic warm-up needs SB3's MlpExtractor (with value_net); "
+            f"{type(policy.mlp_extractor).__name__} has none: use critic_warmup=0"
+        )
+    modules = [value_layers, policy.value_net]
+    if not policy.share_features_extractor:
+        modules.append(policy.vf_features_extractor)
+    return [p for m in modules for p in m.parameters()]
+
+
+def actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
+    """Every parameter of the policy that is not :func:`critic_parameters` (log-std included).
+
+    :param policy: an SB3 actor-critic policy
+    """
+    critic = {id(p) for p in critic_parameters(policy)}
+    return [p for p in policy.parameters() if id(p) not in critic]
+
+
+def set_actor_frozen(policy: ActorCriticPolicy, frozen: bool) -> None:
+    """Freeze (or release) the actor's parameters; the critic's always learn.
+
+    :param policy: an SB3 actor-critic policy
+    :param frozen: True: the actor gets no gradient, so the optimizer leaves it exactly as it is
+    """
+    for p in actor_parameters(policy):
+        p.requires_grad_(not frozen)
+
+
+class CriticWarmup(BaseCallback):
+    """Only the critic learns in the updates after the rollouts that begin in the first
+    ``steps`` env steps from ``start`` (so the warm-up is rounded up to whole rollouts).
+
+    Decided at every rollout start from the step counter alone, so a resumed run freezes
+    and releases at the same updates as an uninterrupted one.
+
+    :param start: env step where fine-tuning began
+    :param steps: env steps of critic-only learning
+    """
+
+    def __init__(self, start: int, steps: int) -> None:
+        super().__init__()
+        self.start, self.steps = int(start), int(steps)
+
+    def _policy(self) -> ActorCriticPolicy:
+        policy = self.model.policy
+        if not isinstance(policy, ActorCriticPolicy):
+            raise PPDistillError(f"critic warm-up needs an actor-critic policy, not {type(policy).__name__}")
+        return policy
+
+    def _on_rollout_start(self) -> None:
+        frozen = self.model.num_timesteps - self.start < self.steps
+        set_actor_frozen(self._policy(), frozen)
+
+    def _on_training_end(self) -> None:
+        set_actor_frozen(self._policy(), False)  # leave a model that trains normally
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def warmup_end(start: int, steps: int, rollout: int) -> int:
+    """Env step of the first rollout whose update trains the actor again.
+
+    :param start: env step where fine-tuning began
+    :param steps: critic warm-up steps
+    :param rollout: env steps per rollout (``n_steps × n_envs``)
+    """
+    return start + -(-steps // rollout) * rollout
+
+
+def finetune_model(
+    distilled: BaseAlgorithm,
+    hp: dict[str, Any],
+    env: VecEnv,
+    seed: int,
+    verbose: int = 0,
+    tensorboard_log: str | None = None,
+) -> PPO:
+    """A PPO that continues ``distilled``: same policy class, ``policy_kwargs`` and weights.
+
+    The network (its class, ``policy_kwargs``, ``use_sde``) is the student's; ``hp`` gives
+    every other PPO hyperparameter (runner keys such as ``n_envs`` are ignored here; a
+    ``policy_kwargs`` or ``use_sde`` in ``hp`` is overridden by the student's). The step
+    counter continues from the student's, so a schedule in ``hp`` (a learning rate of
+    ``progress_remaining``) sees the progress of the whole run when it is continued with
+    ``learn(..., reset_num_timesteps=False)``, as :func:`ppdistill.experiment.runner.run` does.
+
+    :param distilled: the trained student (StudentDistill, TeacherDistill, or any SB3 actor-critic)
+    :param hp: PPO's hyperparameters
+    :param env: the fine-tuning environments
+    :param seed: seed of the PPO (its random states and its environments)
+    :param verbose: SB3 verbosity
+    :param tensorboard_log: TensorBoard folder
+    """
+    if not isinstance(distilled.policy, ActorCriticPolicy):
+        raise PPDistillError(
+            f"only actor-critic students can be fine-tuned with PPO, not {type(distilled).__name__}"
+        )
+    kwargs = {k: v for k, v in hp.items() if k not in RUNNER_KEYS and k not in POLICY_KEYS}
+    use_sde = bool(getattr(distilled, "use_sde", False))
+    if not use_sde:
+        kwargs.pop("sde_sample_freq", None)
+    elif "sde_sample_freq" not in kwargs:
+        kwargs["sde_sample_freq"] = distilled.sde_sample_freq
+    model = PPO(
+        type(distilled.policy),
+        env,
+        policy_kwargs=dict(distilled.policy_kwargs),
+        use_sde=use_sde,
+        seed=seed,
+        verbose=verbose,
+        tensorboard_log=tensorboard_log,
+        device=distilled.device,
+        **kwargs,
+    )
+    model.policy.load_state_dict(distilled.policy.state_dict(), strict=True)
+    model.num_timesteps = distilled.num_timesteps
+    return model

@@ -1,0 +1,1 @@
+"""ppdistill inside other tools (the RL Baselines3 Zoo)."""

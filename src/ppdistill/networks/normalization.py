@@ -1,0 +1,109 @@
+"""Frozen observation normalization inside a network: VecNormalize's transform as torch modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from ppdistill.networks.forward import TensorObs
+
+
+class ObsNormalizer(nn.Module):
+    """VecNormalize's observation transform with frozen statistics, as a torch module.
+
+    ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)``, exactly what
+    ``VecNormalize.normalize_obs`` does with ``training=False``.
+
+    :param mean: running mean of the observations (one array, or one per Dict key)
+    :param var: running variance, same structure as ``mean``
+    :param clip_obs: clipping bound after normalization
+    :param epsilon: added to the variance
+    """
+
+    mean: th.Tensor
+    std: th.Tensor
+
+    def __init__(
+        self,
+        mean: np.ndarray | dict[str, np.ndarray],
+        var: np.ndarray | dict[str, np.ndarray],
+        clip_obs: float = 10.0,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        self.clip_obs = float(clip_obs)
+        self.epsilon = float(epsilon)
+        self.keys: list[str] | None = None
+        if isinstance(mean, dict):
+            assert isinstance(var, dict)
+            self.keys = sorted(mean)
+            for k in self.keys:
+                self.register_buffer(f"mean_{k}", th.as_tensor(np.asarray(mean[k]), dtype=th.float32))
+                self.register_buffer(
+                    f"std_{k}", th.as_tensor(np.sqrt(np.asarray(var[k]) + epsilon), dtype=th.float32)
+                )
+        else:
+            self.register_buffer("mean", th.as_tensor(np.asarray(mean), dtype=th.float32))
+            self.register_buffer("std", th.as_tensor(np.sqrt(np.asarray(var) + epsilon), dtype=th.float32))
+
+    def _norm(self, x: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
+        return th.clamp((x.float() - mean) / std, -self.clip_obs, self.clip_obs)
+
+    def forward(self, obs: TensorObs) -> TensorObs:
+        if self.keys is None:
+            assert isinstance(obs, th.Tensor)
+            return self._norm(obs, self.mean, self.std)
+        assert isinstance(obs, dict)
+        out = dict(obs)
+        for k in self.keys:
+            mean, std = self.get_buffer(f"mean_{k}"), self.get_buffer(f"std_{k}")
+            out[k] = self._norm(obs[k], mean, std)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Statistics as plain arrays (to rebuild the module elsewhere)."""
+        assert self.keys is None, "stats() is for Box observations"
+        std = self.std.cpu().numpy().astype(np.float64)
+        return {
+            "mean": self.mean.cpu().numpy().copy(),
+            "var": std**2 - self.epsilon,
+            "clip_obs": self.clip_obs,
+            "epsilon": self.epsilon,
+        }
+
+
+class NormalizedFlattenExtractor(BaseFeaturesExtractor):
+    """SB3's FlattenExtractor behind frozen observation normalization.
+
+    Gives a student the teacher's input normalization inside its own network, so the
+    student takes raw observations everywhere: in ``predict``, in ``evaluate_policy``, and
+    once exported. The statistics are buffers: saved with the policy, never trained.
+
+    :param observation_space: a flat ``Box`` observation space
+    :param mean: observation mean
+    :param var: observation variance
+    :param clip_obs: clipping bound after normalization
+    :param epsilon: added to the variance
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        mean: np.ndarray,
+        var: np.ndarray,
+        clip_obs: float = 10.0,
+        epsilon: float = 1e-8,
+    ) -> None:
+        super().__init__(observation_space, int(np.prod(observation_space.shape)))
+        self.normalizer = ObsNormalizer(mean, var, clip_obs, epsilon)
+        self.flatten = nn.Flatten()
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        normalized = self.normalizer(observations)
+        assert isinstance(normalized, th.Tensor)
+        return self.flatten(normalized)

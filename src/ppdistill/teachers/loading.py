@@ -1,0 +1,213 @@
+"""load_teacher: a frozen teacher from an SB3 zip, an rl-zoo folder or a callable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+
+from ppdistill.core.errors import PPDistillError, TeacherLoadError, one_line
+from ppdistill.core.spaces import check_spaces_compatible
+from ppdistill.envs.ids import canonical_env_id
+from ppdistill.envs.make import env_spaces
+from ppdistill.networks.forward import TensorObs
+from ppdistill.teachers.actor_critic import ActorCriticTeacher
+from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.callable import CallableTeacher
+from ppdistill.teachers.offpolicy import offpolicy_teacher
+from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE, QValueTeacher
+from ppdistill.teachers.sb3_zip import (
+    construct_policy,
+    decode_entry,
+    load_policy_state,
+    read_sb3_zip,
+    read_vecnormalize,
+    space_from_record,
+)
+from ppdistill.teachers.zoo_folder import locate
+
+
+def load_teacher(
+    source: str | Path | Callable[[TensorObs], th.Tensor],
+    env_id: str | None = None,
+    *,
+    temperature: float = DEFAULT_Q_TEMPERATURE,
+    vecnormalize: str | Path | None = None,
+    observation_space: spaces.Space | None = None,
+    action_space: spaces.Space | None = None,
+    value_fn: Callable[[TensorObs], th.Tensor] | None = None,
+    device: th.device | str = "cpu",
+    trust_pickle: bool = False,
+    target_std: float = 0.1,
+) -> Teacher:
+    """Load a frozen teacher.
+
+    Accepts an SB3 zip of an actor-critic algorithm (PPO, A2C, TRPO) or a value-based one
+    (DQN, QR-DQN), an rl-zoo run folder (zip + ``config.yml`` + ``vecnormalize.pkl``), zips
+    pickled with the old ``gym`` package, or a plain callable from observation tensors to
+    distribution parameters (see :mod:`ppdistill.core.distributions` for the layout).
+
+    :param source: path to a zip or folder, or a callable
+    :param env_id: environment the teacher will be used on; its spaces are checked against
+        the teacher's. Legacy ids (``LunarLander-v2``) are mapped to today's. When omitted,
+        an rl-zoo folder's ``args.yml`` names it.
+    :param temperature: τ of softmax(Q/τ) for value-based teachers
+    :param vecnormalize: a ``vecnormalize.pkl`` to use (found automatically in zoo folders)
+    :param observation_space: for a callable teacher without ``env_id``
+    :param action_space: for a callable teacher without ``env_id``
+    :param value_fn: for a callable teacher: observations → values
+    :param device: where the teacher runs (distillation algorithms move it to the student's device)
+    :param trust_pickle: allow arbitrary unpickling for zips with custom classes
+    :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
+        action, as a fraction of half the action range (see :mod:`ppdistill.teachers.offpolicy`)
+    :return: the teacher, frozen, in eval mode
+    """
+    env_obs = env_act = None
+    if env_id is not None:
+        env_obs, env_act = env_spaces(env_id)
+
+    if callable(source) and not isinstance(source, str | Path):
+        obs_space = observation_space or env_obs
+        act_space = action_space or env_act
+        if obs_space is None or act_space is None:
+            raise TeacherLoadError(
+                "a callable teacher needs env_id=, or observation_space= and action_space="
+            )
+        teacher: Teacher = CallableTeacher(
+            source, obs_space, act_space, value_fn=value_fn, info={"kind": "callable", "env_id": env_id}
+        )
+        return teacher.to(device).freeze()
+
+    path = Path(source).expanduser()
+    try:
+        teacher = _load_from_file(
+            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std
+        )
+    except PPDistillError:
+        raise
+    except Exception as exc:  # anything a damaged or hostile file provokes besides our own checks
+        raise TeacherLoadError(
+            f"{path} cannot be loaded as a teacher ({one_line(exc)}); the file is damaged or unsupported"
+        ) from exc
+    return teacher.to(device).freeze()
+
+
+def _load_from_file(
+    path: Path,
+    env_id: str | None,
+    env_obs: spaces.Space | None,
+    env_act: spaces.Space | None,
+    temperature: float,
+    vecnormalize: str | Path | None,
+    trust_pickle: bool,
+    target_std: float,
+) -> Teacher:
+    teacher: Teacher
+    located = locate(path)
+    if env_id is None and located.env_id is not None:
+        env_id = canonical_env_id(located.env_id)
+        env_obs, env_act = env_spaces(env_id)
+    contents = read_sb3_zip(located.zip_path)
+    data = contents.data
+    policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
+    if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
+        raise TeacherLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    # refused before rebuilding, so an unsupported kind is not reported as a damaged file
+    if not issubclass(policy_class, (ActorCriticPolicy, DQNPolicy, QRDQNPolicy, SACPolicy, TD3Policy)):
+        raise TeacherLoadError(
+            f"{policy_class.__name__} teachers are not supported: use an actor-critic (PPO, A2C, TRPO), "
+            "value-based (DQN, QR-DQN), SAC or TD3 model, or wrap your policy in a callable"
+        )
+    policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
+    if not isinstance(policy_kwargs, dict):
+        raise TeacherLoadError(f"{located.zip_path}: 'policy_kwargs' is not a mapping; the file is damaged")
+    obs_space = act_space = None
+    for key in ("observation_space", "action_space"):
+        try:
+            space = space_from_record(decode_entry(data, key, located.zip_path, trust_pickle=False))
+        except Exception:  # unreadable: the environment's space is used (or we say so below)
+            space = None
+        if key == "observation_space":
+            obs_space = space
+        else:
+            act_space = space
+    where = f"teacher {located.zip_path.name}"
+    if obs_space is not None and env_obs is not None:
+        check_spaces_compatible("observation", obs_space, env_obs, where)
+    if act_space is not None and env_act is not None:
+        check_spaces_compatible("action", act_space, env_act, where)
+    # Prefer the environment's own space objects (today's bounds); fall back on the stored ones.
+    obs_space = env_obs or obs_space
+    act_space = env_act or act_space
+    if obs_space is None or act_space is None:
+        raise TeacherLoadError(
+            f"{located.zip_path}: its spaces cannot be read; pass env_id= so they come from the environment"
+        )
+
+    if issubclass(policy_class, ActorCriticPolicy):
+        policy_kwargs = {**policy_kwargs, "use_sde": bool(data.get("use_sde", False))}
+    n_weights = sum(t.numel() for t in contents.policy_state.values())
+    policy = construct_policy(policy_class, obs_space, act_space, policy_kwargs, n_weights=n_weights)
+    load_policy_state(policy, contents.policy_state, located.zip_path)
+    for name, tensor in contents.policy_state.items():
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise TeacherLoadError(
+                f"{located.zip_path}: the weight {name} holds NaN or infinite values; the file is damaged"
+            )
+    policy.set_training_mode(False)
+
+    vec_path = Path(vecnormalize) if vecnormalize is not None else located.vecnormalize
+    normalizer, value_scale = read_vecnormalize(vec_path) if vec_path is not None else (None, 1.0)
+    if normalizer is not None and normalizer.keys is None and isinstance(obs_space, spaces.Box):
+        norm_shape = tuple(normalizer.stats()["mean"].shape)
+        if norm_shape != obs_space.shape:
+            raise TeacherLoadError(
+                f"{vec_path} normalizes observations of shape {norm_shape}, but the teacher takes "
+                f"{obs_space.shape}; pass the vecnormalize.pkl saved with this model"
+            )
+    info = {
+        "path": str(located.zip_path.resolve()),
+        "vecnormalize": str(vec_path.resolve()) if vec_path else None,
+        "algo_policy": policy_class.__name__,
+        "env_id": env_id,
+        "sb3_version": contents.sb3_version,
+    }
+    common = {"obs_normalizer": normalizer, "value_scale": value_scale}
+    if isinstance(policy, ActorCriticPolicy):
+        teacher = ActorCriticTeacher(policy, info={**info, "kind": "actor-critic"}, **common)
+    elif isinstance(policy, DQNPolicy):
+        teacher = QValueTeacher(
+            policy.q_net,
+            policy,
+            obs_space,
+            act_space,  # type: ignore[arg-type]
+            temperature=temperature,
+            info={**info, "kind": "q-values", "temperature": temperature},
+            **common,
+        )
+    elif isinstance(policy, QRDQNPolicy):
+        quantile_net = policy.quantile_net
+
+        def mean_q(obs: TensorObs) -> th.Tensor:
+            return quantile_net(obs).mean(dim=1)
+
+        teacher = QValueTeacher(
+            mean_q,
+            policy,
+            obs_space,
+            act_space,  # type: ignore[arg-type]
+            temperature=temperature,
+            info={**info, "kind": "quantiles", "temperature": temperature},
+            **common,
+        )
+    else:
+        teacher = offpolicy_teacher(policy, info=info, target_std=target_std, **common)
+    return teacher

@@ -1,0 +1,215 @@
+"""The benchmark harness: suites parse, runs resume, failures are contained, backends agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppdistill.bench import load_suite, read_records, run_suite
+from ppdistill.bench.execute import _run_local
+from ppdistill.experiment.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = sorted((REPO / "benchmarks" / "suites").glob("*.yaml"))
+
+
+def cli(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppdistill.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tiny_suite(tmp_path, extra=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\nseeds: [0]\nstudents: [smaller]\ntimesteps: 1024\neval_freq: 512\n"
+        "eval_episodes: 1\nfinal_episodes: 2\n" + extra + "envs:\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+def test_every_shipped_suite_parses_and_expands(path):
+    suite = load_suite(path)
+    runs = suite.runs()
+    assert runs and len({rid for rid, _, _ in runs}) == len(runs)
+
+
+def test_strategies_suite_builds_pipelines_and_schedules_with_equal_budgets():
+    runs = {rid: spec for rid, spec, _ in load_suite(REPO / "benchmarks/suites/strategies.yaml").runs()}
+    assert len(runs) == 54
+    ft = runs["LunarLander-v3__sd-ft__32,16__s0"]
+    assert (ft.method, ft.timesteps, ft.finetune_steps, ft.hp["critic_warmup"]) == (
+        "student-distill",
+        30000,
+        70000,
+        10000,
+    )
+    assert ft.hp["finetune_hp"]["learning_rate"] == 3e-4  # completed from the config's ppo section
+    dtf = runs["LunarLander-v3__ppd-dtf__32,16__s0"]
+    assert dtf.hp["lambda_schedule"] == "distill-then-finetune:0.3"
+    # (a): every method of the low-capacity comparison gets the same env steps
+    budgets = {rid.split("__")[1]: spec.total_timesteps for rid, spec in runs.items() if "__32,16__" in rid}
+    assert set(budgets.values()) == {100_000}
+    assert {"ppo", "ppd", "sd-ft", "sd-ft-nowarmup", "student-distill"} <= set(budgets)
+    taus = {spec.hp["temperature"] for rid, spec in runs.items() if "__ppd-tau" in rid}
+    assert taus == {0.01, 0.1, 1.0}
+
+
+def test_runs_sharing_an_id_are_refused(tmp_path):
+    path = tiny_suite(tmp_path, "methods: [ppd]\n")
+    path.write_text(path.read_text() + "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n")
+    with pytest.raises(ConfigError, match="share the id CartPole-v1__ppd__smaller__s0"):
+        load_suite(path).runs()
+
+
+def test_paper_suite_dry_runs():
+    proc = cli("bench", "run", REPO / "benchmarks/suites/paper.yaml", "--out", "unused", "--dry-run")
+    assert "paper: 1140 runs" in proc.stdout  # 19 envs x 4 methods x 3 sizes x 5 seeds
+    assert "Humanoid-v5" in proc.stdout and "procgen/ninja" in proc.stdout
+    assert not Path("unused").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nenvs: []\n", "non-empty 'envs'"),
+        ("name: x\nfoo: 1\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n", "unknown key 'foo'"),
+        ("name: x\nmethods: [bc]\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n", "unknown method 'bc'"),
+        (
+            "name: x\nhp: {ppd: {lr: 1}}\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n",
+            "unknown hyperparameter 'lr'",
+        ),
+        ("name: x\nenvs: [{env: CartPole-v1}]\n", "needs 'env' and 'teacher'"),
+    ],
+)
+def test_bad_suites_are_one_line_errors(tmp_path, text, message, capsys):
+    from ppdistill.cli.main import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path)
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message.split("'")[0] in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_smoke_suite_runs_resumes_and_reports(tmp_path):
+    out = tmp_path / "smoke"
+    proc = cli("bench", "run", REPO / "benchmarks/suites/smoke.yaml", "--out", out, "--jobs", "2")
+    assert "8 runs ok, 0 failed" in proc.stdout
+    records = read_records(out)
+    assert len(records) == 8 and all(r["status"] == "ok" for r in records)
+    first = records[0]
+    for key in ("curve", "score", "teacher_score", "random_score", "normalized_score", "steps_to_90",
+                "train_time_s", "env_steps_per_s", "versions", "machine", "spec"):  # fmt: skip
+        assert key in first, key
+    assert first["spec"]["final_episodes"] == 3 and len(first["returns"]) == 3
+    again = cli("bench", "run", REPO / "benchmarks/suites/smoke.yaml", "--out", out)
+    assert "8 runs already done, 0 to run" in again.stdout
+    assert len(read_records(out)) == 8
+    cli("bench", "report", out, "--reps", "100")
+    report = (out / "report.md").read_text()
+    for label in ("teacher-distill", "student-distill", "PPD", "PPO from scratch"):
+        assert label in report
+    assert (out / "aggregate.png").is_file() and (out / "curves-smoke-CartPole-v1.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_retried_once_recorded_and_contained(tmp_path):
+    # SB3's PPO refuses batch_size=1: that variant fails at construction, every time
+    suite = load_suite(
+        tiny_suite(
+            tmp_path, "variants: {broken: {method: ppd, hp: {batch_size: 1}}}\nmethods: [ppd, broken]\n"
+        )
+    )
+    messages = []
+    records = run_suite(suite, tmp_path / "out", jobs=2, log=messages.append)
+    by_label = {r["id"].split("__")[1]: r for r in records}
+    assert by_label["ppd"]["status"] == "ok"
+    assert by_label["broken"]["status"] == "error" and by_label["broken"]["attempt"] == 2
+    assert "batch_size" in by_label["broken"]["error"] or "AssertionError" in by_label["broken"]["error"]
+    assert any("retrying once" in m for m in messages)
+    # a rerun retries the failed run only
+    messages.clear()
+    run_suite(suite, tmp_path / "out", jobs=1, log=messages.append)
+    assert any("1 runs already done, 1 to run" in m for m in messages)
+
+
+def test_a_worker_that_dies_without_a_record_is_an_error_record(tmp_path):
+    payload = {"id": "x__ppd__smaller__s0", "suite": "t", "spec": {"nonsense": 1}, "baseline": {}}
+    (tmp_path / "logs").mkdir()
+    results = list(_run_local([payload], tmp_path, jobs=1))
+    assert len(results) == 1
+    _, record = results[0]
+    # the spec cannot be decoded, so the worker process dies before writing any record
+    assert record["status"] == "error" and "worker exited with status 1" in record["error"]
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_same_records_as_local(tmp_path):
+    pytest.importorskip("ray")
+    suite = load_suite(tiny_suite(tmp_path, "methods: [ppd, student-distill]\n"))
+    local = run_suite(suite, tmp_path / "local", jobs=2, backend="local", log=lambda m: None)
+    remote = run_suite(suite, tmp_path / "ray", jobs=2, backend="ray", log=lambda m: None)
+
+    def scores(records):
+        return {
+            r["id"]: (r["score"], r["normalized_score"], [c["mean"] for c in r["curve"]]) for r in records
+        }
+
+    assert all(r["status"] == "ok" for r in local + remote)
+    assert scores(local) == scores(remote)
+    assert json.loads((tmp_path / "ray" / "baselines.json").read_text()) == json.loads(
+        (tmp_path / "local" / "baselines.json").read_text()
+    )
+
+
+def test_ppd_against_student_distill_uses_medians_and_counts_never_as_never():
+    from ppdistill.bench.report import _ppd_against_student_distill
+
+    def runs(*steps):
+        return [{"steps_to_90": s, "normalized_score": 1.0 if s else 0.5} for s in steps]
+
+    groups = {
+        # PPD's median 20k against student-distill's 30k: holds, earlier
+        ("s", "A", "smaller", "ppd"): runs(10_000, 20_000, None),
+        ("s", "A", "smaller", "student-distill"): runs(30_000, 30_000, 40_000),
+        # one lucky PPD seed does not count: median never, student-distill gets there
+        ("s", "B", "smaller", "ppd"): runs(10_000, None, None),
+        ("s", "B", "smaller", "student-distill"): runs(50_000, 50_000, None),
+        # student-distill never: nothing to beat
+        ("s", "C", "smaller", "ppd"): runs(None, None, None),
+        ("s", "C", "smaller", "student-distill"): runs(None, None, 10_000),
+    }
+    lines = _ppd_against_student_distill(groups, ["s"], ["A", "B", "C"], ["smaller"])
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| s |")}
+    assert "| 20,000 | 30,000 |" in rows["A"] and rows["A"].endswith("holds (PPD earlier) |")
+    assert "| never | 50,000 |" in rows["B"] and "**does not hold**" in rows["B"]
+    assert "student-distill does not get there |" in rows["C"]
+    assert any("Holds in 2 of 3" in line for line in lines)
+
+
+def test_read_records_takes_a_folder_or_a_records_file_kept_aside(tmp_path):
+    lines = [{"id": "a", "status": "ok"}, {"id": "b", "status": "error"}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"torn')
+    aside = tmp_path / "old-records.jsonl"
+    aside.write_text((tmp_path / "records.jsonl").read_text())
+    assert read_records(tmp_path) == read_records(aside) == lines
+    assert read_records(tmp_path / "missing") == []

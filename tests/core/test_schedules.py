@@ -1,0 +1,43 @@
+"""λ schedules: values, pickling, and what PPD does with them."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from ppdistill.core.schedules import Constant, DistillThenFinetune, Linear, PerformanceBased, as_schedule
+
+
+def test_constant_linear_and_distill_then_finetune():
+    assert Constant(2.0)(0.3) == 2.0
+    assert Linear(2.0, 0.5)(1.0) == 2.0 and Linear(2.0, 0.5)(0.0) == 0.5 and Linear(2.0)(0.5) == 1.0
+    dtf = DistillThenFinetune(1.5, fraction=0.25)
+    assert dtf(1.0) == 1.5 and dtf(0.76) == 1.5 and dtf(0.75) == 0.0 and dtf(0.0) == 0.0
+    with pytest.raises(ValueError, match="fraction"):
+        DistillThenFinetune(1.0, fraction=0.0)
+    assert as_schedule(0.5) == Constant(0.5)
+    with pytest.raises(ValueError, match="distill_lambda"):
+        as_schedule(-1)
+
+
+def test_performance_based_follows_the_students_returns():
+    s = PerformanceBased(teacher_return=200.0, random_return=-100.0)
+    assert s(1.0) == 1.0  # nothing observed yet
+    s.observe([-100.0])
+    assert s(0.9) == 1.0
+    s.observe([50.0, 50.0])  # half way from random to the teacher
+    assert s(0.5) == pytest.approx(0.5)
+    s.observe([250.0])  # better than the teacher
+    assert s(0.1) == 0.0
+    s.observe([])  # no new episodes: unchanged
+    assert s(0.0) == 0.0
+    restored = pickle.loads(pickle.dumps(s))
+    assert restored(0.0) == 0.0 and restored == s
+
+
+@pytest.mark.parametrize(
+    "schedule", [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0)]
+)
+def test_schedules_pickle(schedule):
+    assert pickle.loads(pickle.dumps(schedule)) == schedule

@@ -1,0 +1,371 @@
+"""Training strategies: named λ schedules, distill-then-fine-tune pipelines, TD3 teachers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+
+from ppdistill import PPD, StudentDistill, load_teacher
+from ppdistill.cli.main import main
+from ppdistill.core.schedules import (
+    Constant,
+    DistillThenFinetune,
+    Linear,
+    PerformanceBased,
+    named_schedule,
+    parse_schedule_name,
+)
+from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
+from ppdistill.experiment.config import ConfigError, run_hyperparameters
+from ppdistill.experiment.pipeline import CriticWarmup, actor_parameters, critic_parameters, finetune_model
+from ppdistill.experiment.runner import CHECKPOINT_DIR, resume, run
+from ppdistill.experiment.spec import RunSpec
+
+from ..helpers import Interrupt, assert_clean_error, assert_same_tensors, interrupt_after, ppdistill, weights
+
+BUNDLED = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
+
+
+# ---- named schedules ------------------------------------------------------------------
+
+
+def test_named_schedules_give_the_documented_values():
+    assert named_schedule("constant", 0.5) == Constant(0.5)
+    linear = named_schedule("linear", 2.0)
+    assert linear == Linear(2.0, 0.0)
+    assert [linear(p) for p in (1.0, 0.75, 0.0)] == [2.0, 1.5, 0.0]
+    dtf = named_schedule("distill-then-finetune:0.4", 1.5)
+    assert dtf == DistillThenFinetune(1.5, 0.4)
+    # λ while less than 40% of the budget is spent, 0 from there on
+    assert [dtf(p) for p in (1.0, 0.61, 0.6, 0.3, 0.0)] == [1.5, 1.5, 0.0, 0.0, 0.0]
+    perf = named_schedule("performance", 0.8, teacher_return=500.0, random_return=20.0)
+    assert isinstance(perf, PerformanceBased) and perf(1.0) == 0.8  # no episode yet
+    perf.observe([260.0, 260.0])  # half way from random to the teacher
+    assert perf(0.5) == pytest.approx(0.4)
+    perf.observe([20.0])
+    assert perf(0.2) == pytest.approx(0.8)
+    perf.observe([600.0])
+    assert perf(0.1) == 0.0
+
+
+@pytest.mark.parametrize("name", ["constant", "linear", "distill-then-finetune:0.25", "performance"])
+def test_named_schedules_pickle_with_their_state(name):
+    schedule = named_schedule(name, 1.0, teacher_return=100.0, random_return=0.0)
+    if isinstance(schedule, PerformanceBased):
+        schedule.observe([25.0])
+    restored = pickle.loads(pickle.dumps(schedule))
+    assert restored == schedule
+    assert [restored(p) for p in (1.0, 0.5, 0.0)] == [schedule(p) for p in (1.0, 0.5, 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("foo", "unknown λ schedule"),
+        ("constant:0.5", "unknown λ schedule"),
+        ("distill-then-finetune", "unknown λ schedule"),
+        ("distill-then-finetune:2", r"fraction in \(0, 1\]"),
+        ("distill-then-finetune:0", r"fraction in \(0, 1\]"),
+        ("distill-then-finetune:half", r"fraction in \(0, 1\]"),
+    ],
+)
+def test_bad_schedule_names(name, message):
+    with pytest.raises(ValueError, match=message):
+        parse_schedule_name(name)
+
+
+def test_performance_schedule_needs_a_teacher_better_than_random():
+    with pytest.raises(ValueError, match="better than a random policy"):
+        named_schedule("performance", 1.0, teacher_return=10.0, random_return=20.0)
+
+
+# ---- λ schedules inside runs ----------------------------------------------------------
+
+
+def ppd_spec(schedule, timesteps=1024):
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "ppd",
+        {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2, "lambda_schedule": schedule},
+    )
+    return RunSpec(
+        env_id="CartPole-v1", method="ppd", teacher=str(BUNDLED), timesteps=timesteps, student="32,16",
+        seed=3, hp=hp, eval_freq=512, eval_episodes=2, final_episodes=3,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule", ["linear", "performance"])
+def test_lambda_position_survives_checkpoint_and_resume(tmp_path, schedule):
+    spec = ppd_spec(schedule)
+    whole = run(spec, out=tmp_path / "whole", checkpoint_freq=300)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=300, on_model=interrupt_after(5))
+    saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
+    assert 300 <= saved.num_timesteps < 1024
+    resumed = resume(tmp_path / "cut")
+    assert resumed["resumed"] == [{"from_step": saved.num_timesteps, "exact": True}]
+    # a λ restarted from the beginning of its schedule (or a performance λ without its
+    # state) would give other updates, hence other weights
+    assert_same_tensors(
+        weights(tmp_path / "whole" / "student.zip"), weights(tmp_path / "cut" / "student.zip")
+    )
+    assert resumed["lambda_schedule"] == whole["lambda_schedule"]
+    assert resumed["score"] == whole["score"]
+    if schedule == "performance":
+        record = whole["lambda_schedule"]
+        assert record["teacher_return"] == whole["teacher_score"]  # measured once, used twice
+        assert record["teacher_return"] > record["random_return"]
+        student = PPD.load(tmp_path / "cut" / "student.zip")
+        assert student.lambda_schedule.last is not None  # the state travelled with the student
+
+
+def test_distill_then_finetune_schedule_reaches_zero_and_stops_calling_the_teacher():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    log = []
+
+    def hook(model):
+        train = model.train
+
+        def logged_train():
+            log.append((model.num_timesteps, model._lambda, teacher.n_calls))
+            train()
+
+        model.train = logged_train
+
+    # 8 rollouts of 128 steps; λ belongs to the progress after each rollout: 1/8 < 0.25 only
+    spec = ppd_spec("distill-then-finetune:0.25")
+    run(spec, teacher=teacher, teacher_score=500.0, on_model=hook)
+    # the schedule scales the config's λ (distill.yml: 3) while it distills, then is 0
+    assert [lam for _, lam, _ in log] == [spec.hp["distill_lambda"]] + [0.0] * 7
+    assert [calls for _, _, calls in log] == [1] * 8  # the teacher ran for the first rollout only
+
+
+# ---- distill, then fine-tune ----------------------------------------------------------
+
+
+def pipeline_args(out, *extra):
+    return [
+        "distill", "--teacher", BUNDLED, "--env", "CartPole-v1", "--method", "student-distill",
+        "--student", "32,16", "--timesteps", 512, "--n-envs", 2, "--seed", 1, "--eval-freq", 256,
+        "--eval-episodes", 2, "--final-episodes", 3, "--no-progress",
+        "--finetune-hp", "n_steps=128", "--finetune-hp", "batch_size=64", "--out", out, *extra,
+    ]  # fmt: skip
+
+
+def test_pipeline_end_to_end_through_the_cli_with_a_whole_critic_warmup(tmp_path):
+    out = tmp_path / "run"
+    proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, "--critic-warmup", 512))
+    assert "student-distill → ppo" in proc.stdout and "fine-tuning from env step 512" in proc.stdout
+    for name in ("student.zip", "distilled.zip", "eval.csv", "learning_curve.png", "results.json"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "results.json").read_text())
+    assert result["env_steps"] == 1024 and result["finetune_start"] == 512
+    distill, finetune = result["phases"]
+    assert (distill["method"], distill["start_step"], distill["end_step"]) == ("student-distill", 0, 512)
+    assert (finetune["method"], finetune["start_step"], finetune["end_step"]) == ("ppo", 512, 1024)
+    assert finetune["critic_warmup"] == 512 and finetune["hp"]["n_steps"] == 128
+    # the distillation phase took PPO's gamma, so the critic it trained is the one PPO needs
+    assert result["spec"]["hp"]["gamma"] == finetune["hp"]["gamma"]
+    with (out / "eval.csv").open() as f:
+        steps = [int(row["timesteps"]) for row in csv.DictReader(f)]
+    assert steps == [0, 256, 512, 768, 1024]  # one curve, no second evaluation at the handover
+    # only the critic learned: the actor is the distilled one, bit for bit
+    distilled = StudentDistill.load(out / "distilled.zip", device="cpu")
+    tuned = PPO.load(out / "student.zip", device="cpu")
+    assert type(tuned.policy) is type(distilled.policy)
+    for a, b in zip(actor_parameters(distilled.policy), actor_parameters(tuned.policy), strict=True):
+        assert th.equal(a, b)
+    assert any(
+        not th.equal(a, b)
+        for a, b in zip(critic_parameters(distilled.policy), critic_parameters(tuned.policy), strict=True)
+    )
+
+
+def test_critic_warmup_freezes_the_actor_then_releases_it():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill("MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0).learn(64)
+    hp = {"n_steps": 64, "batch_size": 32, "n_epochs": 2}
+    model = finetune_model(student, hp, student.get_env(), seed=1)
+    assert model.num_timesteps == 64  # the step counter carries on
+    start = [p.detach().clone() for p in model.policy.parameters()]
+    assert all(th.equal(a, b) for a, b in zip(start, student.policy.parameters(), strict=True))
+    warmup = CriticWarmup(start=64, steps=64)
+    model.learn(64, callback=warmup, reset_num_timesteps=False)  # one rollout: inside the warm-up
+    actor_ids = {id(p) for p in actor_parameters(model.policy)}
+    for p, before in zip(model.policy.parameters(), start, strict=True):
+        assert th.equal(p, before) == (id(p) in actor_ids)  # actor unchanged, critic trained
+    assert not any(id(p) in actor_ids for p in model.policy.optimizer.state)  # no stale Adam moments
+    assert all(p.requires_grad for p in model.policy.parameters())  # released at the end of learn()
+    model.learn(64, callback=CriticWarmup(start=64, steps=64), reset_num_timesteps=False)
+    assert not all(
+        th.equal(p, before)
+        for p, before in zip(model.policy.parameters(), start, strict=True)
+        if id(p) in actor_ids
+    )
+
+
+@pytest.mark.parametrize("phase", ["distill", "finetune"])
+def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 512, "critic_warmup": 128,
+         "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+    )  # fmt: skip
+    spec = RunSpec(
+        env_id="CartPole-v1", method="student-distill", teacher=str(BUNDLED), timesteps=512,
+        student="32,16", seed=2, hp=hp, eval_freq=256, eval_episodes=2, final_episodes=3,
+    )  # fmt: skip
+    whole = run(spec, out=tmp_path / "whole", checkpoint_freq=200)
+    # student-distill: 16-step rollouts; the fine-tuning PPO: 128-step rollouts
+    hook = interrupt_after(20, only=StudentDistill) if phase == "distill" else interrupt_after(2, only=PPO)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=200, on_model=hook)
+    saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
+    assert (saved.num_timesteps < 512) == (phase == "distill")
+    resumed = resume(tmp_path / "cut")
+    assert resumed["resumed"][0]["exact"] is True
+    for name in ("student.zip", "distilled.zip"):
+        assert_same_tensors(weights(tmp_path / "whole" / name), weights(tmp_path / "cut" / name))
+    assert _without_wall_times(resumed) == _without_wall_times(whole)
+    assert resumed["score"] == whole["score"]
+    strip = [{k: v for k, v in row.items() if k != "wall_time_s"} for row in whole["curve"]]
+    assert [{k: v for k, v in row.items() if k != "wall_time_s"} for row in resumed["curve"]] == strip
+
+
+def _without_wall_times(result):
+    phases = json.loads(json.dumps(result["phases"]))
+    for phase in phases:
+        phase.get("eval_at_end", {}).pop("wall_time_s", None)
+    return phases
+
+
+def test_teacher_distill_pipeline_hands_over_to_ppo_without_the_teacher():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    calls = []
+
+    def hook(model):
+        if type(model) is PPO:  # the fine-tuning phase starts: the teacher is done
+            calls.append(teacher.n_calls)
+            assert model.get_env().num_envs == 2 and model.n_steps == 64
+
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "teacher-distill",
+        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
+    )
+    spec = RunSpec(
+        env_id="CartPole-v1", method="teacher-distill", teacher=str(BUNDLED), timesteps=256,
+        student="32,16", seed=0, hp=hp, eval_freq=256, eval_episodes=1, final_episodes=2,
+    )  # fmt: skip
+    result = run(spec, teacher=teacher, teacher_score=500.0, on_model=hook)
+    assert result["env_steps"] == 512 and result["phases"][0]["method"] == "teacher-distill"
+    assert calls and calls[0] > 0
+    # after the handover only the final evaluation's agreement check runs the teacher (once)
+    assert teacher.n_calls == calls[0] + 1
+
+
+def test_pipeline_keys_in_suites_and_configs_are_checked():
+    with pytest.raises(ConfigError, match="then_finetune applies to student-distill and teacher-distill"):
+        run_spec_with("ppd", then_finetune=100)
+    with pytest.raises(ConfigError, match="critic_warmup needs then_finetune"):
+        run_spec_with("student-distill", critic_warmup=100)
+    with pytest.raises(ConfigError, match=r"critic_warmup \(200\) exceeds then_finetune \(100\)"):
+        run_spec_with("student-distill", then_finetune=100, critic_warmup=200)
+    with pytest.raises(ConfigError, match="whole number of env steps"):
+        run_spec_with("student-distill", then_finetune=-3)
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'bogus' for ppo in finetune_hp"):
+        run_spec_with("student-distill", then_finetune=100, finetune_hp={"bogus": 1})
+    with pytest.raises(ConfigError, match="lambda_schedule applies to ppd only"):
+        run_spec_with("student-distill", lambda_schedule="linear")
+    # completed from the config's ppo section, with the given keys on top
+    spec = run_spec_with("teacher-distill", then_finetune=100, finetune_hp={"n_steps": 32})
+    assert spec.hp["finetune_hp"]["n_steps"] == 32 and "learning_rate" in spec.hp["finetune_hp"]
+    assert spec.total_timesteps == 1124
+
+
+def run_spec_with(method, **hp):
+    return RunSpec(
+        env_id="CartPole-v1", method=method, teacher=str(BUNDLED), timesteps=1024,
+        hp=run_hyperparameters("CartPole-v1", method, hp),
+    )  # fmt: skip
+
+
+# ---- bad values on the command line: one line, exit 2, nothing written -----------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--lambda-schedule", "foo"], "unknown λ schedule 'foo'"),
+        (["--lambda-schedule", "distill-then-finetune:2"], "fraction in (0, 1]"),
+        (["--hp", "lambda_schedule=bar"], "unknown λ schedule 'bar'"),
+        (["--method", "student-distill", "--lambda-schedule", "linear"], "applies to --method ppd only"),
+        (["--then-finetune", "1000"], "--then-finetune applies to --method student-distill"),
+        (["--method", "student-distill", "--then-finetune", "-5"], "must be positive"),
+        (["--method", "student-distill", "--then-finetune", "0"], "must be positive"),
+        (["--method", "student-distill", "--critic-warmup", "10"], "need --then-finetune"),
+        (["--method", "student-distill", "--then-finetune", "100", "--critic-warmup", "200"], "exceeds"),
+        (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
+        (["--hp", "then_finetune=100"], "then_finetune applies to"),
+    ],
+)
+def test_bad_strategy_options_are_one_line_errors(tmp_path, capsys, extra, fragment):
+    argv = ["distill", "--teacher", str(BUNDLED), "--env", "CartPole-v1", "--timesteps", "256",
+            "--no-progress", "--out", str(tmp_path / "out"), *extra]  # fmt: skip
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_schedule_through_the_real_cli(tmp_path):
+    proc = ppdistill(
+        "distill", "--teacher", BUNDLED, "--env", "CartPole-v1", "--timesteps", 256,
+        "--lambda-schedule", "distill-then-finetune:2", "--out", tmp_path / "out", check=False,
+    )  # fmt: skip
+    assert_clean_error(proc, "distill-then-finetune:FRACTION needs a fraction in (0, 1]")
+
+
+# ---- TD3 teachers ---------------------------------------------------------------------
+
+
+def test_teacher_train_td3_then_distill_into_a_ppd_student(tmp_path):
+    zip_path = tmp_path / "td3-pendulum.zip"
+    proc = ppdistill(
+        "teacher", "train", "--env", "Pendulum-v1", "--algo", "td3", "--timesteps", 300,
+        "--hp", "learning_starts=100", "--hp", "policy_kwargs={net_arch: [64, 64]}",
+        "--no-progress", "--out", zip_path,
+    )  # fmt: skip
+    assert "deterministic return" in proc.stdout
+    teacher = load_teacher(zip_path)  # the .args.yml names the env
+    assert teacher.info["kind"] == "td3"
+    target = teacher(th.zeros(4, 3)).params
+    assert th.allclose(target[:, 1:].exp(), th.full((4, 1), 0.1 * 2.0))  # fixed std, half range 2
+    out = tmp_path / "student"
+    proc = ppdistill(
+        "distill", "--teacher", zip_path, "--env", "Pendulum-v1", "--method", "ppd", "--timesteps", 256,
+        "--hp", "n_envs=2", "--hp", "n_steps=64", "--hp", "batch_size=64", "--eval-episodes", 1,
+        "--final-episodes", 2, "--no-progress", "--out", out,
+    )  # fmt: skip
+    result = json.loads((out / "results.json").read_text())
+    assert result["env_steps"] == 256 and (out / "student.zip").is_file()
+
+
+def test_td3_and_sac_refuse_discrete_actions(tmp_path, capsys):
+    code = main(["teacher", "train", "--env", "CartPole-v1", "--algo", "td3", "--timesteps", "10",
+                 "--no-progress", "--out", str(tmp_path / "t.zip")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "td3 cannot act in CartPole-v1's Discrete action space" in err
+    assert not (tmp_path / "t.zip").exists()

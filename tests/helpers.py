@@ -1,0 +1,127 @@
+"""Helpers shared by several test modules: the CLI in a subprocess, interrupted runs, weights, zip edits."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+
+import torch as th
+
+from .conftest import zoo_path
+
+CARTPOLE = "ppo/CartPole-v1_1"
+
+
+FAST = ["--no-progress", "--hp", "n_envs=2", "--eval-episodes", "2", "--final-episodes", "3"]
+
+
+def ppdistill(*args, env=None, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppdistill.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def assert_clean_error(proc, *fragments):
+    """Exit 2, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("ppdistill"), lines[0]
+    for f in fragments:
+        assert f.lower() in lines[0].lower(), (f, lines[0])
+
+
+def distill_args(tmp_path, **changes):
+    args = {
+        "--teacher": zoo_path(CARTPOLE),
+        "--env": "CartPole-v1",
+        "--timesteps": 256,
+        "--out": tmp_path / "out",
+    }
+    args.update(changes)
+    flat = ["distill", "--no-progress"]
+    for k, v in args.items():
+        flat += [k, v]
+    return flat
+
+
+class Interrupt(Exception):
+    """Stands for a crash in the middle of training."""
+
+
+def interrupt_after(n_updates: int, only: type | None = None):
+    """An ``on_model`` hook that makes training fail at the start of update ``n_updates + 1``
+    (only for models of type ``only`` when given: a pipeline builds two)."""
+
+    def hook(model):
+        if only is not None and type(model) is not only:
+            return
+        train, calls = model.train, [0]
+
+        def failing_train():
+            calls[0] += 1
+            if calls[0] > n_updates:
+                raise Interrupt
+            train()
+
+        model.train = failing_train
+
+    return hook
+
+
+def weights(path):
+    """The policy's and the optimizer's saved tensors."""
+    with zipfile.ZipFile(path) as archive:
+        return {
+            name: th.load(io.BytesIO(archive.read(name)), weights_only=True)
+            for name in ("policy.pth", "policy.optimizer.pth")
+        }
+
+
+def assert_same_tensors(a, b):
+    if isinstance(a, th.Tensor):
+        assert isinstance(b, th.Tensor) and th.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same_tensors(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_tensors(x, y)
+    else:
+        assert a == b
+
+
+def entries(archive: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def rezip(archive: bytes, **replace: bytes) -> bytes:
+    """The same model with some entries replaced (fresh, valid checksums)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries(archive).items():
+            z.writestr(name, replace.get(name.replace(".", "_"), data))
+    return out.getvalue()
+
+
+def edit_weights(archive: bytes, edit) -> bytes:
+    """The same model with ``edit(state_dict)`` applied to its policy weights."""
+    state = th.load(io.BytesIO(entries(archive)["policy.pth"]), weights_only=True)
+    edit(state)
+    buffer = io.BytesIO()
+    th.save(state, buffer)
+    return rezip(archive, policy_pth=buffer.getvalue())

@@ -1,0 +1,221 @@
+"""Teacher loaders: the zoo's real agents, legacy pickles, normalization, callables and bad files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+
+from ppdistill import evaluate, load_teacher
+from ppdistill.core.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.teachers.actor_critic import ActorCriticTeacher
+from ppdistill.teachers.q_values import QValueTeacher
+from ppdistill.teachers.sb3_zip import read_vecnormalize
+
+from ..conftest import zoo_path
+
+# (zoo run folder, minimum mean return over 5 deterministic episodes on today's gymnasium env)
+# Thresholds sit well below what each agent scores here, well above a random policy.
+ZOO_TEACHERS = [
+    ("ppo/CartPole-v1_1", 475),  # random: ~22
+    ("dqn/CartPole-v1_1", 475),
+    ("qrdqn/CartPole-v1_1", 475),
+    ("ppo/Acrobot-v1_1", -100),  # random: -500
+    ("dqn/Acrobot-v1_1", -100),
+    ("ppo/LunarLander-v2_1", 180),  # random: ~-180
+    ("dqn/LunarLander-v2_1", 60),
+    ("ppo/Pendulum-v1_1", -300),  # random: ~-1200
+    ("sac/Pendulum-v1_1", -300),
+    ("ppo/HalfCheetah-v3_1", 3500),  # random: ~-300
+    ("sac/HalfCheetah-v3_1", 8000),
+    ("ppo/Hopper-v3_1", 2000),  # random: ~20
+]
+
+
+@pytest.mark.parametrize(("folder", "threshold"), ZOO_TEACHERS, ids=[f for f, _ in ZOO_TEACHERS])
+def test_every_zoo_teacher_loads_and_plays_competently(folder, threshold):
+    teacher = load_teacher(zoo_path(folder))
+    assert teacher.info["env_id"] is not None
+    result = evaluate(teacher, teacher.info["env_id"], n_episodes=5, deterministic=True, seed=0)
+    assert result.mean >= threshold, f"{folder}: {result}"
+
+
+def test_legacy_zoo_zips_load_without_the_old_gym_package():
+    # a fresh interpreter: other tests (Procgen) may have imported gym into this one
+    code = (
+        "import sys; from ppdistill import load_teacher; "
+        f"t = load_teacher({str(zoo_path('ppo/LunarLander-v2_1'))!r}); "
+        "assert 'gym' not in sys.modules, 'gym was imported'; "
+        "print(t.info['env_id'], t.action_space)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["LunarLander-v3", "Discrete(4)"]
+
+
+def test_teacher_is_frozen_and_stays_in_eval_mode(cartpole_teacher):
+    teacher = cartpole_teacher
+    assert all(not p.requires_grad for p in teacher.parameters())
+    teacher.train()
+    assert not teacher.training and not teacher.policy.training
+    out = teacher(th.zeros(3, 4))
+    assert out.params.shape == (3, 2) and not out.params.requires_grad
+
+
+def test_teacher_sees_observations_through_its_own_vecnormalize():
+    folder = zoo_path("ppo/Hopper-v3_1")
+    teacher = load_teacher(folder)
+    assert isinstance(teacher, ActorCriticTeacher) and teacher.obs_normalizer is not None
+    # the same statistics, read independently of the teacher
+    normalizer, value_scale = read_vecnormalize(folder / "Hopper-v3" / "vecnormalize.pkl")
+    assert value_scale > 1.0  # the zoo normalized Hopper's rewards
+    obs = th.randn(7, 11, dtype=th.float32) * 3
+    manual = th.clamp((obs - normalizer.mean) / normalizer.std, -10, 10)
+    dist = teacher.policy.get_distribution(manual)
+    assert th.allclose(teacher(obs).params[:, :3], dist.distribution.mean, atol=1e-6)
+    # values come back in reward units: the critic's output times sqrt(var(returns) + eps)
+    want_values = teacher.policy.predict_values(manual).flatten() * value_scale
+    assert th.allclose(teacher(obs, with_values=True).values, want_values, rtol=1e-5)
+
+
+def test_q_value_teacher_is_softmax_of_q_over_temperature():
+    folder = zoo_path("dqn/CartPole-v1_1")
+    teacher = load_teacher(folder, temperature=2.0)
+    assert isinstance(teacher, QValueTeacher)
+    obs = th.randn(5, 4)
+    q = teacher.module.q_net(obs)
+    out = teacher(obs, with_values=True)
+    assert th.allclose(out.params, q / 2.0)
+    assert th.allclose(out.values, (th.softmax(q / 2.0, -1) * q).sum(-1))
+    assert teacher.info["temperature"] == 2.0
+
+
+def test_sac_teacher_acts_through_tanh_within_bounds():
+    teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"))
+    actions, _ = teacher.predict(np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+    assert actions.shape == (64, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+def test_sac_target_is_the_moment_matched_gaussian_of_its_squashed_actions():
+    teacher = load_teacher(zoo_path("sac/HalfCheetah-v3_1"))
+    obs = th.as_tensor(np.random.default_rng(1).normal(size=(8, 17)), dtype=th.float32)
+    target = teacher(obs).params
+    mean, std = teacher.pre_tanh(obs)
+    # Monte Carlo over the real squashed distribution (bounds are [-1, 1])
+    g = th.Generator().manual_seed(0)
+    samples = th.tanh(mean + std * th.randn((200_000, *mean.shape), generator=g))
+    # quadrature error (measured against 10^6 samples: 1e-3 on the mean, 3e-3 on the std)
+    assert th.allclose(target[:, :6], samples.mean(0), atol=6e-3)
+    assert th.allclose(target[:, 6:].exp(), samples.std(0), atol=1e-2)
+
+
+def test_td3_teacher_target_is_a_narrow_gaussian_around_its_action(tmp_path):
+    from stable_baselines3 import TD3
+
+    model = TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0).learn(100)
+    model.save(tmp_path / "td3")
+    teacher = load_teacher(tmp_path / "td3.zip", env_id="Pendulum-v1", target_std=0.2)
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    params = teacher(th.as_tensor(obs)).params
+    want, _ = model.predict(obs, deterministic=True)
+    assert np.allclose(params[:, :1].numpy(), want, atol=1e-5)
+    assert th.allclose(params[:, 1:].exp(), th.full((16, 1), 0.2 * 2.0))  # 0.2 x half of [-2, 2]
+    actions, _ = teacher.predict(obs, deterministic=True)
+    assert np.allclose(actions, want, atol=1e-5)
+
+
+def test_callable_teacher_from_a_function():
+    def params_fn(obs):
+        return th.stack([obs[:, 0], -obs[:, 0]], dim=1)
+
+    teacher = load_teacher(params_fn, env_id="CartPole-v1")
+    obs = np.array([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], dtype=np.float32)
+    actions, _ = teacher.predict(obs, deterministic=True)
+    assert list(actions) == [0, 1]
+    single, _ = teacher.predict(obs[1], deterministic=True)
+    assert int(single) == 1
+
+
+def test_callable_with_wrong_width_is_a_clear_error():
+    teacher = load_teacher(lambda obs: th.zeros(obs.shape[0], 3), env_id="CartPole-v1")
+    with pytest.raises(TeacherLoadError, match="needs 2"):
+        teacher(th.zeros(1, 4))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(TeacherLoadError, match="does not exist"):
+        load_teacher(tmp_path / "nope.zip")
+
+
+def test_not_a_zip(tmp_path):
+    bad = tmp_path / "model.zip"
+    bad.write_bytes(b"definitely not a zip")
+    with pytest.raises(TeacherLoadError, match="not a readable zip"):
+        load_teacher(bad)
+
+
+def test_zip_that_is_not_an_sb3_model(tmp_path):
+    bad = tmp_path / "model.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(TeacherLoadError, match="not a stable-baselines3 model"):
+        load_teacher(bad)
+
+
+def test_teacher_for_another_environment_is_a_space_mismatch():
+    with pytest.raises(SpaceMismatchError, match="spaces differ"):
+        load_teacher(zoo_path("ppo/CartPole-v1_1"), env_id="Acrobot-v1")
+
+
+def test_foreign_pickle_inside_a_model_is_refused(tmp_path):
+    src = zoo_path("ppo/CartPole-v1_1") / "CartPole-v1.zip"
+    dst = tmp_path / "evil.zip"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "data":
+                d = json.loads(data)
+                d["policy_class"] = {":serialized:": base64.b64encode(pickle.dumps(Evil())).decode()}
+                data = json.dumps(d).encode()
+            zout.writestr(item, data)
+    with pytest.raises(TeacherLoadError, match="allow-list"):
+        load_teacher(dst, env_id="CartPole-v1")
+
+
+def test_vecnormalize_of_another_shape_is_refused():
+    with pytest.raises(TeacherLoadError, match="normalizes observations of shape"):
+        load_teacher(
+            zoo_path("ppo/Acrobot-v1_1"),
+            vecnormalize=zoo_path("ppo/Hopper-v3_1") / "Hopper-v3" / "vecnormalize.pkl",
+        )
+
+
+MINATAR = Path(__file__).resolve().parents[2] / "teachers" / "minatar"
+# (game, minimum mean deterministic return over 5 episodes; random policies score 0.4 and 5.2)
+MINATAR_TEACHERS = [("Breakout", 10.0), ("SpaceInvaders", 15.0)]
+
+
+@pytest.mark.parametrize(("game", "threshold"), MINATAR_TEACHERS, ids=[g for g, _ in MINATAR_TEACHERS])
+def test_our_minatar_teachers_load_and_play_well(game, threshold):
+    """The CPU suite's image teachers (trained with `ppdistill teacher train`, see their README)."""
+    pytest.importorskip("minatar")
+    path = MINATAR / f"ppo-{game}-v1.zip"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: train it with the command in teachers/minatar/README.md")
+    teacher = load_teacher(path)
+    assert teacher.info["env_id"] == f"MinAtar/{game}-v1"
+    result = evaluate(teacher, f"MinAtar/{game}-v1", n_episodes=5, seed=0)
+    assert result.mean >= threshold, result
