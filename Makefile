@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-test quickstart test test-fast lint type bench-overhead clean
+.PHONY: install install-test quickstart test test-fast lint type docs bench-overhead clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/procgen/.installed
-	$(PIP) -e ".[mujoco,procgen,test]"
+	$(PIP) -e ".[mujoco,procgen,test,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -52,6 +52,10 @@ lint: install-test
 
 type: install-test
 	$(BIN)/mypy
+
+## The documentation site (mkdocs.yml), into site/: a broken link or anchor fails it.
+docs: install-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench-overhead: install
 	$(BIN)/python benchmarks/overhead.py
