@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch as th
@@ -62,19 +64,84 @@ def test_lambda_schedule_is_followed_and_logged(cartpole_teacher, tmp_path):
     # before each update, so the last update's values are recorded but not yet written
     assert rec.values("distill/lambda") == pytest.approx([1.5, 1.0, 0.5])
     assert model.logger.name_to_value["distill/lambda"] == 0.0
-    fractions = rec.values("distill/weight_clipped_fraction")
-    assert all(0.0 <= f <= 1.0 for f in fractions)
     model.save(tmp_path / "m")
     loaded = PPD.load(tmp_path / "m", teacher=cartpole_teacher)
     assert loaded.lambda_schedule == Linear(2.0, 0.0)
 
 
+def test_weight_clipped_fraction_is_the_share_of_ratios_below_the_floor(cartpole_teacher, monkeypatch):
+    """The logged fraction is mean over every minibatch of every epoch of mean(ρ < 1−ε),
+    computed here by hand from the ratios the update itself used."""
+    import ppdistill.algorithms.ppd as ppd_module
+
+    seen: list[tuple[th.Tensor, float]] = []
+    real_term = ppd_module.ppd_term
+
+    def spy(kl, ratio, clip_range, detach_ratio=False):
+        seen.append((ratio.detach().clone(), clip_range))
+        return real_term(kl, ratio, clip_range, detach_ratio=detach_ratio)
+
+    monkeypatch.setattr(ppd_module, "ppd_term", spy)
+    # a large step size and many epochs move the policy far from the one that collected the data
+    model = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, learning_rate=0.01, clip_range=0.2,
+                **{**SMALL, "batch_size": 16, "n_epochs": 10})  # fmt: skip
+    model.learn(64)  # one rollout, one update: its values are recorded, not yet dumped
+    assert len(seen) == 10 * (64 // 16)
+    assert all(eps == pytest.approx(0.2) for _, eps in seen)
+    # before the first gradient step the student is the policy that collected the data: ρ = 1
+    assert th.allclose(seen[0][0], th.ones(16), atol=1e-5)
+    below = [(r < 1 - eps).double().mean().item() for r, eps in seen]
+    assert below[0] == 0.0
+    logged = model.logger.name_to_value["distill/weight_clipped_fraction"]
+    assert logged == pytest.approx(np.mean(below), rel=1e-6)
+    assert logged > 0.05  # the policy did move: the equality above is not 0 == 0
+    # not PPO's clip fraction |ρ − 1| > ε, which also counts ρ > 1 + ε
+    outside = np.mean([((r - 1).abs() > eps).double().mean().item() for r, eps in seen])
+    assert abs(logged - outside) > 0.01
+
+
 def test_detach_ratio_changes_only_the_ratio_gradient(cartpole_teacher):
-    runs = []
-    for detach in (False, True):
-        model = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, detach_ratio=detach, **SMALL)
-        runs.append(model.learn(128))
-    assert not th.equal(runs[0].policy.action_net.weight, runs[1].policy.action_net.weight)
+    """One plain SGD step on one minibatch, from the same weights and the same rollout: the two
+    settings' new weights differ by exactly lr·λ·∇θ mean(KL·max(ρ, 1−ε)) with the KL held
+    constant (the gradient through the ratio alone), and the loss they logged is the same."""
+    from ppdistill.core.distributions import params_from_distribution
+    from ppdistill.core.losses import distillation_kl
+
+    lr, lam, eps = 0.5, 2.0, 0.2
+    kwargs = {"n_steps": 64, "batch_size": 64, "n_epochs": 1, "seed": 0, "device": "cpu",
+              "learning_rate": lr, "distill_lambda": lam, "clip_range": eps, "max_grad_norm": 1e9,
+              "policy_kwargs": {"optimizer_class": th.optim.SGD}}  # fmt: skip
+    models, starts = {}, {}
+    for d in (True, False):  # one after the other: the seed also drives torch's global generator
+        models[d] = PPD("MlpPolicy", "CartPole-v1", teacher=cartpole_teacher, detach_ratio=d, **kwargs)
+        starts[d] = copy.deepcopy(models[d].policy)
+        models[d].learn(64)
+    start = starts[False]
+    for (name, a), b in zip(start.state_dict().items(), starts[True].state_dict().values()):
+        assert th.equal(a, b), name
+    buffers = [models[d].rollout_buffer for d in (True, False)]
+    for field in ("observations", "actions", "log_probs", "teacher_params"):
+        assert np.array_equal(*(np.asarray(getattr(b, field)) for b in buffers)), field
+    logged = [models[d].logger.name_to_value for d in (True, False)]
+    assert logged[0]["distill/loss"] == logged[1]["distill/loss"]
+    assert logged[0]["distill/kl"] == logged[1]["distill/kl"]
+
+    # the ratio's part of the gradient, at the weights the update started from
+    batch = next(buffers[1].get(64))
+    dist = start.get_distribution(batch.observations)
+    ratio = th.exp(dist.log_prob(batch.actions.long().flatten()) - batch.old_log_prob)
+    kl = distillation_kl(models[False].action_space, batch.teacher_params, params_from_distribution(dist))
+    ratio_part = lam * (kl.detach() * th.clamp(ratio, min=1 - eps)).mean()
+    grads = th.autograd.grad(ratio_part, list(start.parameters()), allow_unused=True)
+
+    after = {d: dict(models[d].policy.named_parameters()) for d in (True, False)}
+    largest = 0.0
+    for (name, _), g in zip(start.named_parameters(), grads):
+        want = th.zeros_like(after[True][name]) if g is None else -lr * g
+        got = after[False][name].detach() - after[True][name].detach()
+        assert th.allclose(got, want, rtol=0, atol=1e-6), name  # float32 weights: errors ~1e-7
+        largest = max(largest, float(want.abs().max()))
+    assert largest > 1e-2  # the ratio's gradient is not negligible: the check above can fail
 
 
 def test_negative_lambda_is_refused(cartpole_teacher):

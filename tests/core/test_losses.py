@@ -140,3 +140,47 @@ def test_action_agreement_per_space():
     assert (
         action_agreement(box, teacher, student) == 0.5
     )  # within one teacher std in the first dimension only
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_detach_ratio_removes_exactly_the_ratio_term_from_the_students_gradient(direction):
+    """Student logits z carry both the KL and ρ = π_z(a)/π_old(a), as in training. By hand:
+    detached, ∇_z(λ·mean(w·KL)) = λ/N·w_i·∇KL_i with w = max(ρ, 1−ε) a constant; not detached,
+    the gradient adds λ/N·KL_i·∇w_i, where ∇w_i = ρ_i·(e_{a_i} − q_i) if ρ_i > 1−ε and 0 if
+    the weight is held at 1−ε. The loss value is the same either way."""
+    space, eps, lam = spaces.Discrete(3), 0.2, 1.5
+    teacher = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [-1.0, 1.0, 3.0], [0.0, -2.0, 1.0]])
+    logits = np.array([[0.1, 0.4, -0.3], [1.0, -1.0, 0.2], [0.0, 0.3, 0.6], [-0.5, 0.2, 0.9]])
+    actions = np.array([0, 2, 1, 2])
+    rho = np.array([0.5, 0.95, 1.3, 0.7])  # samples 0 and 3 below 1−ε = 0.8: weight held there
+    p = np.stack([softmax(r) for r in teacher])
+    q = np.stack([softmax(r) for r in logits])
+    n = len(actions)
+    idx = np.arange(n)
+    old_log_prob = np.log(q[idx, actions]) - np.log(rho)  # so that ρ is the one above
+
+    if direction == "forward":  # KL(p ‖ q): ∇_z = q − p
+        kl = (p * np.log(p / q)).sum(1)
+        grad_kl = q - p
+    else:  # KL(q ‖ p): ∇_z = q·(log q − log p − KL)
+        kl = (q * np.log(q / p)).sum(1)
+        grad_kl = q * (np.log(q / p) - kl[:, None])
+    w = np.maximum(rho, 1 - eps)
+    grad_w = rho[:, None] * (np.eye(3)[actions] - q) * (rho > 1 - eps)[:, None]
+    want_loss = lam * (w * kl).mean()
+    want_detached = lam / n * w[:, None] * grad_kl
+    ratio_term = lam / n * kl[:, None] * grad_w
+    assert np.abs(ratio_term[[1, 2]]).min() > 1e-3  # the two settings' gradients do differ here
+
+    grads = {}
+    for detach in (True, False):
+        z = t(logits.tolist()).requires_grad_(True)
+        log_prob = th.log_softmax(z, -1)[th.arange(n), th.as_tensor(actions)]
+        ratio = th.exp(log_prob - th.as_tensor(old_log_prob))
+        kl_t = distillation_kl(space, t(teacher.tolist()), z, direction)
+        loss = lam * ppd_term(kl_t, ratio, clip_range=eps, detach_ratio=detach).loss
+        assert loss.item() == pytest.approx(want_loss, rel=1e-12)
+        loss.backward()
+        grads[detach] = z.grad.numpy()
+    np.testing.assert_allclose(grads[True], want_detached, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads[False], want_detached + ratio_term, rtol=1e-10, atol=1e-14)

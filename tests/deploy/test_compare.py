@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import math
-import time
+from types import SimpleNamespace
 
 import pytest
 import torch as th
 
 from ppdistill.core.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.deploy import compare as compare_module
 from ppdistill.deploy.compare import COLUMNS, compare, measure_latency, table_rows
 from ppdistill.networks.presets import mlp_param_count
 
 from ..conftest import zoo_path
 
 
-def test_compare_cartpole_teacher_and_student(saved_students):
+def test_compare_cartpole_teacher_and_student(saved_students, monkeypatch):
+    """Sizes, returns and the table; latency only as arithmetic (how fast is for the benchmarks)."""
+    calls = []
+    real_measure = compare_module.measure_latency
+
+    def spy(forward, observations, repeats=200, warmup=20):
+        value = real_measure(forward, observations, repeats=repeats, warmup=warmup)
+        calls.append((tuple(observations.shape), observations.dtype, repeats, value))
+        return value
+
+    monkeypatch.setattr(compare_module, "measure_latency", spy)
     student = saved_students("CartPole-v1")
     teacher, row = compare(zoo_path("ppo/CartPole-v1_1"), student, "CartPole-v1", episodes=3, repeats=20)
     assert (teacher.role, row.role) == ("teacher", "student")
@@ -24,11 +35,15 @@ def test_compare_cartpole_teacher_and_student(saved_students):
     assert row.actor_params == mlp_param_count(4, [32, 16], 2)
     assert row.file_bytes == student.stat().st_size
     assert teacher.file_bytes == (zoo_path("ppo/CartPole-v1_1") / "CartPole-v1.zip").stat().st_size
-    for s in (teacher, row):
-        assert set(s.latency_us) == {1, 256}
-        assert all(0 < v < 1e5 and math.isfinite(v) for v in s.latency_us.values())
-        # per observation, a batch of 256 costs less than 256 single calls
-        assert s.latency_us[256] < s.latency_us[1]
+    # batch 1 timed `repeats` times, batch 256 a quarter as often (at least 5), teacher then student,
+    # on float32 observations of CartPole's shape; each row keeps what was measured for it
+    assert [(shape, dtype, n) for shape, dtype, n, _ in calls] == [
+        ((1, 4), th.float32, 20),
+        ((256, 4), th.float32, 5),
+    ] * 2
+    for i, s in enumerate((teacher, row)):
+        assert s.latency_us == {1: calls[2 * i][3], 256: calls[2 * i + 1][3]}
+        assert all(v >= 0 and math.isfinite(v) for v in s.latency_us.values())  # a monotonic clock
         assert s.returns.n_episodes == 3
     assert teacher.returns.mean == 500.0  # the zoo's CartPole teacher is perfect
     rows = table_rows([teacher, row])
@@ -50,14 +65,41 @@ def test_negative_returns_have_no_ratio(saved_students):
     assert table_rows(stats)[2][-1] == "-"
 
 
-def test_latency_is_the_median_per_observation():
-    def slow(obs):
-        time.sleep(0.002)
+class FakeClock:
+    """perf_counter that moves only inside ``forward``, by the next of the given durations (s)."""
 
-    batch1 = measure_latency(slow, th.zeros(1, 3), repeats=15, warmup=1)
-    batch256 = measure_latency(slow, th.zeros(256, 3), repeats=15, warmup=1)
-    assert 2000 <= batch1 < 20_000  # sleep never returns early; µs, not ms or s
-    assert batch256 == pytest.approx(batch1 / 256, rel=0.5)
+    def __init__(self, durations):
+        self.now = 0.0
+        self.durations = iter(durations)
+        self.calls: list[th.Tensor] = []
+
+    def perf_counter(self):
+        return self.now
+
+    def forward(self, obs):
+        assert not th.is_grad_enabled()  # timed under no_grad
+        self.calls.append(obs)
+        self.now += next(self.durations)
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+def test_latency_is_the_median_per_observation(monkeypatch, batch):
+    # two warm-up calls of 1000 s, then 5 timed ones: median 3 ms (mean 12 ms, min 1 ms);
+    # were the warm-up calls timed, the median of all 7 would be 4 ms
+    clock = FakeClock([1000.0, 1000.0, 0.004, 0.001, 0.003, 0.050, 0.002])
+    monkeypatch.setattr(compare_module, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    obs = th.zeros(batch, 3)
+    got = measure_latency(clock.forward, obs, repeats=5, warmup=2)
+    assert got == pytest.approx(3000.0 / batch, rel=1e-9)  # µs per observation
+    assert len(clock.calls) == 7 and all(c is obs for c in clock.calls)
+
+
+def test_latency_median_of_an_even_number_of_calls_is_the_middle_pair_mean(monkeypatch):
+    clock = FakeClock([0.001, 0.004, 0.100, 0.002])  # median 3 ms; mean 26.75 ms
+    monkeypatch.setattr(compare_module, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    assert measure_latency(clock.forward, th.zeros(8, 3), repeats=4, warmup=0) == pytest.approx(
+        375.0, rel=1e-9
+    )
 
 
 def test_bad_inputs(saved_students, tmp_path):
