@@ -153,7 +153,7 @@ def test_a_failing_run_is_retried_once_recorded_and_contained(tmp_path):
 
 
 def test_a_worker_that_dies_without_a_record_is_an_error_record(tmp_path):
-    payload = {"id": "x__ppd__smaller__s0", "suite": "t", "spec": {"nonsense": 1}, "baseline": {}}
+    payload = {"id": "x__ppd__smaller__s0", "suite": "t", "spec": {"nonsense": 1}, "reference": {}}
     (tmp_path / "logs").mkdir()
     results = list(_run_local([payload], tmp_path, jobs=1))
     assert len(results) == 1
@@ -176,8 +176,8 @@ def test_ray_backend_gives_the_same_records_as_local(tmp_path):
 
     assert all(r["status"] == "ok" for r in local + remote)
     assert scores(local) == scores(remote)
-    assert json.loads((tmp_path / "ray" / "baselines.json").read_text()) == json.loads(
-        (tmp_path / "local" / "baselines.json").read_text()
+    assert json.loads((tmp_path / "ray" / "references.json").read_text()) == json.loads(
+        (tmp_path / "local" / "references.json").read_text()
     )
 
 

@@ -3,7 +3,8 @@
 Layout of an output folder::
 
     DIR/records.jsonl      one JSON record per finished run (appended by the parent only)
-    DIR/baselines.json     per env: the teacher used, its score, a random policy's score
+    DIR/references.json    per env: the teacher used; per seed, its score and a random policy's
+                           on that seed's final-evaluation episodes
     DIR/teachers/          corrupted teachers of an imperfect suite
     DIR/logs/<run id>.log  a run's stderr (local backend)
 
@@ -28,8 +29,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-from ppdistill.bench.suite import Suite
-from ppdistill.core.errors import MissingExtraError, PPDistillError
+from ppdistill.bench.stats import normalized, steps_to_fraction
+from ppdistill.bench.suite import EnvEntry, Suite
+from ppdistill.core.errors import MissingExtraError, PPDistillError, one_line
+from ppdistill.core.files import atomic_write, check_out_folder
+from ppdistill.core.seeds import SeedPlan
 from ppdistill.evaluation import evaluate, random_policy_score
 from ppdistill.experiment.runner import run
 from ppdistill.experiment.spec import RunSpec
@@ -38,7 +42,8 @@ from ppdistill.teachers.loading import load_teacher
 
 Backend = Literal["local", "ray"]
 RECORDS = "records.jsonl"
-BASELINES = "baselines.json"
+REFERENCES = "references.json"
+LEGACY_BASELINES = "baselines.json"  # what ppdistill 0.1 called it
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:
@@ -63,77 +68,83 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def prepare_baselines(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
-    """Teacher (corrupted if the suite says so), its score and a random policy's score, per env."""
+def _references_key(entry: EnvEntry) -> str:
+    return f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
 
-    path = out / BASELINES
-    cached: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
-    changed = False
-    for entry in suite.envs:
-        key = f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
-        if key in cached:
-            continue
-        teacher_path = entry.teacher
-        original_score = None
-        episodes = max(suite.final_episodes, 20)
-        sigma = None
-        if entry.corrupt:
-            noise_seed = int(entry.corrupt.get("seed", 0))
-            if "target_fraction" in entry.corrupt:
-                found = calibrate_sigma(
-                    Path(entry.teacher),
-                    entry.env,
-                    float(entry.corrupt["target_fraction"]),
-                    seed=noise_seed,
-                    deterministic=entry.deterministic,
-                    log=lambda line, env=entry.env: log(f"calibrating {env}: {line}"),
-                )
-                sigma = float(found["sigma"])
-            else:
-                sigma = float(entry.corrupt.get("sigma", 0.05))
-            target = out / "teachers" / f"{entry.env.replace('/', '-')}-sigma{sigma:.4g}-seed{noise_seed}.zip"
-            corrupt_teacher(Path(entry.teacher), target, sigma, noise_seed)
-            original = load_teacher(entry.teacher, env_id=entry.env)
-            original_score = evaluate(original, entry.env, episodes, entry.deterministic, seed=30_000).mean
-            teacher_path = str(target)
-        teacher = load_teacher(teacher_path, env_id=entry.env)
-        score = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=30_000).mean
-        random_score = random_policy_score(entry.env, episodes, seed=30_000)
-        cached[key] = {
-            "env": entry.env,
-            "teacher": teacher_path,
-            "teacher_score": score,
-            "original_teacher_score": original_score,
-            "random_score": random_score,
-            "sigma": sigma,
-        }
-        log(
-            f"baseline {entry.env}: teacher {score:.1f}"
-            + (f" (uncorrupted {original_score:.1f})" if entry.corrupt else "")
-            + f", random {random_score:.1f}"
+
+def _teacher_of(entry: EnvEntry, out: Path, log: Any) -> dict[str, Any]:
+    """The teacher an env entry distills from: the given one, or a corrupted copy of it."""
+    if not entry.corrupt:
+        return {"env": entry.env, "teacher": entry.teacher, "sigma": None, "corrupted_from": None}
+    noise_seed = int(entry.corrupt.get("seed", 0))
+    if "target_fraction" in entry.corrupt:
+        found = calibrate_sigma(
+            Path(entry.teacher),
+            entry.env,
+            float(entry.corrupt["target_fraction"]),
+            seed=noise_seed,
+            deterministic=entry.deterministic,
+            log=lambda line, env=entry.env: log(f"calibrating {env}: {line}"),
         )
-        changed = True
-    if changed:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cached, indent=2))
-        os.replace(tmp, path)
+        sigma = float(found["sigma"])
+    else:
+        sigma = float(entry.corrupt.get("sigma", 0.05))
+    target = out / "teachers" / f"{entry.env.replace('/', '-')}-sigma{sigma:.4g}-seed{noise_seed}.zip"
+    corrupt_teacher(Path(entry.teacher), target, sigma, noise_seed)
+    return {"env": entry.env, "teacher": str(target), "sigma": sigma, "corrupted_from": entry.teacher}
+
+
+def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
+    """Per env: the teacher (corrupted if the suite says so), and per seed the returns that the
+    runs of that seed are normalized by.
+
+    The teacher, the uncorrupted teacher (an imperfect suite's reference) and a random policy
+    are each scored on the final evaluation's episodes of that seed
+    (``SeedPlan(seed).final_evaluation``, ``final_episodes`` of them), the very episodes the
+    students of that seed are scored on, so that a normalized score compares like with like.
+    Kept in ``references.json`` and reused when the suite is run again.
+    """
+    path = out / REFERENCES
+    cached: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    old = out / LEGACY_BASELINES
+    if not cached and old.exists():  # a folder of ppdistill 0.1: keep its (corrupted) teachers
+        legacy = json.loads(old.read_text())
+        cached = {k: {key: v.get(key) for key in ("env", "teacher", "sigma")} for k, v in legacy.items()}
+        log(f"{old.name} of ppdistill 0.1: its teachers are kept; scores are taken again, per seed")
+    episodes = suite.final_episodes
+    for entry in suite.envs:
+        key = _references_key(entry)
+        if key not in cached:
+            cached[key] = _teacher_of(entry, out, log)
+        item = cached[key]
+        item.setdefault("corrupted_from", entry.teacher if entry.corrupt else None)
+        by_seed: dict[str, Any] = item.setdefault("seeds", {})
+        missing = [s for s in suite.seeds if str(s) not in by_seed]
+        if not missing:
+            continue
+        teacher = load_teacher(item["teacher"], env_id=entry.env)
+        original = load_teacher(entry.teacher, env_id=entry.env) if entry.corrupt else None
+        for seed in missing:
+            episodes_seed = SeedPlan(seed).final_evaluation
+            scores: dict[str, float | None] = {
+                "teacher_score": evaluate(
+                    teacher, entry.env, episodes, entry.deterministic, seed=episodes_seed
+                ).mean,
+                "original_teacher_score": None,
+                "random_score": random_policy_score(entry.env, episodes, seed=episodes_seed),
+            }
+            if original is not None:
+                scores["original_teacher_score"] = evaluate(
+                    original, entry.env, episodes, entry.deterministic, seed=episodes_seed
+                ).mean
+            by_seed[str(seed)] = scores
+            log(
+                f"references {entry.env}, seed {seed}: teacher {scores['teacher_score']:.1f}"
+                + (f" (uncorrupted {scores['original_teacher_score']:.1f})" if original is not None else "")
+                + f", random {scores['random_score']:.1f}"
+            )
+        atomic_write(path, json.dumps(cached, indent=2).encode())
     return cached
-
-
-def normalized(score: float, teacher: float, random: float) -> float:
-    """(R - R_random) / (R_teacher - R_random): 1 is the teacher, 0 a random policy."""
-    span = teacher - random
-    return float((score - random) / span) if abs(span) > 1e-9 else float("nan")
-
-
-def steps_to_fraction(
-    curve: list[dict[str, float]], teacher: float, random: float, fraction: float = 0.9
-) -> int | None:
-    """First evaluated env step where the normalized score reaches ``fraction`` (None: never)."""
-    for row in curve:
-        if normalized(row["mean"], teacher, random) >= fraction:
-            return int(row["timesteps"])
-    return None
 
 
 def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +154,7 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     th.set_num_threads(int(payload.get("threads", 1)))
 
     spec = RunSpec(**payload["spec"])
-    base = payload["baseline"]
+    base = payload["reference"]
     record: dict[str, Any] = {
         "id": payload["id"],
         "suite": payload["suite"],
@@ -180,20 +191,20 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
 def _worker_main(payload_file: str, record_file: str) -> None:
     payload = json.loads(Path(payload_file).read_text())
     record = execute_run(payload)
-    tmp = Path(record_file).with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, record_file)
+    atomic_write(Path(record_file), json.dumps(record).encode())
 
 
-def _payloads(suite: Suite, out: Path, baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _payloads(suite: Suite, references: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     payloads = []
     for rid, spec, entry in suite.runs():
-        key = f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
-        base = baselines[key]
+        item = references[_references_key(entry)]
+        base = {"teacher": item["teacher"], **item["seeds"][str(spec.seed)]}
         spec_dict = asdict(spec)
         spec_dict["teacher"] = base["teacher"]
         label = rid.split("__")[1]
-        payloads.append({"id": rid, "suite": suite.name, "label": label, "spec": spec_dict, "baseline": base})
+        payloads.append(
+            {"id": rid, "suite": suite.name, "label": label, "spec": spec_dict, "reference": base}
+        )
     return payloads
 
 
@@ -273,7 +284,7 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
                     "suite": payload["suite"],
                     "spec": payload["spec"],
                     "status": "error",
-                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                    "error": one_line(exc),
                 }
             yield payload, record
     finally:
@@ -299,14 +310,13 @@ def run_suite(
     :param log: where progress lines go
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PPDistillError(f"--out {out} is a file; give a folder path")
+    check_out_folder(out)
     if jobs < 1:
         raise PPDistillError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
-    baselines = prepare_baselines(suite, out, log)
+    references = prepare_references(suite, out, log)
     done_ids = {r["id"] for r in read_records(out) if r.get("status") == "ok"}
-    todo = [p for p in _payloads(suite, out, baselines) if p["id"] not in done_ids]
+    todo = [p for p in _payloads(suite, references) if p["id"] not in done_ids]
     total = len(todo)
     log(
         f"suite {suite.name}: {len(done_ids)} runs already done, {total} to run, {jobs} at a time ({backend})"

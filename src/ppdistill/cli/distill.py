@@ -16,6 +16,7 @@ from typing import Any
 from ppdistill.cli.args import CLIError
 from ppdistill.cli.tables import RESULT_COLUMNS, print_table, result_row
 from ppdistill.core.files import check_out_folder
+from ppdistill.core.seeds import SeedPlan
 
 QUICKSTART_TEACHER = "assets/quickstart-teacher.zip"
 
@@ -152,7 +153,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     staged = StagedOutput(args.out)
     try:
         t0 = time.perf_counter()
-        teacher_score = evaluate(teacher, env_id, args.episodes, True, seed=args.seed + 20_000).mean
+        teacher_score = evaluate(
+            teacher, env_id, args.episodes, True, seed=SeedPlan(args.seed).final_evaluation
+        ).mean
         print(
             f"teacher ({teacher_path.name}, hidden {teacher.hidden_layers}): {teacher_score:.1f} on {env_id}"
         )

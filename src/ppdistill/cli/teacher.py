@@ -6,6 +6,7 @@ import argparse
 import time
 
 from ppdistill.cli.args import CLIError
+from ppdistill.core.seeds import SeedPlan
 
 
 def cmd_teacher_train(args: argparse.Namespace) -> int:
@@ -27,7 +28,9 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
         parse_overrides(args.hp),
         progress_bar=not args.no_progress,
     )
-    score = evaluate(load_teacher(out, env_id=args.env), args.env, n_episodes=20, seed=args.seed + 20_000)
+    score = evaluate(
+        load_teacher(out, env_id=args.env), args.env, n_episodes=20, seed=SeedPlan(args.seed).final_evaluation
+    )
     print(f"teacher saved to {out} ({time.perf_counter() - t0:.0f}s); deterministic return {score}")
     return 0
 

@@ -45,7 +45,8 @@ class PeriodicEvaluation(BaseCallback):
         its start, wall time counted on."""
         self.restore(self.state())
 
-    def _evaluate(self) -> None:
+    def evaluate_now(self) -> None:
+        """Evaluate the model as it is now and add a row (also used at a phase boundary)."""
         result = evaluate(self.model, self.env_id, self.n_episodes, self.deterministic, seed=self.seed)
         self.rows.append(
             {
@@ -63,9 +64,9 @@ class PeriodicEvaluation(BaseCallback):
             self._start = time.perf_counter() - self._elapsed_before
             return
         self._start = time.perf_counter()
-        self._evaluate()
+        self.evaluate_now()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
-            self._evaluate()
+            self.evaluate_now()
         return True

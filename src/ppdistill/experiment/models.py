@@ -10,6 +10,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import Schedule
+from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.make import make_vec_env
 from ppdistill.experiment.checkpoints import (
     EpisodeRecorder,
@@ -19,7 +20,7 @@ from ppdistill.experiment.config import (
     algorithm_class,
 )
 from ppdistill.experiment.spec import RunSpec
-from ppdistill.networks.normalization import NormalizedFlattenExtractor
+from ppdistill.networks.normalization import with_normalization
 from ppdistill.networks.presets import image_student_kwargs, mlp_student_arch
 from ppdistill.teachers.base import Teacher
 
@@ -69,25 +70,16 @@ def build_model(
         hp["distill_lambda"] = distill_lambda
     n_envs = int(spec.hp.get("n_envs", 1))
     # EpisodeRecorder lets a checkpoint rebuild the envs' state exactly (by replay).
-    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed, wrapper_class=EpisodeRecorder)
+    seed = SeedPlan(spec.seed).training
+    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
     policy_kwargs = student_policy_kwargs(spec, teacher)
     cls = algorithm_class(spec.method)
     policy = policy_name(teacher.observation_space)
     # SB3 runs MLPs faster on the CPU; CNNs go to a GPU when there is one
     device = "auto" if policy == "CnnPolicy" else "cpu"
-    common = {"seed": spec.seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": device}
+    common = {"seed": seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": device}
     if spec.method == "ppo":
-        normalizer = teacher.obs_normalizer
-        if (
-            normalizer is not None
-            and normalizer.keys is None
-            and "features_extractor_class" not in policy_kwargs
-        ):
-            # From scratch, but with the same input normalization the distilled students get.
-            policy_kwargs = {
-                **policy_kwargs,
-                "features_extractor_class": NormalizedFlattenExtractor,
-                "features_extractor_kwargs": normalizer.stats(),
-            }
+        # From scratch, but with the same input normalization the distilled students get.
+        policy_kwargs = with_normalization(policy_kwargs, teacher.obs_normalizer, teacher.observation_space)
         return cls(policy, env, policy_kwargs=policy_kwargs, **hp, **common)
     return cls(policy, env, teacher=teacher, policy_kwargs=policy_kwargs, **hp, **common)

@@ -18,8 +18,16 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from ppdistill.core.files import StagedOutput
+from ppdistill.core.seeds import SeedPlan
 from ppdistill.core.version import __version__
+from ppdistill.evaluation import EvalResult
+from ppdistill.experiment.models import student_policy_kwargs
+from ppdistill.experiment.pipeline import warmup_end
 from ppdistill.experiment.spec import RunSpec
+from ppdistill.teachers.base import Teacher
+
+DISTILLED_NAME = "distilled.zip"
+"""A pipeline's student at the end of distillation, beside ``student.zip``."""
 
 
 def versions() -> dict[str, str]:
@@ -84,6 +92,105 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def summarize(
+    spec: RunSpec,
+    model: BaseAlgorithm,
+    teacher: Teacher,
+    final: EvalResult,
+    teacher_score: float,
+    agreement: float,
+    curve: list[dict[str, float]],
+    train_time: float,
+    checkpoint_freq: int,
+    checkpoint_write_times: list[float],
+    resumes: list[dict[str, Any]],
+    schedule: dict[str, Any] | None = None,
+    finetune: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The results record of a finished run (``results.json``, and a benchmark record's core).
+
+    :param spec: the run
+    :param model: the trained student
+    :param teacher: its teacher
+    :param final: the student's final evaluation
+    :param teacher_score: the teacher's mean return on the same episodes
+    :param agreement: teacher-student action agreement on the final evaluation's observations
+    :param curve: the periodic evaluations
+    :param train_time: training wall time, resumes included
+    :param checkpoint_freq: env steps between checkpoints (0: none were taken)
+    :param checkpoint_write_times: seconds each checkpoint took to write
+    :param resumes: where the run was resumed from
+    :param schedule: PPD's λ schedule, when it had a named one
+    :param finetune: where a pipeline's fine-tuning began (None: not a pipeline)
+    """
+    policy_kwargs = student_policy_kwargs(spec, teacher)
+    n_params = sum(p.numel() for p in model.policy.parameters())
+    result: dict[str, Any] = {
+        "spec": asdict(spec),
+        "seeds": SeedPlan(spec.seed).as_dict(),
+        "student_net_arch": policy_kwargs.get("net_arch"),
+        "student_parameters": int(n_params),
+        "score": final.mean,
+        "score_std": final.std,
+        "score_iqm": final.iqm,
+        "returns": [float(r) for r in final.returns],
+        "teacher_score": float(teacher_score),
+        "ratio": float(final.mean / teacher_score) if teacher_score else None,
+        "agreement": agreement,
+        "curve": curve,
+        "env_steps": int(model.num_timesteps),
+        "train_time_s": round(train_time, 3),
+        "env_steps_per_s": round(model.num_timesteps / max(train_time, 1e-9), 1),
+        "checkpoint_freq": checkpoint_freq,
+        "checkpoint_write_s": (
+            round(float(np.mean(checkpoint_write_times)), 4) if checkpoint_write_times else None
+        ),
+        "resumed": resumes,
+        "versions": versions(),
+        "machine": machine_description(),
+    }
+    if schedule is not None:
+        result["lambda_schedule"] = schedule
+    if finetune is not None:
+        result["finetune_start"] = finetune["start"]
+        result["phases"] = pipeline_phases(spec, model, finetune)
+    return result
+
+
+def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each phase of a pipeline did, for results.json.
+
+    :param spec: the run
+    :param model: the fine-tuned PPO
+    :param finetune: where fine-tuning began and the distilled student's evaluation there
+    """
+    start = int(finetune["start"])
+    warmup = int(spec.hp.get("critic_warmup") or 0)
+    rollout = int(model.n_steps * model.n_envs)  # type: ignore[attr-defined]
+    effective = {k: v for k, v in (spec.hp.get("finetune_hp") or {}).items() if k not in ("policy_kwargs",)}
+    effective["use_sde"] = bool(getattr(model, "use_sde", False))
+    return [
+        {
+            "phase": "distill",
+            "method": spec.method,
+            "start_step": 0,
+            "end_step": start,
+            "eval_at_end": finetune["distilled_eval"],
+            "student": DISTILLED_NAME,
+        },
+        {
+            "phase": "finetune",
+            "method": "ppo",
+            "start_step": start,
+            "end_step": int(model.num_timesteps),
+            "critic_warmup": warmup,
+            "actor_frozen_until_step": warmup_end(start, warmup, rollout) if warmup else start,
+            "hp": effective,
+            "student": "student.zip",
+        },
+    ]
 
 
 def write_outputs(

@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.files import atomic_write
+from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import make_vec_env
 from ppdistill.evaluation import evaluate, random_policy_score
@@ -235,7 +236,8 @@ def calibrate_sigma(
     :param source: teacher zip or rl-zoo folder
     :param env_id: environment to score on
     :param target_fraction: fraction of the teacher's normalized score to keep
-    :param seed: seed of the noise
+    :param seed: seed of the noise (and, through the seed plan, of the episodes every candidate
+        is scored on: ``SeedPlan(seed).calibration``)
     :param episodes: evaluation episodes per candidate
     :param tolerance: accept a σ whose fraction is within this of the target
     :param max_evaluations: candidates to try at most
@@ -246,10 +248,11 @@ def calibrate_sigma(
 
     if not 0 < target_fraction < 1:
         raise PPDistillError(f"target fraction must be in (0, 1), got {target_fraction}")
+    episodes_seed = SeedPlan(seed).calibration
     teacher_score = evaluate(
-        load_teacher(source, env_id=env_id), env_id, episodes, deterministic, seed=40_000
+        load_teacher(source, env_id=env_id), env_id, episodes, deterministic, seed=episodes_seed
     ).mean
-    random_score = random_policy_score(env_id, episodes, seed=40_000)
+    random_score = random_policy_score(env_id, episodes, seed=episodes_seed)
     span = teacher_score - random_score
     if span <= 0:
         raise PPDistillError(
@@ -261,7 +264,9 @@ def calibrate_sigma(
     def fraction(sigma: float) -> float:
         path = workdir / f"sigma-{sigma:.6g}.zip"
         corrupt_teacher(Path(source), path, sigma=sigma, seed=seed)
-        score = evaluate(load_teacher(path, env_id=env_id), env_id, episodes, deterministic, seed=40_000).mean
+        score = evaluate(
+            load_teacher(path, env_id=env_id), env_id, episodes, deterministic, seed=episodes_seed
+        ).mean
         f = (score - random_score) / span
         tried.append((sigma, f))
         if log is not None:
