@@ -19,7 +19,7 @@ import yaml
 from stable_baselines3 import PPO
 
 from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
-from ppdistill.core.errors import PPDistillError
+from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.schedules import parse_schedule_name
 
 METHODS = ("ppd", "student-distill", "teacher-distill", "ppo")
@@ -36,18 +36,26 @@ _RESERVED = {
     "tensorboard_log",
     "_init_setup_model",
 }
-# Keys understood by the runner rather than the algorithm (see ppdistill.experiment.runner.RunSpec):
-# lambda_schedule (PPD), then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune
-# pipeline of student-distill or teacher-distill).
+# Keys understood by the runner rather than the algorithm (see ppdistill.experiment.runner):
+# n_envs (training environments), temperature (τ of a value-based teacher), lambda_schedule
+# (PPD), then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune pipeline of
+# student-distill or teacher-distill). Each acts; tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
     "n_envs",
-    "timesteps",
-    "normalize",
     "temperature",
     "lambda_schedule",
     "then_finetune",
     "critic_warmup",
     "finetune_hp",
+}
+# Keys an rl_zoo3 user may bring that a run does not take, with what to do instead.
+NOT_HYPERPARAMETERS = {
+    "timesteps": "the budget is --timesteps (a suite's `timesteps`)",
+    "n_timesteps": "the budget is --timesteps (a suite's `timesteps`)",
+    "normalize": (
+        "the student does not train inside VecNormalize; a teacher's own VecNormalize statistics "
+        "are applied to its inputs and given to the student inside its network (student_obs_norm)"
+    ),
 }
 PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp")
 # Methods whose student can be handed over to PPO after distilling.
@@ -120,7 +128,7 @@ def _read_yaml(path: Path | None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"{where} is not valid YAML: {one_line(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must map env ids (and 'default') to per-method settings")
     return coerce_numbers(data)
@@ -166,6 +174,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def check_keys(method: str, values: dict[str, Any], where: str) -> None:
     """Raise :class:`ConfigError` naming the first unknown key."""
+    for key in values:
+        if key in NOT_HYPERPARAMETERS:
+            raise ConfigError(
+                f"{key!r} in {where} is not a hyperparameter of a run: {NOT_HYPERPARAMETERS[key]}"
+            )
     allowed = valid_keys(method)
     unknown = sorted(set(values) - allowed)
     if unknown:

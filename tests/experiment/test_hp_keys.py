@@ -1,0 +1,105 @@
+"""Every hyperparameter key a run accepts acts, and every other key is refused with one line.
+
+Algorithm keys (those of PPD's, the baselines' and PPO's constructors) reach the algorithm
+unchanged; the runner's own keys each change what the run does; keys that are not
+hyperparameters of a run (``timesteps``, ``normalize``) end with exit 2 from the CLI.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ppdistill.cli.main import main
+from ppdistill.core.errors import PPDistillError
+from ppdistill.core.schedules import Linear
+from ppdistill.experiment import models
+from ppdistill.experiment.config import METHODS, NOT_HYPERPARAMETERS, RUNNER_KEYS, hyperparameters, valid_keys
+from ppdistill.experiment.runner import Run
+from ppdistill.experiment.spec import RunSpec
+
+from ..conftest import zoo_path
+from ..helpers import CARTPOLE
+
+
+def spec(method="ppd", teacher=CARTPOLE, timesteps=256, **hp):
+    settings = hyperparameters("CartPole-v1", method)
+    settings.update({"n_envs": 1, **hp})
+    return RunSpec(
+        "CartPole-v1", method, str(zoo_path(teacher)), timesteps, student="8,8", hp=settings,
+        eval_freq=10_000, eval_episodes=1, final_episodes=2,
+    )  # fmt: skip
+
+
+ALGORITHM_KEYS = [(m, k) for m in METHODS for k in sorted(valid_keys(m) - RUNNER_KEYS - {"policy_kwargs"})]
+
+
+@pytest.mark.parametrize(("method", "key"), ALGORITHM_KEYS, ids=[f"{m}-{k}" for m, k in ALGORITHM_KEYS])
+def test_every_algorithm_key_reaches_the_algorithm(monkeypatch, cartpole_teacher, method, key):
+    received = {}
+
+    class Spy:
+        def __init__(self, policy, env, **kwargs):
+            env.close()
+            received.update(kwargs)
+
+    monkeypatch.setattr(models, "algorithm_class", lambda _method: Spy)
+    marker = object()
+    models.build_model(spec(method, **{key: marker}), cartpole_teacher)
+    assert received[key] is marker
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_policy_kwargs_reach_the_student_with_the_preset(cartpole_teacher, method):
+    model = models.build_model(spec(method, policy_kwargs={"ortho_init": False}), cartpole_teacher)
+    assert model.policy.ortho_init is False
+    assert model.policy_kwargs["net_arch"] == {"pi": [8, 8], "vf": [8, 8]}  # the preset is kept
+
+
+def test_n_envs_sets_the_training_environments(cartpole_teacher):
+    assert models.build_model(spec(n_envs=3), cartpole_teacher).n_envs == 3
+
+
+def test_temperature_sets_a_value_based_teachers_softmax():
+    run = Run.start(spec("ppd", "dqn/CartPole-v1_1", temperature=0.5), checkpoint_freq=0)
+    assert run.teacher.temperature == 0.5
+
+
+def test_temperature_for_a_teacher_without_q_values_is_refused():
+    with pytest.raises(PPDistillError, match="temperature applies to value-based teachers"):
+        Run.start(spec("ppd", temperature=0.5), checkpoint_freq=0)
+
+
+def trained_models(run_spec, teacher):
+    """The models a run trains (one per phase), from a tiny run."""
+    seen = []
+    Run.start(run_spec, teacher=teacher, checkpoint_freq=0, on_model=seen.append).execute()
+    return seen
+
+
+def test_lambda_schedule_gives_ppd_its_schedule(cartpole_teacher):
+    (model,) = trained_models(spec("ppd", lambda_schedule="linear", distill_lambda=2.0), cartpole_teacher)
+    assert model.lambda_schedule == Linear(2.0, 0.0)
+
+
+def test_then_finetune_critic_warmup_and_finetune_hp_make_the_second_phase(cartpole_teacher):
+    finetune_hp = {"learning_rate": 0.0123, "n_envs": 2, "n_steps": 16, "batch_size": 32}
+    ft = spec("student-distill", then_finetune=128, critic_warmup=64, finetune_hp=finetune_hp)
+    assert ft.total_timesteps == 256 + 128
+    seen = []
+    result = Run.start(ft, teacher=cartpole_teacher, checkpoint_freq=0, on_model=seen.append).execute()
+    distiller, ppo = seen
+    assert type(distiller).__name__ == "StudentDistill" and type(ppo).__name__ == "PPO"
+    assert ppo.learning_rate == 0.0123 and ppo.n_envs == 2
+    assert ppo.num_timesteps == result["env_steps"] == 256 + 128
+    assert result["phases"][1]["actor_frozen_until_step"] == 256 + 64  # two rollouts of 2 x 16
+
+
+@pytest.mark.parametrize("key", sorted(NOT_HYPERPARAMETERS))
+def test_keys_that_are_not_hyperparameters_exit_2_with_one_line(tmp_path, capsys, key):
+    code = main(
+        ["distill", "--teacher", str(zoo_path(CARTPOLE)), "--env", "CartPole-v1", "--timesteps", "64",
+         "--out", str(tmp_path / "out"), "--no-progress", "--hp", f"{key}=true"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"'{key}'" in err[0] and "not a hyperparameter" in err[0]
+    assert not (tmp_path / "out").exists()
