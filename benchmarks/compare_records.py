@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ppdistill.bench import read_records
-from ppdistill.bench.report import median_steps_to_90
+from ppdistill.bench.stats import median_steps_to_90
 
 
 def _load(path: Path, method: str) -> dict[tuple[str, str], list[dict[str, Any]]]:

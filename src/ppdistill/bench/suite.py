@@ -46,40 +46,49 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ppdistill.core.errors import one_line
 from ppdistill.envs.ids import env_family
 from ppdistill.experiment.config import METHODS, ConfigError, check_keys, coerce_numbers, run_hyperparameters
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.networks.presets import STUDENT_SIZES
 
-REPO = Path(__file__).resolve().parents[3]
+
+def _ancestors(suite_file: Path | None) -> list[Path]:
+    """Where relative references are looked up: the suite's folder and its parents, then the
+    working directory and its parents (a suite under ``benchmarks/suites`` finds the repository)."""
+    starts = ([suite_file.resolve().parent] if suite_file is not None else []) + [Path.cwd()]
+    return [folder for start in starts for folder in (start, *start.parents)]
 
 
-def zoo_dir() -> Path:
-    """``$PPDISTILL_ZOO_DIR``, else ``../shared/teachers/rl-zoo`` beside the repository."""
+def zoo_dir(suite_file: Path | None = None) -> Path:
+    """``$PPDISTILL_ZOO_DIR``, else the first ``shared/teachers/rl-zoo`` beside the suite's folder
+    or one of its parents (or the working directory's)."""
     env = os.environ.get("PPDISTILL_ZOO_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "teachers" / "rl-zoo"
+    if env:
+        return Path(env)
+    candidates = [folder / "shared" / "teachers" / "rl-zoo" for folder in _ancestors(suite_file)]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 def resolve_teacher(ref: str, suite_file: Path | None) -> Path:
-    """``zoo:<folder>`` → the zoo folder; relative paths → the repository root (or the suite's folder)."""
+    """``zoo:<folder>`` → the zoo folder; ``package:<name>`` → a teacher shipped in ppdistill;
+    a relative path → the first of the suite's folder, its parents, the working directory and
+    its parents where it exists (``teachers/minatar/...`` from ``benchmarks/suites/``)."""
     if ref.startswith("zoo:"):
-        return zoo_dir() / ref[4:]
+        return zoo_dir(suite_file) / ref[4:]
     if ref.startswith("package:"):  # a teacher shipped inside ppdistill (ppdistill/assets)
-        from importlib import resources
-
         return Path(str(resources.files("ppdistill").joinpath("assets", ref[8:])))
     path = Path(ref).expanduser()
     if path.is_absolute():
         return path
-    for base in (REPO, suite_file.parent if suite_file else None):
-        if base is not None and (base / path).exists():
-            return base / path
-    return REPO / path
+    found = [folder / path for folder in _ancestors(suite_file) if (folder / path).exists()]
+    return found[0] if found else Path.cwd() / path
 
 
 @dataclass
@@ -187,7 +196,7 @@ def load_suite(path: Path) -> Suite:
     try:
         data = coerce_numbers(yaml.safe_load(path.read_text()) or {})
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"{path} is not valid YAML: {one_line(exc)}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("envs"), list) or not data["envs"]:
         raise ConfigError(f"{path}: a suite needs a non-empty 'envs' list")
     methods = _as_list(data.get("methods"), list(METHODS))
