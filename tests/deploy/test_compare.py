@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch as th
 
-from ppdistill.core.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.core.errors import ModelLoadError, SpaceMismatchError, TeacherLoadError
 from ppdistill.deploy import compare as compare_module
 from ppdistill.deploy.compare import COLUMNS, compare, measure_latency, table_rows
 from ppdistill.networks.presets import mlp_param_count
@@ -103,7 +103,8 @@ def test_latency_median_of_an_even_number_of_calls_is_the_middle_pair_mean(monke
 
 
 def test_bad_inputs(saved_students, tmp_path):
-    with pytest.raises(TeacherLoadError, match=r"student file .* does not exist"):
+    with pytest.raises(ModelLoadError, match=r"student file .* does not exist") as exc_info:
         compare(zoo_path("ppo/CartPole-v1_1"), tmp_path / "nope.zip", "CartPole-v1")
+    assert not isinstance(exc_info.value, TeacherLoadError)  # a missing student is not the teacher's fault
     with pytest.raises(SpaceMismatchError):
         compare(zoo_path("ppo/CartPole-v1_1"), saved_students("Pendulum-v1"), "CartPole-v1")

@@ -15,8 +15,9 @@ import pytest
 import torch as th
 
 from ppdistill import evaluate, load_teacher
-from ppdistill.core.errors import SpaceMismatchError, TeacherLoadError
+from ppdistill.core.errors import ModelLoadError, SpaceMismatchError, TeacherLoadError
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
+from ppdistill.teachers.loading import load_agent
 from ppdistill.teachers.q_values import QValueTeacher
 from ppdistill.teachers.sb3_zip import read_vecnormalize
 
@@ -219,3 +220,16 @@ def test_our_minatar_teachers_load_and_play_well(game, threshold):
     assert teacher.info["env_id"] == f"MinAtar/{game}-v1"
     result = evaluate(teacher, f"MinAtar/{game}-v1", n_episodes=5, seed=0)
     assert result.mean >= threshold, result
+
+
+def test_a_model_loaded_as_a_student_is_named_so_and_a_teacher_error_is_a_teacher_load_error(tmp_path):
+    bad = tmp_path / "student.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match="not a readable zip") as as_student:
+        load_agent(bad, role="student")
+    assert not isinstance(as_student.value, TeacherLoadError)
+    with pytest.raises(TeacherLoadError, match="not a readable zip"):  # what callers of load_teacher catch
+        load_teacher(bad)
+    dqn = zoo_path("dqn/CartPole-v1_1")
+    with pytest.raises(SpaceMismatchError, match="student"):
+        load_agent(dqn, env_id="Acrobot-v1", role="student")

@@ -12,7 +12,6 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
@@ -24,7 +23,7 @@ from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
-from ppdistill.networks.normalization import NormalizedFlattenExtractor
+from ppdistill.networks.normalization import with_normalization
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
 
@@ -109,29 +108,16 @@ class DistillationMixin:
         self.teacher_info = copy.deepcopy(teacher.info)
 
     def _inherit_teacher_normalization(self) -> None:
-        """Give the student the teacher's frozen observation normalization, inside its network.
-
-        Done only where it cannot clash: a flat Box observation, no features extractor of the
-        user's, and no observation normalization already in the student's VecEnv.
-        """
+        """Give the student the teacher's frozen observation normalization, inside its network
+        (where it cannot clash: see :func:`~ppdistill.networks.normalization.with_normalization`)."""
         assert self.teacher is not None
-        normalizer = self.teacher.obs_normalizer
-        if (
-            normalizer is None
-            or normalizer.keys is not None
-            or not isinstance(self.observation_space, spaces.Box)
-        ):
-            return
-        if self.policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
-            return
         vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
-        if vecnorm is not None and vecnorm.norm_obs:
-            return
-        self.policy_kwargs = {
-            **self.policy_kwargs,
-            "features_extractor_class": NormalizedFlattenExtractor,
-            "features_extractor_kwargs": normalizer.stats(),
-        }
+        self.policy_kwargs = with_normalization(
+            self.policy_kwargs,
+            self.teacher.obs_normalizer,
+            self.observation_space,
+            env_normalizes=vecnorm is not None and vecnorm.norm_obs,
+        )
 
     @property
     def _needs_teacher_values(self) -> bool:
@@ -188,6 +174,14 @@ class DistillationMixin:
     def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
         params, values = self._run_teacher(buffer.teacher_inputs(), with_values=self._needs_teacher_values)
+        self._attach_teacher_outputs(buffer, params, values)
+
+    def _attach_teacher_outputs(
+        self, buffer: DistillRolloutBuffer, params: th.Tensor, values: th.Tensor | None
+    ) -> None:
+        """The rollout's teacher outputs, checked, into the buffer; a Gaussian student's
+        log-std taken from them on the first rollout (with ``log_std_from_teacher``)."""
+        self._check_teacher_outputs(params, values)
         self._maybe_init_log_std(params)
         buffer.set_teacher_outputs(params, values)
 
@@ -229,7 +223,6 @@ class DistillationMixin:
         values = None
         if value_parts:
             values = value_parts[0] if len(value_parts) == 1 else th.cat(value_parts)
-        self._check_teacher_outputs(params, values)
         return params.float(), None if values is None else values.float()
 
     def _check_teacher_outputs(self, params: th.Tensor, values: th.Tensor | None) -> None:

@@ -313,11 +313,9 @@ class TeacherDistill(KLDistillation):
         buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         # (n_steps, n_envs, P) -> the buffer's flat order (env-major), like swap_and_flatten
         params = th.stack(params_steps).transpose(0, 1).reshape(-1, params_steps[0].shape[-1]).float()
-        self._maybe_init_log_std(params)
         tvalues = th.stack(value_steps).transpose(0, 1).reshape(-1).float() if value_steps else None
-        self._check_teacher_outputs(params, tvalues)
         check_rollout(buffer, self._last_obs, self.num_timesteps)
-        buffer.set_teacher_outputs(params, tvalues)
+        self._attach_teacher_outputs(buffer, params, tvalues)  # what the mixin does after SB3's loop
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True

@@ -12,7 +12,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from ppdistill.core.errors import NonFiniteError
-from ppdistill.core.finite import check_finite, first_nonfinite
+from ppdistill.core.finite import check_finite, first_nonfinite, first_nonfinite_named
 
 
 def check_rollout(rollout_buffer: Any, last_obs: Any, step: int) -> None:
@@ -44,14 +44,22 @@ def diagnose_value_error(model: Any) -> NonFiniteError | None:
         return NonFiniteError(
             f"an observation is {bad} at env step {step}; the environment (or a wrapper) produced it"
         )
-    for name, p in model.policy.named_parameters():
-        bad = first_nonfinite(p.detach())
-        if bad is not None:
-            return NonFiniteError(
-                f"the student's weight {name} is {bad} at env step {step}; training diverged: "
-                "lower the learning rate"
-            )
-    return None
+    return nonfinite_weights(model)
+
+
+def nonfinite_weights(model: Any) -> NonFiniteError | None:
+    """The error naming the student's first NaN or infinite weight, or None when all are finite.
+
+    :param model: an SB3 model
+    """
+    found = first_nonfinite_named(model.policy.named_parameters())
+    if found is None:
+        return None
+    name, bad = found
+    return NonFiniteError(
+        f"the student's weight {name} is {bad} at env step {int(model.num_timesteps)}; training diverged: "
+        "lower the learning rate"
+    )
 
 
 def teacher_distribution_error(exc: ValueError, where: str, params: Any = None) -> Exception:

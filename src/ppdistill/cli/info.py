@@ -11,9 +11,9 @@ from ppdistill.cli.tables import print_table
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ppdistill.evaluation import evaluate
-    from ppdistill.teachers.loading import load_teacher
+    from ppdistill.teachers.loading import load_agent
 
-    agent = load_teacher(args.model, env_id=args.env)
+    agent = load_agent(args.model, env_id=args.env, role="model")
     result = evaluate(
         agent, args.env, n_episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed
     )

@@ -11,8 +11,13 @@ class PPDistillError(Exception):
     """Base class: a problem with what the user asked for, not a bug."""
 
 
-class TeacherLoadError(PPDistillError, ValueError):
-    """A teacher file or folder cannot be read or is not a usable policy."""
+class ModelLoadError(PPDistillError, ValueError):
+    """A model file or folder (a teacher, a student, any SB3 agent) cannot be read or is not a
+    usable policy."""
+
+
+class TeacherLoadError(ModelLoadError):
+    """The teacher cannot be read or is not a usable policy (what :func:`ppdistill.load_teacher` raises)."""
 
 
 class SpaceMismatchError(PPDistillError, ValueError):

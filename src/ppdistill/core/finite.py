@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,18 @@ def first_nonfinite(values: Any) -> str | None:
     if arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all()):
         return None
     return "NaN" if bool(np.isnan(arr).any()) else "infinite"
+
+
+def first_nonfinite_named(values: Iterable[tuple[str, Any]]) -> tuple[str, str] | None:
+    """The first ``(name, "NaN" or "infinite")`` among named arrays or tensors (weights), or None.
+
+    :param values: ``(name, array or tensor)`` pairs, e.g. ``module.named_parameters()``
+    """
+    for name, value in values:
+        bad = first_nonfinite(value.detach() if isinstance(value, th.Tensor) else value)
+        if bad is not None:
+            return name, bad
+    return None
 
 
 def check_finite(values: Any, what: str, where: str, hint: str) -> None:

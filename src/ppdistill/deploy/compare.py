@@ -26,12 +26,12 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from ppdistill.core.errors import TeacherLoadError
+from ppdistill.core.errors import ModelLoadError
 from ppdistill.deploy.export import DeterministicPolicy, obs_dtype
 from ppdistill.evaluation import EvalResult, evaluate
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.loading import load_agent
 from ppdistill.teachers.offpolicy import SquashedGaussianTeacher
 from ppdistill.teachers.q_values import QValueTeacher
 
@@ -67,7 +67,7 @@ class AgentStats:
 def acting_module(agent: Teacher) -> nn.Module:
     """The module that turns a raw observation batch into what the agent acts on.
 
-    :param agent: from :func:`~ppdistill.load_teacher` (students load the same way)
+    :param agent: from :func:`~ppdistill.teachers.loading.load_agent`
     """
     if isinstance(agent, ActorCriticTeacher):
         return DeterministicPolicy(agent.policy, agent.obs_normalizer).eval()
@@ -154,8 +154,8 @@ def compare(
 ) -> list[AgentStats]:
     """Compare a teacher and a student on ``env_id``.
 
-    :param teacher: any model :func:`~ppdistill.load_teacher` reads (zip or rl-zoo folder)
-    :param student: the student's zip (any model load_teacher reads works too)
+    :param teacher: any model :func:`~ppdistill.teachers.loading.load_agent` reads (zip or rl-zoo folder)
+    :param student: the student's zip (any model load_agent reads works too)
     :param env_id: environment both act in (their spaces are checked against it)
     :param episodes: evaluation episodes each (same seeds for both)
     :param seed: seed of the evaluation and of the latency observations
@@ -165,13 +165,11 @@ def compare(
     """
     if episodes < 1 or repeats < 1 or threads < 1:
         raise ValueError("episodes, repeats and threads must be at least 1")
+    agents = []
     for role, path in (("teacher", teacher), ("student", student)):
         if not Path(path).expanduser().exists():
-            raise TeacherLoadError(f"{role} file {path} does not exist; check the path")
-    agents = [
-        ("teacher", load_teacher(teacher, env_id=env_id)),
-        ("student", load_teacher(student, env_id=env_id)),
-    ]
+            raise ModelLoadError(f"{role} file {path} does not exist; check the path")
+        agents.append((role, load_agent(path, env_id=env_id, role=role)))
     previous = th.get_num_threads()
     th.set_num_threads(threads)
     try:

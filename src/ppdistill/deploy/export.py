@@ -21,7 +21,7 @@ The batch axis is dynamic.
 Normalization: a student that inherited its teacher's VecNormalize statistics carries them
 inside its network (:class:`~ppdistill.networks.NormalizedFlattenExtractor`); a student
 trained on a normalizing VecEnv has a ``vecnormalize.pkl`` beside its zip (found as
-:func:`~ppdistill.load_teacher` finds it), which is folded in front of the network as a
+:func:`~ppdistill.teachers.loading.load_agent` finds it), which is folded in front of the network as a
 frozen :class:`~ppdistill.networks.ObsNormalizer`. Either way the ONNX model takes raw
 observations.
 
@@ -50,12 +50,13 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
 from ppdistill.core.distributions import params_from_distribution
-from ppdistill.core.errors import MissingExtraError, PPDistillError
+from ppdistill.core.errors import MissingExtraError, PPDistillError, one_line
+from ppdistill.core.files import atomic_write
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.loading import load_agent
 
 PARITY_TOLERANCE = 1e-5
 """Largest absolute difference between ONNX Runtime and PyTorch that an export accepts."""
@@ -213,7 +214,7 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
         path = Path(student).expanduser()
         if not path.exists():
             raise ExportError(f"student file {path} does not exist; check the path")
-        student = load_teacher(path, env_id=env_id)
+        student = load_agent(path, env_id=env_id, role="student")
     if isinstance(student, BaseAlgorithm):
         if not isinstance(student.policy, ActorCriticPolicy):
             raise ExportError(
@@ -414,10 +415,7 @@ def export_onnx(
         parity = compare_outputs(torch_outputs(loaded, observations), onnx_outputs(tmp, observations))
         if not parity.ok:
             raise ExportError(f"the ONNX model does not reproduce PyTorch ({parity}); nothing was written")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+        atomic_write(out, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -460,8 +458,7 @@ def _torch_export(module: DeterministicPolicy, example: th.Tensor, path: Path, o
     except PPDistillError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"torch.onnx.export failed: {first}") from exc
+        raise ExportError(f"torch.onnx.export failed: {one_line(exc)}") from exc
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)

@@ -52,7 +52,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from ppdistill.core.errors import NonFiniteError, PPDistillError
+from ppdistill.algorithms.guards import nonfinite_weights
+from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.files import atomic_write
 from ppdistill.teachers.sb3_zip import safe_loads
 
@@ -298,12 +299,9 @@ def restore_state(model: BaseAlgorithm, state: dict[str, Any], seed: int) -> boo
 
 def check_parameters_finite(model: BaseAlgorithm) -> None:
     """Raise :class:`NonFiniteError` if a weight of the student is NaN or infinite."""
-    for name, p in model.policy.named_parameters():
-        if not bool(th.isfinite(p).all()):
-            raise NonFiniteError(
-                f"the student's weight {name} is NaN or infinite at env step {model.num_timesteps}; "
-                "training diverged: lower the learning rate"
-            )
+    error = nonfinite_weights(model)
+    if error is not None:
+        raise error
 
 
 def write_checkpoint(path: Path, model: BaseAlgorithm, extra: dict[str, Any] | None = None) -> float:
@@ -389,8 +387,7 @@ def load_into(model: BaseAlgorithm, checkpoint: Checkpoint, seed: int) -> bool:
         student = io.BytesIO(checkpoint.student)  # SB3 reads file objects too
         model.set_parameters(student, exact_match=True, device=model.device)  # type: ignore[arg-type]
     except (ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"the checkpoint's student does not fit the run: {first}") from exc
+        raise CheckpointError(f"the checkpoint's student does not fit the run: {one_line(exc)}") from exc
     return restore_state(model, checkpoint.state, seed)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 
 from ppdistill.networks.forward import TensorObs
@@ -107,3 +107,34 @@ class NormalizedFlattenExtractor(BaseFeaturesExtractor):
         normalized = self.normalizer(observations)
         assert isinstance(normalized, th.Tensor)
         return self.flatten(normalized)
+
+
+def with_normalization(
+    policy_kwargs: dict[str, Any],
+    normalizer: ObsNormalizer | None,
+    observation_space: spaces.Space,
+    env_normalizes: bool = False,
+) -> dict[str, Any]:
+    """``policy_kwargs`` whose network normalizes its inputs with ``normalizer`` (frozen), where
+    that cannot clash: a flat Box observation, no features extractor of the user's, and no
+    observation normalization in the environment already. Otherwise ``policy_kwargs`` unchanged.
+
+    Used to give a student (or a PPO from scratch compared with one) its teacher's
+    VecNormalize statistics, so that it takes raw observations everywhere.
+
+    :param policy_kwargs: the student's policy kwargs
+    :param normalizer: the teacher's observation normalization, if any
+    :param observation_space: the student's observation space
+    :param env_normalizes: whether the student's VecEnv normalizes observations itself
+    """
+    if normalizer is None or normalizer.keys is not None or not isinstance(observation_space, spaces.Box):
+        return policy_kwargs
+    if policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
+        return policy_kwargs
+    if env_normalizes:
+        return policy_kwargs
+    return {
+        **policy_kwargs,
+        "features_extractor_class": NormalizedFlattenExtractor,
+        "features_extractor_kwargs": normalizer.stats(),
+    }

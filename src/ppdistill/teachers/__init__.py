@@ -4,7 +4,7 @@
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher, TeacherOutput
 from ppdistill.teachers.callable import CallableTeacher
-from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.loading import load_agent, load_teacher
 from ppdistill.teachers.offpolicy import DeterministicTeacher, SquashedGaussianTeacher
 from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE, QValueTeacher
 
@@ -17,5 +17,6 @@ __all__ = [
     "SquashedGaussianTeacher",
     "Teacher",
     "TeacherOutput",
+    "load_agent",
     "load_teacher",
 ]

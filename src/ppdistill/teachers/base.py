@@ -29,7 +29,7 @@ from ppdistill.core.distributions import (
     actions_from_params,
     param_dim,
 )
-from ppdistill.core.errors import TeacherLoadError
+from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import ObsNormalizer
 from ppdistill.networks.presets import teacher_mlp_width
@@ -73,7 +73,7 @@ class Teacher(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
-            raise TeacherLoadError(
+            raise ModelLoadError(
                 f"teacher action space {action_space} is not supported: "
                 "use Discrete, MultiDiscrete, MultiBinary or Box"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch as th
 from gymnasium import spaces
@@ -11,7 +12,8 @@ from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from ppdistill.core.errors import PPDistillError, TeacherLoadError, one_line
+from ppdistill.core.errors import ModelLoadError, PPDistillError, TeacherLoadError, one_line
+from ppdistill.core.finite import first_nonfinite_named
 from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
@@ -32,7 +34,7 @@ from ppdistill.teachers.sb3_zip import (
 from ppdistill.teachers.zoo_folder import locate
 
 
-def load_teacher(
+def load_agent(
     source: str | Path | Callable[[TensorObs], th.Tensor],
     env_id: str | None = None,
     *,
@@ -44,8 +46,13 @@ def load_teacher(
     device: th.device | str = "cpu",
     trust_pickle: bool = False,
     target_std: float = 0.1,
+    role: str = "model",
 ) -> Teacher:
-    """Load a frozen teacher.
+    """Load a frozen policy: a teacher, a student, or any SB3 agent, as a :class:`Teacher`
+    (the interface every loaded policy has: distribution parameters, ``predict``).
+
+    :func:`load_teacher` is this with ``role="teacher"``; export and compare read students
+    with ``role="student"``. The role only names the file in error messages.
 
     Accepts an SB3 zip of an actor-critic algorithm (PPO, A2C, TRPO) or a value-based one
     (DQN, QR-DQN), an rl-zoo run folder (zip + ``config.yml`` + ``vecnormalize.pkl``), zips
@@ -65,7 +72,8 @@ def load_teacher(
     :param trust_pickle: allow arbitrary unpickling for zips with custom classes
     :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
         action, as a fraction of half the action range (see :mod:`ppdistill.teachers.offpolicy`)
-    :return: the teacher, frozen, in eval mode
+    :param role: what the file is for, in error messages ("teacher", "student", "model")
+    :return: the policy, frozen, in eval mode
     """
     env_obs = env_act = None
     if env_id is not None:
@@ -75,9 +83,7 @@ def load_teacher(
         obs_space = observation_space or env_obs
         act_space = action_space or env_act
         if obs_space is None or act_space is None:
-            raise TeacherLoadError(
-                "a callable teacher needs env_id=, or observation_space= and action_space="
-            )
+            raise ModelLoadError(f"a callable {role} needs env_id=, or observation_space= and action_space=")
         teacher: Teacher = CallableTeacher(
             source, obs_space, act_space, value_fn=value_fn, info={"kind": "callable", "env_id": env_id}
         )
@@ -86,15 +92,42 @@ def load_teacher(
     path = Path(source).expanduser()
     try:
         teacher = _load_from_file(
-            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std
+            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std, role
         )
     except PPDistillError:
         raise
     except Exception as exc:  # anything a damaged or hostile file provokes besides our own checks
-        raise TeacherLoadError(
-            f"{path} cannot be loaded as a teacher ({one_line(exc)}); the file is damaged or unsupported"
+        raise ModelLoadError(
+            f"{path} cannot be loaded as a {role} ({one_line(exc)}); the file is damaged or unsupported"
         ) from exc
     return teacher.to(device).freeze()
+
+
+def load_teacher(
+    source: str | Path | Callable[[TensorObs], th.Tensor], env_id: str | None = None, **kwargs: Any
+) -> Teacher:
+    """Load a frozen teacher.
+
+    Accepts an SB3 zip of an actor-critic algorithm (PPO, A2C, TRPO), a value-based one
+    (DQN, QR-DQN) or an off-policy one (SAC, TD3), an rl-zoo run folder (zip + ``config.yml``
+    + ``vecnormalize.pkl``), zips pickled with the old ``gym`` package, or a plain callable
+    from observation tensors to distribution parameters (see :mod:`ppdistill.core.distributions`
+    for the layout). Every keyword of :func:`load_agent` applies (``temperature``,
+    ``vecnormalize``, ``observation_space``, ``action_space``, ``value_fn``, ``device``,
+    ``trust_pickle``, ``target_std``).
+
+    :param source: path to a zip or folder, or a callable
+    :param env_id: environment the teacher will be used on (its spaces are checked)
+    :param kwargs: as in :func:`load_agent`
+    :raises TeacherLoadError: in one line, when the teacher cannot be used
+    :return: the teacher, frozen, in eval mode
+    """
+    try:
+        return load_agent(source, env_id, role="teacher", **kwargs)
+    except ModelLoadError as exc:
+        if isinstance(exc, TeacherLoadError):
+            raise
+        raise TeacherLoadError(str(exc)) from exc
 
 
 def _load_from_file(
@@ -106,6 +139,7 @@ def _load_from_file(
     vecnormalize: str | Path | None,
     trust_pickle: bool,
     target_std: float,
+    role: str,
 ) -> Teacher:
     teacher: Teacher
     located = locate(path)
@@ -116,19 +150,19 @@ def _load_from_file(
     data = contents.data
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
-        raise TeacherLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
+        raise ModelLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
     from stable_baselines3.sac.policies import SACPolicy
     from stable_baselines3.td3.policies import TD3Policy
 
     # refused before rebuilding, so an unsupported kind is not reported as a damaged file
     if not issubclass(policy_class, (ActorCriticPolicy, DQNPolicy, QRDQNPolicy, SACPolicy, TD3Policy)):
-        raise TeacherLoadError(
-            f"{policy_class.__name__} teachers are not supported: use an actor-critic (PPO, A2C, TRPO), "
+        raise ModelLoadError(
+            f"{policy_class.__name__} {role}s are not supported: use an actor-critic (PPO, A2C, TRPO), "
             "value-based (DQN, QR-DQN), SAC or TD3 model, or wrap your policy in a callable"
         )
     policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
     if not isinstance(policy_kwargs, dict):
-        raise TeacherLoadError(f"{located.zip_path}: 'policy_kwargs' is not a mapping; the file is damaged")
+        raise ModelLoadError(f"{located.zip_path}: 'policy_kwargs' is not a mapping; the file is damaged")
     obs_space = act_space = None
     for key in ("observation_space", "action_space"):
         try:
@@ -139,7 +173,7 @@ def _load_from_file(
             obs_space = space
         else:
             act_space = space
-    where = f"teacher {located.zip_path.name}"
+    where = f"{role} {located.zip_path.name}"
     if obs_space is not None and env_obs is not None:
         check_spaces_compatible("observation", obs_space, env_obs, where)
     if act_space is not None and env_act is not None:
@@ -148,7 +182,7 @@ def _load_from_file(
     obs_space = env_obs or obs_space
     act_space = env_act or act_space
     if obs_space is None or act_space is None:
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{located.zip_path}: its spaces cannot be read; pass env_id= so they come from the environment"
         )
 
@@ -157,11 +191,11 @@ def _load_from_file(
     n_weights = sum(t.numel() for t in contents.policy_state.values())
     policy = construct_policy(policy_class, obs_space, act_space, policy_kwargs, n_weights=n_weights)
     load_policy_state(policy, contents.policy_state, located.zip_path)
-    for name, tensor in contents.policy_state.items():
-        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
-            raise TeacherLoadError(
-                f"{located.zip_path}: the weight {name} holds NaN or infinite values; the file is damaged"
-            )
+    found = first_nonfinite_named(contents.policy_state.items())
+    if found is not None:
+        raise ModelLoadError(
+            f"{located.zip_path}: the weight {found[0]} holds NaN or infinite values; the file is damaged"
+        )
     policy.set_training_mode(False)
 
     vec_path = Path(vecnormalize) if vecnormalize is not None else located.vecnormalize
@@ -169,8 +203,8 @@ def _load_from_file(
     if normalizer is not None and normalizer.keys is None and isinstance(obs_space, spaces.Box):
         norm_shape = tuple(normalizer.stats()["mean"].shape)
         if norm_shape != obs_space.shape:
-            raise TeacherLoadError(
-                f"{vec_path} normalizes observations of shape {norm_shape}, but the teacher takes "
+            raise ModelLoadError(
+                f"{vec_path} normalizes observations of shape {norm_shape}, but the {role} takes "
                 f"{obs_space.shape}; pass the vecnormalize.pkl saved with this model"
             )
     info = {

@@ -32,7 +32,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from ppdistill.core.distributions import distribution_from_params
-from ppdistill.core.errors import TeacherLoadError
+from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
 from ppdistill.teachers.base import Teacher, TeacherOutput
 
@@ -113,7 +113,7 @@ class DeterministicTeacher(Teacher):
         super().__init__(policy.observation_space, policy.action_space, **kwargs)
         assert isinstance(self.action_space, spaces.Box)
         if not target_std > 0:
-            raise TeacherLoadError(f"target_std must be > 0, got {target_std}")
+            raise ModelLoadError(f"target_std must be > 0, got {target_std}")
         self.policy = policy
         self.target_std = float(target_std)
         low = th.as_tensor(self.action_space.low, dtype=th.float32)

@@ -9,7 +9,7 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
-from ppdistill.core.errors import TeacherLoadError
+from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
 from ppdistill.teachers.base import Teacher, TeacherOutput
 
@@ -42,9 +42,9 @@ class QValueTeacher(Teacher):
         **kwargs: Any,
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
-            raise TeacherLoadError(f"a value-based teacher needs a Discrete action space, got {action_space}")
+            raise ModelLoadError(f"a value-based teacher needs a Discrete action space, got {action_space}")
         if not temperature > 0:
-            raise TeacherLoadError(f"temperature must be > 0, got {temperature}")
+            raise ModelLoadError(f"temperature must be > 0, got {temperature}")
         super().__init__(observation_space, action_space, **kwargs)
         self.q_function = q_function
         self.module = module

@@ -5,7 +5,7 @@ entries are decoded with an allow-list unpickler that resolves classes from
 stable_baselines3, sb3_contrib, torch.nn, torch.optim and ppdistill by reference, reads numpy arrays,
 and reads gym or gymnasium spaces (and VecNormalize statistics) as plain records, which are
 then mapped onto today's gymnasium spaces. Anything else is refused with
-:class:`~ppdistill.core.errors.TeacherLoadError`.
+:class:`~ppdistill.core.errors.ModelLoadError`.
 
 Hostile files: the unpickler only *names* classes, it never calls them (a pickle that
 tries gets an error), and it is the pure-Python one, which never allocates more than the
@@ -35,7 +35,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from torch.overrides import TorchFunctionMode
 
-from ppdistill.core.errors import TeacherLoadError, one_line
+from ppdistill.core.errors import ModelLoadError, one_line
 from ppdistill.networks.normalization import ObsNormalizer
 
 
@@ -183,7 +183,7 @@ def space_from_record(rec: Any) -> spaces.Space:
         return spaces.MultiBinary(d["n"])
     if name == "Dict":
         return spaces.Dict({k: space_from_record(v) for k, v in d["spaces"].items()})
-    raise TeacherLoadError(f"cannot read a pickled space of type {name}")
+    raise ModelLoadError(f"cannot read a pickled space of type {name}")
 
 
 @dataclass
@@ -210,7 +210,7 @@ def _read_entry(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> 
     if info.file_size > limit or (
         info.file_size > (1 << 20) and info.file_size > MAX_INFLATION * max(1, info.compress_size)
     ):
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: its entry {name!r} claims {info.file_size} bytes "
             f"({info.compress_size} compressed); refusing to inflate it (damaged or hostile file)"
         )
@@ -222,7 +222,7 @@ def read_sb3_zip(path: Path) -> ZipContents:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if "data" not in names or "policy.pth" not in names:
-                raise TeacherLoadError(
+                raise ModelLoadError(
                     f"{path} is a zip but not a stable-baselines3 model (no 'data' or 'policy.pth' inside); "
                     "pass a file written by model.save()"
                 )
@@ -233,35 +233,35 @@ def read_sb3_zip(path: Path) -> ZipContents:
                 if "_stable_baselines3_version" in names
                 else "?"
             )
-    except TeacherLoadError:
+    except ModelLoadError:
         raise
     except zipfile.BadZipFile as exc:
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path} is not a readable zip file ({one_line(exc)}); pass an SB3 model .zip"
         ) from exc
     except (OSError, EOFError, zipfile.LargeZipFile, RuntimeError, ValueError, NotImplementedError) as exc:
         # ValueError includes UnicodeDecodeError; zlib.error is an Exception (damaged deflate data)
-        raise TeacherLoadError(f"{path} cannot be read as an SB3 model zip: {one_line(exc)}") from exc
+        raise ModelLoadError(f"{path} cannot be read as an SB3 model zip: {one_line(exc)}") from exc
     except Exception as exc:  # zlib.error, struct.error: a damaged archive
-        raise TeacherLoadError(f"{path} is a damaged zip file ({one_line(exc)})") from exc
+        raise ModelLoadError(f"{path} is a damaged zip file ({one_line(exc)})") from exc
     try:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("'data' is not a JSON object")
     except (ValueError, RecursionError) as exc:
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: the model's 'data' entry is not valid JSON ({one_line(exc)}); the file is damaged"
         ) from exc
     try:
         state = th.load(io.BytesIO(state_bytes), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types on damaged input
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: policy.pth cannot be read ({type(exc).__name__}); the file is damaged"
         ) from exc
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, th.Tensor) for k, v in state.items()
     ):
-        raise TeacherLoadError(f"{path}: policy.pth does not hold a state dict of tensors")
+        raise ModelLoadError(f"{path}: policy.pth does not hold a state dict of tensors")
     return ZipContents(data=data, policy_state=dict(state), sb3_version=version)
 
 
@@ -272,7 +272,7 @@ def decode_entry(data: dict[str, Any], key: str, path: Path, trust_pickle: bool)
     try:
         blob = base64.b64decode(str(item[":serialized:"]).encode(), validate=False)
     except ValueError as exc:
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: {key!r} is not valid base64 ({one_line(exc)}); the file is damaged"
         ) from exc
     try:
@@ -284,8 +284,8 @@ def decode_entry(data: dict[str, Any], key: str, path: Path, trust_pickle: bool)
             try:
                 return cloudpickle.loads(blob)
             except Exception as exc2:
-                raise TeacherLoadError(f"{path}: cannot decode {key!r} ({one_line(exc2)})") from exc2
-        raise TeacherLoadError(
+                raise ModelLoadError(f"{path}: cannot decode {key!r} ({one_line(exc2)})") from exc2
+        raise ModelLoadError(
             f"{path}: {key!r} holds a pickled object outside the allow-list or is damaged ({one_line(exc)}); "
             "if you trust this file, pass trust_pickle=True"
         ) from exc
@@ -319,7 +319,7 @@ def _meta_size(build: Any) -> int | None:
 
 def _count_layers(value: Any, depth: int = 0) -> int:
     if depth > 10:
-        raise TeacherLoadError("net_arch is nested too deeply")
+        raise ModelLoadError("net_arch is nested too deeply")
     if isinstance(value, dict):
         return sum(_count_layers(v, depth + 1) for v in value.values())
     if isinstance(value, list | tuple):
@@ -351,7 +351,7 @@ def construct_policy(
     if isinstance(arch, list) and len(arch) == 1 and isinstance(arch[0], dict):
         clean["net_arch"] = arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]; same network
     if _count_layers(clean.get("net_arch")) > 1000:
-        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__}: its net_arch has over 1000 layers")
+        raise ModelLoadError(f"cannot rebuild {policy_class.__name__}: its net_arch has over 1000 layers")
 
     def build() -> BasePolicy:
         return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
@@ -359,21 +359,21 @@ def construct_policy(
     if n_weights is not None:
         size = _meta_size(build)
         if size is not None and size > n_weights:
-            raise TeacherLoadError(
+            raise ModelLoadError(
                 f"the {policy_class.__name__} this file describes has {size} weights but it ships "
                 f"{n_weights}; the file is damaged"
             )
     try:
         return build()
     except Exception as exc:
-        raise TeacherLoadError(f"cannot rebuild {policy_class.__name__}: {one_line(exc)}") from exc
+        raise ModelLoadError(f"cannot rebuild {policy_class.__name__}: {one_line(exc)}") from exc
 
 
 def load_policy_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Path) -> None:
     try:
         missing, unexpected = policy.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes that do not fit
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: the weights do not fit the policy it describes ({one_line(exc)}); the file is damaged"
         ) from exc
     # SB3 >= 1.8 also lists a shared features extractor under pi_/vf_features_extractor;
@@ -385,7 +385,7 @@ def load_policy_state(policy: BasePolicy, state: dict[str, th.Tensor], path: Pat
         if not (k.startswith(aliases) and "features_extractor." + k.split(".", 1)[1] in state)
     ]
     if real_missing or unexpected:
-        raise TeacherLoadError(
+        raise ModelLoadError(
             f"{path}: the weights do not fit the policy it describes "
             f"(missing {real_missing[:3]}, unexpected {list(unexpected)[:3]}); "
             "the file is damaged or from another library"
@@ -399,16 +399,16 @@ def read_vecnormalize(path: Path) -> tuple[ObsNormalizer | None, float]:
             raise ValueError(f"{path.stat().st_size} bytes is too large for statistics")
         rec = safe_loads(path.read_bytes())
     except Exception as exc:
-        raise TeacherLoadError(f"{path} is not a readable VecNormalize pickle ({one_line(exc)})") from exc
+        raise ModelLoadError(f"{path} is not a readable VecNormalize pickle ({one_line(exc)})") from exc
     d = getattr(rec, "__dict__", None)
     if not isinstance(d, dict) or "obs_rms" not in d:
-        raise TeacherLoadError(f"{path} does not hold VecNormalize statistics")
+        raise ModelLoadError(f"{path} does not hold VecNormalize statistics")
     try:
         return _normalization_from(d)
-    except TeacherLoadError:
+    except ModelLoadError:
         raise
     except Exception as exc:
-        raise TeacherLoadError(f"{path} holds damaged VecNormalize statistics ({one_line(exc)})") from exc
+        raise ModelLoadError(f"{path} holds damaged VecNormalize statistics ({one_line(exc)})") from exc
 
 
 def _normalization_from(d: dict[str, Any]) -> tuple[ObsNormalizer | None, float]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from ppdistill.core.errors import TeacherLoadError
+from ppdistill.core.errors import ModelLoadError
 
 
 class _ZooArgsLoader(yaml.SafeLoader):
@@ -39,17 +39,17 @@ class Located:
 def locate(path: Path) -> Located:
     """Find the model zip, its VecNormalize statistics and the env id of a zoo-style folder."""
     if not path.exists():
-        raise TeacherLoadError(f"teacher file {path} does not exist; check the path")
+        raise ModelLoadError(f"teacher file {path} does not exist; check the path")
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
         zips = sorted(p for p in path.glob("*.zip"))
         preferred = [p for p in zips if p.stem == "best_model"] or zips
         if not preferred:
-            raise TeacherLoadError(
+            raise ModelLoadError(
                 f"{path} is a folder without a model .zip; pass the .zip or an rl-zoo run folder"
             )
         if len(preferred) > 1:
-            raise TeacherLoadError(
+            raise ModelLoadError(
                 f"{path} holds several zips ({', '.join(p.name for p in preferred)}); pass one of them"
             )
         zip_path = preferred[0]
