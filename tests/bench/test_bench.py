@@ -213,3 +213,24 @@ def test_read_records_takes_a_folder_or_a_records_file_kept_aside(tmp_path):
     aside.write_text((tmp_path / "records.jsonl").read_text())
     assert read_records(tmp_path) == read_records(aside) == lines
     assert read_records(tmp_path / "missing") == []
+
+
+def test_suite_teachers_resolve_from_the_suites_folder_wherever_ppdistill_is_installed(tmp_path, monkeypatch):
+    """Relative and ``zoo:`` teachers are found from the suite file's folder upward (a wheel
+    install puts the package far from the repository)."""
+    from ppdistill.bench.suite import resolve_teacher
+
+    suite = tmp_path / "project" / "benchmarks" / "suites" / "s.yaml"
+    suite.parent.mkdir(parents=True)
+    (tmp_path / "project" / "teachers").mkdir()
+    (tmp_path / "project" / "teachers" / "t.zip").write_bytes(b"")
+    zoo_run = tmp_path / "shared" / "teachers" / "rl-zoo" / "ppo" / "X_1"
+    zoo_run.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PPDISTILL_ZOO_DIR", raising=False)
+    assert resolve_teacher("teachers/t.zip", suite) == tmp_path / "project" / "teachers" / "t.zip"
+    assert resolve_teacher("zoo:ppo/X_1", suite) == zoo_run
+    monkeypatch.setenv("PPDISTILL_ZOO_DIR", str(elsewhere))
+    assert resolve_teacher("zoo:ppo/X_1", suite) == elsewhere / "ppo" / "X_1"

@@ -29,9 +29,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
+import torch as th
+
 from ppdistill.bench.stats import normalized, steps_to_fraction
 from ppdistill.bench.suite import EnvEntry, Suite
-from ppdistill.core.errors import MissingExtraError, PPDistillError, one_line
+from ppdistill.core.errors import PPDistillError, one_line
+from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write, check_out_folder
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.evaluation import evaluate, random_policy_score
@@ -149,8 +152,6 @@ def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, d
 
 def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point and return its record (never raises)."""
-    import torch as th
-
     th.set_num_threads(int(payload.get("threads", 1)))
 
     spec = RunSpec(**payload["spec"])
@@ -260,10 +261,7 @@ def _run_local(todo: list[dict[str, Any]], out: Path, jobs: int) -> Any:
 
 
 def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise MissingExtraError("ray", "the ray backend", "ray") from exc
+    ray = require_extra("ray", "ray", "the ray backend")
     started_here = not ray.is_initialized()
     if started_here:
         if address:

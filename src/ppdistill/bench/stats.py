@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ppdistill.core.errors import MissingExtraError
+from ppdistill.core.extras import require_extra
 
 Interval = tuple[float, float, float]
 """A point estimate with the low and high ends of its 95% confidence interval."""
@@ -52,11 +52,8 @@ def iqm_with_ci(scores: np.ndarray, reps: int, seed: int = 0) -> Interval:
     :param reps: bootstrap resamples
     :param seed: seed of the resampling
     """
-    try:
-        from rliable import library as rly
-        from rliable import metrics
-    except ImportError as exc:
-        raise MissingExtraError("bench", "bench report", "rliable") from exc
+    rly = require_extra("rliable.library", "bench", "bench report")
+    metrics = require_extra("rliable.metrics", "bench", "bench report")
 
     def iqm(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x)])

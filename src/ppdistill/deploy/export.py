@@ -50,7 +50,8 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
 from ppdistill.core.distributions import params_from_distribution
-from ppdistill.core.errors import MissingExtraError, PPDistillError, one_line
+from ppdistill.core.errors import PPDistillError, one_line
+from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
@@ -71,10 +72,7 @@ class ExportError(PPDistillError, ValueError):
 def require_onnx(what: str = "ONNX export") -> None:
     """Raise :class:`MissingExtraError` naming ``[onnx]`` when one of its modules cannot be imported."""
     for module in _EXTRA_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise MissingExtraError("onnx", what, module) from None
+        require_extra(module, "onnx", what)
 
 
 def obs_dtype(space: spaces.Space) -> np.dtype:

@@ -24,6 +24,7 @@ and raise :class:`~ppdistill.core.errors.MissingExtraError` naming it when absen
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.atari_wrappers import AtariWrapper
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import (
@@ -155,8 +157,6 @@ def make_vec_env(
     make().close()  # fail here, in the caller's process, with our message, not inside a worker
     wrap: Callable[[gym.Env], gym.Env] | None = wrapper_class
     if family == "atari":
-        from stable_baselines3.common.atari_wrappers import AtariWrapper
-
         outer = wrapper_class
 
         # SB3 puts the Monitor inside this wrapper: episode returns are the game's, unclipped,
@@ -186,10 +186,24 @@ def policy_observation_space(space: spaces.Space) -> spaces.Space:
     return space
 
 
+_SPACES: dict[str, tuple[spaces.Space, spaces.Space]] = {}
+
+
 def env_spaces(env_id: str) -> tuple[spaces.Space, spaces.Space]:
-    """Observation and action spaces of ``env_id`` as a policy sees them (after our wrappers)."""
-    vec_env = make_vec_env(env_id, n_envs=1, training=False)
-    try:
-        return policy_observation_space(vec_env.observation_space), vec_env.action_space
-    finally:
-        vec_env.close()
+    """Observation and action spaces of ``env_id`` as a policy sees them (after our wrappers).
+
+    The spaces are read once per process from a real environment (the wrappers decide them:
+    Atari's frame stack, MinAtar's images) and copied for each caller, whose space RNGs then
+    stay its own.
+
+    :param env_id: environment id (legacy zoo ids are mapped)
+    """
+    key = canonical_env_id(env_id)
+    if key not in _SPACES:
+        vec_env = make_vec_env(key, n_envs=1, training=False)
+        try:
+            _SPACES[key] = (policy_observation_space(vec_env.observation_space), vec_env.action_space)
+        finally:
+            vec_env.close()
+    obs_space, act_space = _SPACES[key]
+    return copy.deepcopy(obs_space), copy.deepcopy(act_space)

@@ -9,6 +9,7 @@ command line overrides both; values are parsed as YAML (``1e-3``, ``null``, ``[6
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import inspect
 from importlib import resources
@@ -182,8 +183,6 @@ def check_keys(method: str, values: dict[str, Any], where: str) -> None:
     allowed = valid_keys(method)
     unknown = sorted(set(values) - allowed)
     if unknown:
-        import difflib
-
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
-from ppdistill.core.errors import MissingExtraError, PPDistillError
+from ppdistill.core.errors import PPDistillError
+from ppdistill.core.extras import require_extra
 
 ZOO_ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppd": PPD,
@@ -47,10 +48,7 @@ def register() -> None:
     ``rl_zoo3.ALGOS`` is one dict that the zoo's scripts import by reference, so adding to
     it makes ``--algo ppd`` valid in ``train`` and its experiment manager.
     """
-    try:
-        import rl_zoo3
-    except ImportError as exc:
-        raise MissingExtraError("zoo", "the RL Baselines3 Zoo integration", exc.name or "rl_zoo3") from None
+    rl_zoo3 = require_extra("rl_zoo3", "zoo", "the RL Baselines3 Zoo integration")
     rl_zoo3.ALGOS.update(ZOO_ALGOS)
 
 

@@ -11,6 +11,8 @@ from gymnasium import spaces
 from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 
 from ppdistill.core.errors import ModelLoadError, PPDistillError, TeacherLoadError, one_line
 from ppdistill.core.finite import first_nonfinite_named
@@ -151,8 +153,6 @@ def _load_from_file(
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
         raise ModelLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
-    from stable_baselines3.sac.policies import SACPolicy
-    from stable_baselines3.td3.policies import TD3Policy
 
     # refused before rebuilding, so an unsupported kind is not reported as a damaged file
     if not issubclass(policy_class, (ActorCriticPolicy, DQNPolicy, QRDQNPolicy, SACPolicy, TD3Policy)):
