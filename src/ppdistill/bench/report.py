@@ -175,28 +175,32 @@ def _env_section(
     env_records = [r for r in records if r["suite"] == suite and r["spec"]["env_id"] == env]
     if not env_records:
         return []
-    # one env may have several teachers (or budgets) in a suite: name each
-    # a corrupted teacher is named with its own score and the one it is normalized by
-    teachers = {
-        (
-            Path(r["spec"]["teacher"]).name,
-            round(r["teacher_score"], 1),
-            round(r["reference_score"], 1),
-        ): None
-        for r in env_records
-    }
-    named = ", ".join(
-        f"{own:.1f}"
-        + (f" (uncorrupted {ref:.1f})" if own != ref else "")
-        + (f" ({name})" if len(teachers) > 1 else "")
-        for name, own, ref in teachers
-    )
+    # one env may have several teachers (or budgets) in a suite: name each; a corrupted
+    # teacher is named with its own score and the one it is normalized by. Each seed scores
+    # the teacher on its own episodes (the seed plan): several seeds give a mean.
+    scores: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)  # teacher → seed → scores
+    randoms: dict[int, float] = {}
+    for r in env_records:
+        seed = r["spec"]["seed"]
+        scores[Path(r["spec"]["teacher"]).name][seed] = (r["teacher_score"], r["reference_score"])
+        randoms[seed] = r["random_score"]
+    parts = []
+    for name, by_seed in scores.items():
+        per_seed = set(by_seed.values())
+        own, ref = next(iter(per_seed)) if len(per_seed) == 1 else map(np.mean, zip(*by_seed.values()))
+        own, ref = round(float(own), 1), round(float(ref), 1)
+        part = f"{own:.1f}" + (f" (uncorrupted {ref:.1f})" if own != ref else "")
+        part += " (mean over the seeds' episodes)" if len(per_seed) > 1 else ""
+        parts.append(part + (f" ({name})" if len(scores) > 1 else ""))
+    named = ", ".join(parts)
+    random = f"{np.mean(list(randoms.values())):.1f}"
+    random += " (mean over the seeds' episodes)" if len(set(randoms.values())) > 1 else ""
     budgets = " or ".join(f"{b:,}" for b in sorted({int(r["env_steps"]) for r in env_records}))
     lines = [
         f"### {env} ({suite})",
         "",
-        f"Teacher{'s' if len(teachers) > 1 else ''} {named}, random policy "
-        f"{env_records[0]['random_score']:.1f}, {budgets} env steps per run.",
+        f"Teacher{'s' if len(scores) > 1 else ''} {named}, random policy {random}, "
+        f"{budgets} env steps per run.",
         "",
         "| student | method | normalized (mean ± std over seeds) | return "
         "| env steps to 90% (median; runs that got there) |",
