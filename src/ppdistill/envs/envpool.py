@@ -14,17 +14,16 @@ The adapter gives envpool's batched C++ environments SB3's VecEnv semantics:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
 
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.extras import require_extra
 from ppdistill.envs.ids import canonical_env_id, env_family
+from ppdistill.envs.native import NativeVecEnv
 
 
 def _envpool_task(env_id: str) -> tuple[str, dict[str, Any]]:
@@ -42,7 +41,7 @@ def _envpool_task(env_id: str) -> tuple[str, dict[str, Any]]:
     raise PPDistillError(f"the envpool backend runs Atari and MuJoCo, not {env_id}; use backend='gymnasium'")
 
 
-class EnvpoolVecEnv(VecEnv):
+class EnvpoolVecEnv(NativeVecEnv):
     """SB3 VecEnv over an envpool gymnasium-style environment (see the module docstring).
 
     :param env_id: our id (``PongNoFrameskip-v4``, ``HalfCheetah-v5``)
@@ -50,6 +49,8 @@ class EnvpoolVecEnv(VecEnv):
     :param seed: seed
     :param training: Atari: life loss ends episodes and rewards are clipped
     """
+
+    backend = "envpool"
 
     def __init__(self, env_id: str, num_envs: int, seed: int | None = None, training: bool = True) -> None:
         envpool = require_extra("envpool", "envpool", "the envpool backend")
@@ -69,16 +70,14 @@ class EnvpoolVecEnv(VecEnv):
         self.render_mode = None
         super().__init__(num_envs, obs_space, act_space)
         self._actions: np.ndarray = np.zeros(0)
-        self._returns = np.zeros(num_envs)
-        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._reset_statistics()
 
     def reset(self) -> VecEnvObs:
         if self._seeds[0] is not None:
             self._env = self._make(self._seeds[0])
             self._reset_seeds()
         obs, _ = self._env.reset()
-        self._returns[:] = 0
-        self._lengths[:] = 0
+        self._reset_statistics()
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -88,8 +87,7 @@ class EnvpoolVecEnv(VecEnv):
         obs, rewards, terminated, truncated, info = self._env.step(self._actions)
         dones = np.logical_or(terminated, truncated)
         raw = np.asarray(info.get("reward", rewards), dtype=np.float64)
-        self._returns += raw
-        self._lengths += 1
+        self._count(raw)
         game_over = np.asarray(info["terminated"], dtype=bool) | truncated if self.atari else dones
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_ids = np.flatnonzero(dones)
@@ -101,30 +99,11 @@ class EnvpoolVecEnv(VecEnv):
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
                 obs[i] = reset_obs[j]
         for i in np.flatnonzero(game_over):
-            infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": 0.0}
-            self._returns[i] = 0
-            self._lengths[i] = 0
+            infos[i]["episode"] = self._episode_info(int(i))
         return obs, np.asarray(rewards, dtype=np.float32), dones, infos
 
     def close(self) -> None:
         self._env.close()
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None] * self.num_envs
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
-    ) -> list[Any]:
-        raise AttributeError(f"envpool environments have no per-env method {method_name!r}")
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
 
 def make_envpool(env_id: str, n_envs: int, seed: int | None = None, training: bool = True) -> VecEnv:

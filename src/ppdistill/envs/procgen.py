@@ -21,17 +21,16 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from ppdistill.core.extras import require_extra
 from ppdistill.envs.ids import PROCGEN_GAMES, PROCGEN_TRAIN_LEVELS, UnknownEnvError
+from ppdistill.envs.native import NativeVecEnv
 
 
 def _import_procgen(game: str) -> Any:
@@ -43,7 +42,7 @@ def _import_procgen(game: str) -> Any:
         return require_extra("procgen", "procgen", f"environment procgen/{game}", "make install-procgen")
 
 
-class ProcgenVecEnv(VecEnv):
+class ProcgenVecEnv(NativeVecEnv):
     """``num_envs`` Procgen games stepped together, with episode statistics in ``info["episode"]``.
 
     :param game: e.g. "coinrun"
@@ -54,6 +53,8 @@ class ProcgenVecEnv(VecEnv):
     :param num_levels: override the number of levels (0: unlimited)
     :param start_level: first level
     """
+
+    backend = "Procgen"
 
     def __init__(
         self,
@@ -79,8 +80,7 @@ class ProcgenVecEnv(VecEnv):
             self.seed(seed)
         self._env: Any = None
         self._actions = np.zeros(num_envs, dtype=np.int32)
-        self._returns = np.zeros(num_envs, dtype=np.float64)
-        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._reset_statistics()
 
     def _build(self) -> None:
         seed = self._seeds[0]
@@ -99,8 +99,7 @@ class ProcgenVecEnv(VecEnv):
     def reset(self) -> VecEnvObs:
         # gym3 has no reset: a fresh env starts every game anew (and applies a new seed)
         self._build()
-        self._returns[:] = 0
-        self._lengths[:] = 0
+        self._reset_statistics()
         _, obs, _ = self._env.observe()
         return obs["rgb"].copy()
 
@@ -110,32 +109,12 @@ class ProcgenVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         self._env.act(self._actions)
         rewards, obs, first = self._env.observe()
-        self._returns += rewards
-        self._lengths += 1
+        self._count(rewards)
         dones = np.asarray(first, dtype=bool).copy()
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i in np.flatnonzero(dones):
-            infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": 0.0}
-            self._returns[i] = 0
-            self._lengths[i] = 0
+            infos[i]["episode"] = self._episode_info(int(i))
         return obs["rgb"].copy(), np.asarray(rewards, dtype=np.float32), dones, infos
 
     def close(self) -> None:
         self._env = None
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None] * self.num_envs
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
-    ) -> list[Any]:
-        raise AttributeError(f"Procgen environments have no per-env method {method_name!r}")
-
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
