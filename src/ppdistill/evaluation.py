@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -10,7 +12,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
 from ppdistill.core.distributions import params_from_distribution
 from ppdistill.core.errors import NonFiniteError
@@ -119,6 +121,7 @@ def evaluate(
     else:
         single = env
         vec_env = DummyVecEnv([lambda: single if isinstance(single, Monitor) else Monitor(single)])
+    vec_env = _with_agents_normalization(agent, vec_env, owned)
     if seed is not None:
         vec_env.seed(seed)
     seen: list[Any] = []
@@ -147,6 +150,33 @@ def evaluate(
         else:
             observations = np.stack(seen)
     return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), observations)
+
+
+def _with_agents_normalization(agent: Agent, vec_env: VecEnv, owned: bool) -> VecEnv:
+    """An SB3 model trained inside VecNormalize acts on normalized observations: evaluate it
+    through a frozen copy of its statistics (returns stay the environment's, from the Monitor).
+    A VecEnv the caller built is used as given, with a warning when it does not normalize."""
+    get = getattr(agent, "get_vec_normalize_env", None)
+    stats = get() if callable(get) else None
+    if stats is None or not stats.norm_obs or unwrap_vec_normalize(vec_env) is not None:
+        return vec_env
+    if not owned:
+        warnings.warn(
+            "the model was trained inside VecNormalize, but this VecEnv does not normalize "
+            "observations: pass the env id to evaluate with the model's own statistics",
+            stacklevel=3,
+        )
+        return vec_env
+    frozen = VecNormalize(
+        vec_env,
+        training=False,
+        norm_obs=True,
+        norm_reward=False,
+        clip_obs=stats.clip_obs,
+        epsilon=stats.epsilon,
+    )
+    frozen.obs_rms = copy.deepcopy(stats.obs_rms)
+    return frozen
 
 
 def _evaluate_policy_checked(agent: Agent, vec_env: VecEnv, **kwargs: Any) -> Any:

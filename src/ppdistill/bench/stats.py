@@ -13,20 +13,22 @@ from typing import Any
 import numpy as np
 
 from ppdistill.core.extras import require_extra
+from ppdistill.core.scores import normalized_score
 
 Interval = tuple[float, float, float]
 """A point estimate with the low and high ends of its 95% confidence interval."""
 
 
 def normalized(score: float, teacher: float, random: float) -> float:
-    """(R - R_random) / (R_teacher - R_random): 1 is the teacher, 0 a random policy.
+    """(R - R_random) / (R_teacher - R_random): 1 is the teacher, 0 a random policy (NaN where
+    undefined, so that it drops out of statistics; see :func:`ppdistill.core.scores.normalized_score`).
 
     :param score: the return to normalize
     :param teacher: the teacher's return on the same episodes
     :param random: a random policy's return on the same episodes
     """
-    span = teacher - random
-    return float((score - random) / span) if abs(span) > 1e-9 else float("nan")
+    value = normalized_score(score, teacher, random)
+    return float("nan") if value is None else value
 
 
 def steps_to_fraction(

@@ -8,6 +8,10 @@ import sys
 from ppdistill.core.errors import PPDistillError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is so that it stops as Ctrl-C stops it (exit 143)."""
+
+
 class CLIError(PPDistillError):
     """Bad command-line input."""
 

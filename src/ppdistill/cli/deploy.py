@@ -6,12 +6,14 @@ import argparse
 import json
 
 from ppdistill.cli.tables import print_table
+from ppdistill.core.files import atomic_write, check_out_file
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ppdistill.deploy.export import export_onnx
 
     out = args.out or args.student.with_suffix(".onnx")
+    check_out_file(out, force=args.force)
     report = export_onnx(args.student, out, n_check=args.check, seed=args.seed)
     print(f"{report.path}: {report.input} -> {', '.join(report.outputs)}")
     print(f"  observation normalization: {report.normalization}")
@@ -22,6 +24,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ppdistill.deploy.compare import COLUMNS, compare, environment_note, table_rows
 
+    if args.json:
+        check_out_file(args.json, force=args.force, what="--json")  # before the episodes, not after
     stats = compare(
         args.teacher, args.student, args.env, episodes=args.episodes, seed=args.seed, threads=args.threads
     )
@@ -32,8 +36,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table_rows(stats),
     )
     if args.json:
-        from ppdistill.core.files import atomic_write
-
         payload = {"env_id": args.env, "threads": args.threads, "agents": [s.as_dict() for s in stats]}
         atomic_write(args.json, json.dumps(payload, indent=2).encode())
     return 0

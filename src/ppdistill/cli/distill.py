@@ -13,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ppdistill.cli.args import CLIError
+from ppdistill.cli.args import CLIError, Terminated
 from ppdistill.cli.tables import RESULT_COLUMNS, print_table, result_row
-from ppdistill.core.files import check_out_folder
+from ppdistill.core.files import check_out_folder, check_writable
 from ppdistill.core.seeds import SeedPlan
 
 QUICKSTART_TEACHER = "assets/quickstart-teacher.zip"
@@ -41,7 +41,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
         given += [f"--{name.replace('_', '-')}" for name in _SPEC_OPTIONS if getattr(args, name)]
         if given:
             raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
-        check_out_folder(args.resume)
         with _pointing_at_checkpoint(args.resume):
             result = resume(args.resume, progress_bar=not args.no_progress, verbose=args.verbose)
         print_table(f"{result['spec']['method']} on {result['spec']['env_id']}", RESULT_COLUMNS,
@@ -58,6 +57,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("tensorboard") is None:
             raise MissingExtraError("tensorboard", "--tensorboard", "tensorboard")
+        check_writable(args.tensorboard, f"--tensorboard {args.tensorboard}")
     overrides: dict[str, Any] = {}
     if args.n_envs is not None:
         overrides["n_envs"] = args.n_envs
@@ -99,7 +99,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         deterministic=not args.stochastic,
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
     )
-    check_out_folder(args.out)
+    check_out_folder(args.out, force=args.force)
     with _pointing_at_checkpoint(args.out):
         result = run(
             spec,
@@ -107,6 +107,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             progress_bar=not args.no_progress,
             verbose=args.verbose,
             checkpoint_freq=args.checkpoint_freq,
+            force=args.force,
         )
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [result_row(result)])
     if result.get("finetune_start") is not None:
@@ -130,32 +131,34 @@ def _pointing_at_checkpoint(out: Path) -> Iterator[None]:
         if unfinished_run(out) is None:
             raise
         raise NonFiniteError(f"{exc} (the last good checkpoint is in {out}/checkpoint)") from exc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         if unfinished_run(out) is not None:
-            sys.stderr.write(f"ppdistill: interrupted; continue with: ppdistill distill --resume {out}\n")
-            raise SystemExit(130) from None
+            terminated = isinstance(exc, Terminated)
+            what = "terminated" if terminated else "interrupted"
+            sys.stderr.write(f"ppdistill: {what}; continue with: ppdistill distill --resume {out}\n")
+            raise SystemExit(143 if terminated else 130) from None
         raise
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from ppdistill.core.files import StagedOutput
-    from ppdistill.evaluation import evaluate
+    from ppdistill.evaluation import evaluate, random_policy_score
     from ppdistill.experiment.config import hyperparameters
     from ppdistill.experiment.outputs import plot_curves
     from ppdistill.experiment.runner import run
     from ppdistill.experiment.spec import RunSpec
     from ppdistill.teachers.loading import load_teacher
 
-    check_out_folder(args.out)
+    check_out_folder(args.out, force=args.force)
     teacher_path = resources.files("ppdistill").joinpath(QUICKSTART_TEACHER)
     env_id = QUICKSTART_ENV
     teacher = load_teacher(Path(str(teacher_path)), env_id=env_id)
     staged = StagedOutput(args.out)
     try:
         t0 = time.perf_counter()
-        teacher_score = evaluate(
-            teacher, env_id, args.episodes, True, seed=SeedPlan(args.seed).final_evaluation
-        ).mean
+        episodes_seed = SeedPlan(args.seed).final_evaluation  # the runs' own final-evaluation episodes
+        teacher_score = evaluate(teacher, env_id, args.episodes, True, seed=episodes_seed).mean
+        random_score = random_policy_score(env_id, args.episodes, seed=episodes_seed)
         print(
             f"teacher ({teacher_path.name}, hidden {teacher.hidden_layers}): {teacher_score:.1f} on {env_id}"
         )
@@ -179,7 +182,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             )
             print(f"distilling with {method} ({budget} env steps)...", flush=True)
             result = run(
-                spec, out=staged.path(method), teacher=teacher, teacher_score=teacher_score, checkpoint_freq=0
+                spec,
+                out=staged.path(method),
+                teacher=teacher,
+                teacher_score=teacher_score,
+                random_score=random_score,
+                checkpoint_freq=0,
             )
             os.replace(staged.path(method) / "student.zip", staged.path(f"student-{method}.zip"))
             results.append(result)
@@ -193,6 +201,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             "env_id": env_id,
             "teacher": str(teacher_path),
             "teacher_score": teacher_score,
+            "random_score": random_score,
             "runs": results,
             "wall_time_s": round(time.perf_counter() - t0, 1),
         }

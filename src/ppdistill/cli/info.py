@@ -7,12 +7,15 @@ import json
 
 from ppdistill.cli.args import CLIError
 from ppdistill.cli.tables import print_table
+from ppdistill.core.files import atomic_write, check_out_file
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ppdistill.evaluation import evaluate
     from ppdistill.teachers.loading import load_agent
 
+    if args.json:
+        check_out_file(args.json, force=args.force, what="--json")  # before the episodes, not after
     agent = load_agent(args.model, env_id=args.env, role="model")
     result = evaluate(
         agent, args.env, n_episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed
@@ -27,8 +30,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "deterministic": not args.stochastic,
             **result.as_dict(),
         }
-        from ppdistill.core.files import atomic_write
-
         atomic_write(args.json, json.dumps(payload, indent=2).encode())
     return 0
 

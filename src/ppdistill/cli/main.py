@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ppdistill.cli.args import Parser, non_negative_float, non_negative_int, positive_int
+from ppdistill.cli.args import Parser, Terminated, non_negative_float, non_negative_int, positive_int
 from ppdistill.cli.bench import cmd_bench_report, cmd_bench_run
 from ppdistill.cli.deploy import cmd_compare, cmd_export
 from ppdistill.cli.distill import cmd_distill, cmd_quickstart
 from ppdistill.cli.info import cmd_evaluate, cmd_students
 from ppdistill.cli.teacher import cmd_teacher_corrupt, cmd_teacher_train
 from ppdistill.core.errors import PPDistillError
+from ppdistill.core.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="ppdistill", description="Policy distillation for stable-baselines3 (PPD and baselines)."
     )
+    parser.add_argument("--version", action="version", version=f"ppdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("quickstart", help="distill the bundled teacher with all three methods (2-3 minutes)")
@@ -32,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=positive_int, default=80_000, help="env steps per method")
     p.add_argument("--episodes", type=positive_int, default=20, help="final evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--force", action="store_true", help="replace the results of an earlier quickstart in --out"
+    )
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("distill", help="distill a teacher into a student")
@@ -96,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the unfinished run in DIR (instead of the required options)",
     )
     p.add_argument("--out", type=Path, help="output folder (required)")
+    p.add_argument("--force", action="store_true", help="replace a finished run in --out")
     p.set_defaults(func=cmd_distill)
 
     teacher = sub.add_parser("teacher", help="train or corrupt a teacher")
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", type=Path, required=True, help="path of the .zip to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_teacher_train)
     p = tsub.add_parser(
         "corrupt", help="perturb every weight with Gaussian noise (the paper's imperfect teacher)"
@@ -123,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of --sigma: find the σ that keeps this fraction of the teacher's score (needs --env)",
     )
     p.add_argument("--env", default=None, help="environment for --target-fraction")
+    p.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
     p.set_defaults(func=cmd_teacher_corrupt)
 
     p = sub.add_parser("evaluate", help="evaluate a teacher or a student")
@@ -132,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="run benchmark suites and report on them")
@@ -159,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="the .onnx file (default: beside the student)")
     p.add_argument("--check", type=positive_int, default=1000, help="observations for the parity check")
     p.add_argument("--seed", type=int, default=0, help="seed of those observations")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="teacher against student: size, CPU latency, return")
@@ -169,18 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads while timing")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_compare)
     return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, schedulers, kill) stops a command as Ctrl-C does: with the resume hint
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
     except PPDistillError as exc:
         sys.stderr.write(f"ppdistill: error: {exc}\n")
         return 2
+    except Terminated:
+        sys.stderr.write("ppdistill: terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("ppdistill: interrupted\n")
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ppdistill.core.scores import format_score
+
 
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     """A rich table on a terminal, aligned plain text otherwise (logs, pipes)."""
@@ -30,13 +32,15 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 
 def result_row(result: dict[str, Any]) -> list[str]:
+    """A run's results as a table row (see :data:`RESULT_COLUMNS`)."""
     spec = result["spec"]
-    ratio = result["ratio"]
     return [
         spec["method"] + (" → ppo" if result.get("finetune_start") is not None else ""),
         f"{result['score']:.1f} ± {result['score_std']:.1f}",
         f"{result['teacher_score']:.1f}",
-        f"{ratio:.2f}" if ratio is not None else "-",
+        f"{result['random_score']:.1f}",
+        format_score(result.get("normalized_score")),
+        format_score(result.get("ratio")),
         f"{result['agreement']:.2f}",
         f"{result['env_steps']}",
         f"{result['train_time_s']:.0f}s",
@@ -47,8 +51,12 @@ RESULT_COLUMNS = [
     "method",
     "student return",
     "teacher",
+    "random",
+    "normalized (0 random, 1 teacher)",
     "student/teacher",
     "agreement",
     "env steps",
     "wall time",
 ]
+"""``student/teacher`` is a ratio of returns, shown only where it is one (both returns
+non-negative, the teacher's positive; :mod:`ppdistill.core.scores`)."""

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from ppdistill.cli.args import CLIError
+from ppdistill.core.files import check_out_file
 from ppdistill.core.seeds import SeedPlan
 
 
@@ -15,9 +16,10 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     from ppdistill.experiment.teacher_prep import train_teacher
     from ppdistill.teachers.loading import load_teacher
 
-    if args.out.exists() and args.out.is_dir():
+    if args.out.is_dir():
         raise CLIError(f"--out {args.out} is a folder; give the path of the .zip to write")
     out = args.out if args.out.suffix == ".zip" else args.out.with_suffix(".zip")
+    check_out_file(out, force=args.force)  # before hours of training, not after
     t0 = time.perf_counter()
     train_teacher(
         args.env,
@@ -39,6 +41,7 @@ def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
     from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
 
     out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
+    check_out_file(out, force=args.force, what="OUTPUT")
     sigma = args.sigma
     if args.target_fraction is not None:
         if args.env is None:

@@ -27,8 +27,9 @@ import torch as th
 from torch import nn
 
 from ppdistill.core.errors import ModelLoadError
+from ppdistill.core.scores import format_score, normalized_score, return_ratio
 from ppdistill.deploy.export import DeterministicPolicy, obs_dtype
-from ppdistill.evaluation import EvalResult, evaluate
+from ppdistill.evaluation import EvalResult, evaluate, random_policy_score
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_agent
@@ -48,6 +49,7 @@ class AgentStats:
     :param file_bytes: size of the zip
     :param latency_us: microseconds per observation, keyed by batch size
     :param returns: the evaluation (deterministic, seeded)
+    :param random_return: a random policy's mean return on the same episodes (to normalize by)
     """
 
     role: str
@@ -56,6 +58,7 @@ class AgentStats:
     file_bytes: int
     latency_us: dict[int, float]
     returns: EvalResult
+    random_return: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,9 +176,13 @@ def compare(
     previous = th.get_num_threads()
     th.set_num_threads(threads)
     try:
-        return [agent_stats(role, agent, env_id, episodes, seed, repeats) for role, agent in agents]
+        stats = [agent_stats(role, agent, env_id, episodes, seed, repeats) for role, agent in agents]
     finally:
         th.set_num_threads(previous)
+    random = random_policy_score(env_id, episodes, seed=seed)  # the same episodes
+    for s in stats:
+        s.random_return = random
+    return stats
 
 
 def _size(n_bytes: float) -> str:
@@ -215,11 +222,23 @@ def table_rows(stats: list[AgentStats]) -> list[list[str]]:
                 ratio(s.file_bytes, t.file_bytes),
                 ratio(s.latency_us[1], t.latency_us[1]),
                 ratio(s.latency_us[256], t.latency_us[256]),
-                # a ratio of returns means something only when the teacher's is positive
-                ratio(s.returns.mean, t.returns.mean) if t.returns.mean > 0 else "-",
+                _return_comparison(s, t),
             ]
         )
     return rows
+
+
+def _return_comparison(student: AgentStats, teacher: AgentStats) -> str:
+    """The student's return against the teacher's: normalized (0 a random policy, 1 the
+    teacher), and the ratio where it is one (:mod:`ppdistill.core.scores`)."""
+    s, t = student.returns.mean, teacher.returns.mean
+    parts = []
+    if student.random_return is not None:
+        parts.append(f"{format_score(normalized_score(s, t, student.random_return))} normalized")
+    ratio = return_ratio(s, t)
+    if ratio is not None:
+        parts.append(f"{ratio:.2f}x")
+    return ", ".join(parts) or "-"
 
 
 def environment_note(threads: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Literal
 
 import gymnasium as gym
@@ -61,11 +62,22 @@ class UnknownEnvError(PPDistillError, ValueError):
 
 
 def canonical_env_id(env_id: str) -> str:
-    """Map a legacy id (e.g. ``LunarLander-v2``) to the one gymnasium registers today.
+    """The id to build: a legacy id (e.g. ``LunarLander-v2``) mapped to the one gymnasium
+    registers today, and ``module:EnvId-v0`` (gymnasium's syntax for an environment of one's
+    own) reduced to ``EnvId-v0`` once ``module``, which registers it, is imported.
 
     :param env_id: any id
     :return: the id to build
     """
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UnknownEnvError(
+                f"--env {module}:{env_id}: module {module!r} cannot be imported ({exc}); "
+                "install it or put it on PYTHONPATH"
+            ) from exc
     # Checked before the registry: gymnasium still registers HalfCheetah-v3 & co., but only
     # to raise an error that points at mujoco-py.
     return LEGACY_ENV_IDS.get(env_id, env_id)
@@ -92,6 +104,7 @@ def check_registered(env_id: str) -> None:
     hint = (
         f"; did you mean {', '.join(close)}?"
         if close
-        else "; `python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them"
+        else "; `python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them, and "
+        "--env MODULE:ID builds an environment that MODULE registers"
     )
     raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,22 @@ def _register(family: Family, env_id: str) -> None:
         minatar_gym = importlib.import_module("minatar.gym")
         if env_id not in gym.registry:
             minatar_gym.register_envs()
+    elif family == "mujoco":
+        _route_mujoco_warnings()
+
+
+_mujoco_log = logging.getLogger("ppdistill.mujoco")
+
+
+def _route_mujoco_warnings() -> None:
+    """MuJoCo's default warning handler prints each warning and appends it to MUJOCO_LOG.TXT in
+    the working folder (a model's deprecated attribute, at every env built). Send them to the
+    ``ppdistill.mujoco`` logger instead (debug level: ``logging`` shows them when asked)."""
+    try:
+        import mujoco
+    except ImportError:  # building the env reports the missing extra
+        return
+    mujoco.set_mju_user_warning(lambda message: _mujoco_log.debug("MuJoCo: %s", message))
 
 
 class MinAtarImage(gym.ObservationWrapper):

@@ -18,6 +18,7 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from ppdistill.core.files import StagedOutput
+from ppdistill.core.scores import normalized_score, return_ratio
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.core.version import __version__
 from ppdistill.evaluation import EvalResult
@@ -28,6 +29,10 @@ from ppdistill.teachers.base import Teacher
 
 DISTILLED_NAME = "distilled.zip"
 """A pipeline's student at the end of distillation, beside ``student.zip``."""
+RUN_FILES = frozenset(
+    {"student.zip", DISTILLED_NAME, "eval.csv", "learning_curve.png", "results.json", "config.yml"}
+)
+"""What a finished run leaves in its folder (a run that replaces it removes those it does not write)."""
 
 
 def versions() -> dict[str, str]:
@@ -100,6 +105,7 @@ def summarize(
     teacher: Teacher,
     final: EvalResult,
     teacher_score: float,
+    random_score: float,
     agreement: float,
     curve: list[dict[str, float]],
     train_time: float,
@@ -116,6 +122,7 @@ def summarize(
     :param teacher: its teacher
     :param final: the student's final evaluation
     :param teacher_score: the teacher's mean return on the same episodes
+    :param random_score: a random policy's mean return on the same episodes
     :param agreement: teacher-student action agreement on the final evaluation's observations
     :param curve: the periodic evaluations
     :param train_time: training wall time, resumes included
@@ -137,7 +144,10 @@ def summarize(
         "score_iqm": final.iqm,
         "returns": [float(r) for r in final.returns],
         "teacher_score": float(teacher_score),
-        "ratio": float(final.mean / teacher_score) if teacher_score else None,
+        "random_score": float(random_score),
+        # 1 the teacher, 0 a random policy; the ratio only where it is a fraction of the reward
+        "normalized_score": normalized_score(final.mean, teacher_score, random_score),
+        "ratio": return_ratio(final.mean, teacher_score),
         "agreement": agreement,
         "curve": curve,
         "env_steps": int(model.num_timesteps),
@@ -228,7 +238,10 @@ def write_outputs(
         plot_curves({spec.method: rows}, teacher_score, title, staged.path("learning_curve.png"), boundary)
         staged.path("config.yml").write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
         staged.path("results.json").write_text(json.dumps(result, indent=2))
+        written = {item.name for item in staged.tmp.iterdir()}
         staged.commit()
     except BaseException:
         staged.discard()
         raise
+    for name in RUN_FILES - written:  # a replaced run's file that this run does not make
+        (out / name).unlink(missing_ok=True)

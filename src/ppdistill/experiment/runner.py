@@ -67,7 +67,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from ppdistill.algorithms.base import DistillationMixin
 from ppdistill.algorithms.guards import FiniteRollouts, diagnose_value_error
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.files import atomic_write, check_out_folder
+from ppdistill.core.files import FolderLock, atomic_write, check_out_folder, check_writable
 from ppdistill.core.schedules import Schedule, named_schedule, parse_schedule_name
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.make import make_vec_env
@@ -220,19 +220,23 @@ class Run:
         teacher: Teacher | None = None,
         references: dict[str, float | None] | None = None,
         checkpoint_freq: int | None = None,
+        force: bool = False,
         **options: Any,
     ) -> Run:
-        """A new run (refused over an unfinished one in ``out``).
+        """A new run, checked before any work: refused over an unfinished one in ``out``, over a
+        finished one unless ``force``, in a teacher's own folder, or where it cannot write.
 
         :param spec: the run
         :param out: output folder
         :param teacher: an already loaded teacher (else loaded from ``spec.teacher``)
         :param references: the teacher's and a random policy's final-evaluation returns, if known
         :param checkpoint_freq: env steps between checkpoints (None: a tenth of the budget; 0: none)
+        :param force: replace a finished run in ``out``
         :param options: ``progress_bar``, ``verbose``, ``on_model``
         """
         if out is not None:
-            check_out_folder(Path(out))
+            check_out_folder(Path(out), force=force)
+            check_outside_teacher(Path(out), spec.teacher)
             record = unfinished_run(Path(out))
             if record is not None:
                 raise PPDistillError(
@@ -270,6 +274,7 @@ class Run:
             raise CheckpointError(
                 f"{record} is damaged ({type(exc).__name__}: {exc}); start the run over"
             ) from exc
+        check_writable(out, f"--resume {out}")
         for stale in record.parent.glob(".*.tmp"):  # a write cut short by the interruption
             stale.unlink()
         path = record.parent / CHECKPOINT_NAME
@@ -280,7 +285,16 @@ class Run:
 
     # -- running -------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
-        """Train the remaining phases, evaluate, write the outputs; return the results record."""
+        """Train the remaining phases, evaluate, write the outputs; return the results record.
+
+        The output folder is locked meanwhile: another run into it is refused.
+        """
+        if self.out is None:
+            return self._execute()
+        with FolderLock(Path(self.out)):
+            return self._execute()
+
+    def _execute(self) -> dict[str, Any]:
         schedule = self._lambda_schedule()
         model = build_model(self.spec, self.teacher, verbose=self.verbose, distill_lambda=schedule)
         if self.state.phase == "finetune":  # resumed in fine-tuning: the checkpoint holds the PPO
@@ -452,6 +466,7 @@ class Run:
             self.teacher,
             final,
             teacher_score,
+            self._reference("random"),
             action_agreement_on(model, self.teacher, final.observations),
             curve=self.evaluation.rows,
             train_time=train_time,
@@ -466,6 +481,27 @@ class Run:
             write_outputs(Path(self.out), spec, model, self.evaluation.rows, teacher_score, result, files)
             shutil.rmtree(Path(self.out) / CHECKPOINT_DIR, ignore_errors=True)
         return result
+
+
+def check_outside_teacher(out: Path, teacher: str | Path) -> None:
+    """Refuse an output folder that is the teacher's own: an rl-zoo run folder given as the
+    teacher (or one inside it), the folder of a teacher zip, or its ``<stem>/`` side folder,
+    where the run would overwrite the teacher's files or sit beside its ``vecnormalize.pkl``.
+
+    :param out: the output folder
+    :param teacher: the teacher's path (a zip or a folder)
+    """
+    path = Path(teacher).expanduser()
+    if not path.exists():
+        return  # loading it says so
+    path, target = path.resolve(), Path(out).expanduser().resolve()
+    inside = [path] if path.is_dir() else [path.parent / path.stem]
+    equal = [path] if path.is_dir() else [path.parent, path.parent / path.stem]
+    if target in equal or any(folder in target.parents for folder in inside):
+        raise PPDistillError(
+            f"--out {out} is inside the teacher's folder ({path if path.is_dir() else path.parent}); "
+            "write the run somewhere else"
+        )
 
 
 def _load_teacher(spec: RunSpec) -> Teacher:
@@ -483,6 +519,7 @@ def run(
     on_model: Callable[[BaseAlgorithm], None] | None = None,
     checkpoint_freq: int | None = None,
     random_score: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Execute ``spec``; write its outputs to ``out`` (if given); return the results record.
 
@@ -497,12 +534,13 @@ def run(
         in a pipeline: the distilling student, then the fine-tuning PPO)
     :param checkpoint_freq: env steps between checkpoints in ``out/checkpoint`` (None: a tenth
         of the budget; 0: none)
-    :param random_score: a random policy's return on the same episodes, if already known (for a
-        ``performance`` λ schedule; else measured)
+    :param random_score: a random policy's return on the same episodes, if already known (else
+        measured)
+    :param force: replace a finished run in ``out``
     """
     references = {"teacher": teacher_score, "random": random_score}
     options = {"progress_bar": progress_bar, "verbose": verbose, "on_model": on_model}
-    return Run.start(spec, out, teacher, references, checkpoint_freq, **options).execute()
+    return Run.start(spec, out, teacher, references, checkpoint_freq, force, **options).execute()
 
 
 def resume(
