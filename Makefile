@@ -33,8 +33,9 @@ $(VENV)/procgen/.installed: $(VENV)/.installed
 	touch $@
 
 ## The main job: distill the bundled teacher with PPD, student-distill and teacher-distill.
+## (--force: running it again replaces the demo's own earlier results in runs/quickstart)
 quickstart: install
-	$(BIN)/ppdistill quickstart --out runs/quickstart
+	$(BIN)/ppdistill quickstart --out runs/quickstart --force
 
 ## The whole test suite, learning tests included (under 15 minutes on 2 cores).
 test: install-test

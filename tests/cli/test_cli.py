@@ -174,3 +174,12 @@ def test_existing_output_folder_keeps_other_files(tmp_path):
     assert proc.returncode == 2
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert Path(out / "notes.txt").read_text() == "mine"
+
+
+def test_version(capsys):
+    from ppdistill import __version__
+    from ppdistill.cli.main import main
+
+    with pytest.raises(SystemExit) as exc_info:
+        main(["--version"])
+    assert exc_info.value.code == 0 and capsys.readouterr().out.strip() == f"ppdistill {__version__}"

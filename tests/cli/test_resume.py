@@ -134,3 +134,31 @@ def test_nan_during_training_is_one_line_and_points_at_the_kept_checkpoint(tmp_p
     proc = ppdistill(*distill_args(tmp_path, **{"--teacher": bad}), "--hp", "n_envs=2", check=False)
     assert_clean_error(proc, "teacher's output is NaN or infinite at env step 128", "last good checkpoint")
     assert read_checkpoint(tmp_path / "out" / CHECKPOINT_DIR / CHECKPOINT_NAME).num_timesteps == 0
+
+
+def test_sigterm_stops_like_ctrl_c_with_the_resume_hint(tmp_path):
+    """What a scheduler or `timeout` sends: one line that says how to continue, exit 143."""
+    out = tmp_path / "out"
+    args = [
+        "distill", "--teacher", zoo_path(CARTPOLE), "--env", "CartPole-v1", "--timesteps", 1_000_000,
+        "--hp", "n_envs=2", "--checkpoint-freq", 256, "--no-progress", "--out", out,
+    ]  # fmt: skip
+    checkpoint = out / CHECKPOINT_DIR / CHECKPOINT_NAME
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ppdistill.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    deadline = time.monotonic() + 120
+    while not checkpoint.is_file():
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143
+    assert err.strip().splitlines() == [
+        f"ppdistill: terminated; continue with: ppdistill distill --resume {out}"
+    ]
+    assert checkpoint.is_file() and not (out / "results.json").exists()
