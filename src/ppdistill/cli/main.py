@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of --sigma: find the σ that keeps this fraction of the teacher's score (needs --env)",
     )
     p.add_argument("--env", default=None, help="environment for --target-fraction")
-    p.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_teacher_corrupt)
 
     p = sub.add_parser("evaluate", help="evaluate a teacher or a student")

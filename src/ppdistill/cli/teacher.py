@@ -41,7 +41,7 @@ def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
     from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
 
     out = args.output if args.output.suffix == ".zip" else args.output.with_suffix(".zip")
-    check_out_file(out, force=args.force, what="OUTPUT")
+    check_out_file(out, force=args.force, what="OUT")
     sigma = args.sigma
     if args.target_fraction is not None:
         if args.env is None:

@@ -27,7 +27,7 @@ def mlp_student_arch(size: str, teacher_arch: list[int]) -> list[int]:
     """Hidden layers of an MLP student relative to the teacher's actor.
 
     Around the paper's (256, 256) teacher: smaller (128, 64), same (256, 256), larger (512, 512),
-    i.e. about 0.25×, 1× and 3.4× the actor's parameters; other widths keep those ratios
+    i.e. 0.15×, 1× and 3.8× the actor's parameters on HalfCheetah; other widths keep those ratios
     (a (64, 64) teacher gives (32, 16), (64, 64), (128, 128)). A custom size is a comma list.
 
     :param size: "smaller", "same", "larger", or e.g. "64,64"
