@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import math
+import pickle
 import zipfile
 from importlib import resources
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch as th
 
@@ -14,13 +20,35 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.evaluation import random_policy_score
 from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
 from ppdistill.teachers.loading import load_teacher
-from ppdistill.teachers.sb3_zip import read_sb3_zip
+from ppdistill.teachers.sb3_zip import read_sb3_zip, read_vecnormalize, safe_loads, space_from_record
+
+from ..conftest import zoo_path
+from ..helpers import CallWhenUnpickled, MakesDir, edit_data, pickle_calling
 
 CARTPOLE = Path(str(resources.files("ppdistill").joinpath("assets", "cartpole-teacher.zip")))
 
 
 def weights(path: Path) -> dict[str, th.Tensor]:
     return read_sb3_zip(path).policy_state
+
+
+def decode(data: dict, key: str):
+    return safe_loads(base64.b64decode(data[key][":serialized:"]))
+
+
+def assert_same(a, b):
+    if isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b
 
 
 def test_corrupt_teacher_adds_independent_gaussian_noise_of_std_sigma(tmp_path):
@@ -64,11 +92,23 @@ def test_corrupt_teacher_noise_is_set_by_its_seed_alone(tmp_path):
         if v.is_floating_point():
             assert not th.equal(a[k], c[k]), k  # another seed: other noise in every tensor
     # the rest of the file is the source's, less the optimizer state (it belonged to other weights)
+    # and the pickled values the allow-list refuses (schedules: functions); the values it reads
+    # are pickled afresh, so that no byte of the source reaches an unpickler
     with zipfile.ZipFile(CARTPOLE) as src, zipfile.ZipFile(tmp_path / "a.zip") as out:
-        kept = set(src.namelist()) - {"policy.pth", "policy.optimizer.pth"}
-        assert set(out.namelist()) == kept | {"policy.pth"}
-        for name in kept:
+        assert set(out.namelist()) == set(src.namelist()) - {"policy.optimizer.pth"}
+        for name in ("_stable_baselines3_version", "system_info.txt"):
             assert out.read(name) == src.read(name), name
+        assert th.load(io.BytesIO(out.read("pytorch_variables.pth")), weights_only=True) == {}
+        src_data, out_data = json.loads(src.read("data")), json.loads(out.read("data"))
+    pickled = {k for k, v in src_data.items() if isinstance(v, dict) and ":serialized:" in v}
+    assert out_data.keys() == src_data.keys() - {"clip_range", "lr_schedule"}
+    for key, value in out_data.items():
+        if key not in pickled:
+            assert value == src_data[key], key
+        elif key.endswith("_space"):
+            assert space_from_record(decode(out_data, key)) == space_from_record(decode(src_data, key)), key
+        else:
+            assert_same(decode(out_data, key), decode(src_data, key)), key
 
 
 def test_corrupt_teacher_with_zero_sigma_keeps_the_weights_and_refuses_a_negative_one(tmp_path):
@@ -125,3 +165,117 @@ def test_calibrate_sigma_finds_a_noise_level_that_halves_the_score(tmp_path, mon
 def test_calibrate_sigma_refuses_a_bad_target():
     with pytest.raises(PPDistillError, match="target fraction"):
         calibrate_sigma(CARTPOLE, "CartPole-v1", target_fraction=1.5)
+
+
+# ---- hostile sources: refused, or nothing of theirs reaches an unpickler -------------------
+
+
+def test_teacher_corrupt_refuses_a_hostile_teacher_in_one_line_and_writes_nothing(tmp_path, capsys):
+    """Issue 14, item 11: the copy kept the pickle payload, which `PPO.load` then ran."""
+    from ppdistill.cli.main import main
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "EVIL.zip"
+    zoo = (zoo_path("ppo/CartPole-v1_1") / "CartPole-v1.zip").read_bytes()
+    evil.write_bytes(edit_data(zoo, "policy_class", pickle.dumps(MakesDir(marker))))
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["teacher", "corrupt", str(evil), str(out / "c.zip")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("ppdistill: error:") and "refusing to unpickle posix.mkdir" in err[0], err
+    assert not any(out.iterdir()) and not marker.exists()
+
+
+def assert_same_statistics(loaded, path: Path) -> None:
+    """SB3's VecNormalize ``loaded`` holds the statistics and settings of the pickle at ``path``."""
+    original = safe_loads(path.read_bytes()).__dict__
+    for name in ("obs_rms", "ret_rms"):
+        for key, value in original[name].__dict__.items():
+            np.testing.assert_array_equal(getattr(getattr(loaded, name), key), value, err_msg=f"{name}.{key}")
+    for key in ("clip_obs", "clip_reward", "gamma", "epsilon", "norm_obs", "norm_reward"):
+        assert getattr(loaded, key) == original[key], key
+
+
+def hostile_teacher(folder: Path, markers: Path) -> Path:
+    """CartPole's teacher, loadable by load_teacher, with three pickles that run code (each
+    makes a folder in ``markers``) when SB3 reads the model or its statistics:
+
+    - ``lr_schedule``: a plain payload, which the allow-list refuses (load_teacher never reads it);
+    - ``observation_space``: a real Box that also calls ``gymnasium.os.mkdir``, which the
+      allow-list decodes (it reads gymnasium as inert records) but ``pickle`` runs;
+    - ``<stem>.vecnormalize.pkl``: real statistics that also call ``gymnasium.os.mkdir``.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    archive = edit_data(CARTPOLE.read_bytes(), "lr_schedule", pickle.dumps(MakesDir(markers / "lr_schedule")))
+    space = gym.make("CartPole-v1").observation_space
+    space.payload = CallWhenUnpickled(str(markers / "observation_space"))
+    archive = edit_data(archive, "observation_space", pickle_calling(space, "gymnasium", "os.mkdir"))
+    folder.mkdir()
+    (folder / "teacher.zip").write_bytes(archive)
+    venv = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    venv.reset()
+    for _ in range(50):
+        venv.step(np.array([venv.action_space.sample() for _ in range(2)]))
+    venv.payload = CallWhenUnpickled(str(markers / "vecnormalize"))
+    blob = pickle_calling(venv, "gymnasium", "os.mkdir")
+    (folder / "teacher.vecnormalize.pkl").write_bytes(blob)
+    return folder / "teacher.zip"
+
+
+def test_corrupted_teacher_holds_no_pickle_of_its_source(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    source = hostile_teacher(tmp_path / "source", markers)
+    teacher = load_teacher(source)  # the safe reader takes it: nothing in it is refused
+    assert teacher.obs_normalizer is not None
+
+    summary = corrupt_teacher(source, tmp_path / "out" / "c.zip", sigma=0.1)
+    out, stats = tmp_path / "out" / "c.zip", tmp_path / "out" / "c.vecnormalize.pkl"
+    # SB3's own readers: cloudpickle for every data entry, pickle for the statistics
+    data, params, _ = load_from_zip_file(out)
+    loaded = VecNormalize.load(str(stats), make_vec_env("CartPole-v1", n_envs=1))
+    assert not any(markers.iterdir()), sorted(p.name for p in markers.iterdir())
+    assert "lr_schedule" in summary["left_out"]
+    # what they read is the teacher's: its spaces, its statistics, the noisy weights
+    assert data["observation_space"] == teacher.observation_space
+    assert "lr_schedule" not in data and data["policy_class"] is type(teacher.policy)
+    assert_same_statistics(loaded, source.with_name("teacher.vecnormalize.pkl"))
+    assert not hasattr(loaded, "payload")
+    corrupted = load_teacher(out)
+    assert corrupted.info["vecnormalize"] == str(stats.resolve())
+    for k, v in corrupted.obs_normalizer.stats().items():
+        np.testing.assert_array_equal(v, teacher.obs_normalizer.stats()[k])
+    assert set(params["policy"]) == set(weights(source))
+
+    # the payloads are live: the same readers run all three on the source
+    load_from_zip_file(source)
+    source_stats = source.with_name("teacher.vecnormalize.pkl")
+    VecNormalize.load(str(source_stats), make_vec_env("CartPole-v1", n_envs=1))
+    assert sorted(p.name for p in markers.iterdir()) == ["lr_schedule", "observation_space", "vecnormalize"]
+
+
+def test_corrupted_zoo_teacher_is_read_by_sb3_without_the_old_gym_package(tmp_path):
+    """A zoo teacher's pickles name `gym`; the corrupted copy's are today's gymnasium objects."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    folder = zoo_path("ppo/Hopper-v3_1")
+    corrupt_teacher(folder, tmp_path / "h.zip", sigma=0.0)
+    data, _, _ = load_from_zip_file(tmp_path / "h.zip")
+    assert data["observation_space"].shape == (11,) and data["action_space"].shape == (3,)
+    stats = VecNormalize.load(str(tmp_path / "h.vecnormalize.pkl"), make_vec_env("Hopper-v5", n_envs=1))
+    assert_same_statistics(stats, folder / "Hopper-v3" / "vecnormalize.pkl")
+    _, value_scale = read_vecnormalize(folder / "Hopper-v3" / "vecnormalize.pkl")
+    assert stats.norm_reward and np.sqrt(stats.ret_rms.var + stats.epsilon) == pytest.approx(value_scale)
+    teacher, corrupted = load_teacher(folder), load_teacher(tmp_path / "h.zip")
+    obs = th.randn(32, 11) * 3
+    assert th.equal(teacher(obs, with_values=True).params, corrupted(obs, with_values=True).params)
+    assert th.allclose(teacher(obs, with_values=True).values, corrupted(obs, with_values=True).values)

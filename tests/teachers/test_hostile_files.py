@@ -1,5 +1,8 @@
 """Damaged, foreign and hostile teacher files: always one line of our error type, never anything else.
 
+Only regular files are read: a device, FIFO or socket given as a model, or found where a
+run folder names its ``vecnormalize.pkl`` or ``args.yml``, is refused without being read.
+
 The property-based tests feed random bytes, truncations and byte edits of a real zoo model
 (also edits inside its entries, with valid checksums, so they reach the JSON, pickle and
 torch readers) to ``load_teacher``.
@@ -7,12 +10,17 @@ torch readers) to ``load_teacher``.
 
 from __future__ import annotations
 
-import base64
-import json
+import os
 import pickle
 import resource
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import warnings
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +32,7 @@ from ppdistill.core.errors import PPDistillError, TeacherLoadError
 from ppdistill.teachers.base import Teacher
 
 from ..conftest import zoo_path
-from ..helpers import edit_weights, entries, rezip
+from ..helpers import MakesDir, assert_clean_error, edit_data, edit_weights, entries, rezip
 
 FUZZ = settings(
     max_examples=60,
@@ -35,12 +43,6 @@ FUZZ = settings(
 
 def zoo_zip() -> bytes:
     return (zoo_path("ppo/CartPole-v1_1") / "CartPole-v1.zip").read_bytes()
-
-
-def edit_data(archive: bytes, key: str, value) -> bytes:
-    data = json.loads(entries(archive)["data"])
-    data[key] = {":serialized:": base64.b64encode(value).decode()}
-    return rezip(archive, data=json.dumps(data).encode())
 
 
 def refused(path, **kwargs) -> str:
@@ -163,6 +165,141 @@ def test_zoo_args_yml_never_runs_code(tmp_path):
     (run / "CartPole-v1" / "args.yml").write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
     teacher = load_teacher(run, env_id="CartPole-v1")
     assert isinstance(teacher, Teacher) and not marker.exists()
+
+
+# ---- files that are not regular files ----------------------------------------------------
+
+
+def zoo_copy(tmp_path, relative="ppo/CartPole-v1_1"):
+    """A copy of a zoo run folder, to put odd files in."""
+    return Path(shutil.copytree(zoo_path(relative), tmp_path / "run"))
+
+
+def fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+def limited_python(*args: str) -> subprocess.CompletedProcess:
+    """``python *args`` in a child with 4 GiB of address space: code that reads ``/dev/zero``
+    without end fails there with MemoryError, instead of taking the machine's memory."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "socket", "fifo-in-folder", "folder-named-zip"])
+def test_a_model_that_is_not_a_regular_file_is_refused_unread(tmp_path, kind):
+    path = tmp_path / "m.zip"
+    if kind == "fifo":
+        fifo(path)  # opening it blocks until someone writes
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+    elif kind == "fifo-in-folder":  # a run folder whose model zip is a FIFO
+        (tmp_path / "run").mkdir()
+        fifo(tmp_path / "run" / "model.zip")
+        path = tmp_path / "run"
+    else:
+        (tmp_path / "run" / "model.zip").mkdir(parents=True)
+        path = tmp_path / "run"
+    message = refused(path, env_id="CartPole-v1")
+    assert "not a regular file" in message, message
+
+
+@pytest.mark.timeout(150)
+def test_a_device_is_refused_unread_as_model_or_vecnormalize(tmp_path):
+    report = tmp_path / "r.json"
+    proc = limited_python("-m", "ppdistill.cli", "evaluate", "--model", "/dev/zero", "--env", "CartPole-v1",
+                          "--json", str(report))  # fmt: skip
+    assert_clean_error(proc, "/dev/zero is a device, not a regular file")
+    assert not report.exists()
+    code = (
+        "from ppdistill import load_teacher\n"
+        "from ppdistill.core.errors import TeacherLoadError\n"
+        "try:\n"
+        f"    load_teacher({str(zoo_path('ppo/Acrobot-v1_1'))!r}, vecnormalize='/dev/zero')\n"
+        "except TeacherLoadError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = limited_python("-c", code)
+    assert proc.returncode == 0 and "/dev/zero is a device, not a regular file" in proc.stdout, proc
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "name", ["CartPole-v1/vecnormalize.pkl", "CartPole-v1.vecnormalize.pkl", "CartPole-v1/args.yml"]
+)
+def test_a_run_folder_file_that_is_not_a_regular_file_is_refused_not_skipped(tmp_path, name):
+    run = zoo_copy(tmp_path)
+    (run / name).unlink(missing_ok=True)
+    fifo(run / name)
+    message = refused(run, env_id="CartPole-v1")
+    assert name.split("/")[-1] in message and "FIFO" in message, message
+
+
+def test_an_args_yml_too_large_to_be_one_is_refused_unread(tmp_path):
+    run = zoo_copy(tmp_path)
+    with (run / "CartPole-v1" / "args.yml").open("r+b") as f:
+        f.truncate(64 << 20)  # sparse: nothing to write, 64 MiB to read
+    message = refused(run)
+    assert "args.yml holds 67108864 bytes" in message, message
+
+
+@pytest.mark.timeout(60)
+def test_cli_refuses_a_fifo_teacher_in_one_line_and_writes_nothing(tmp_path, capsys):
+    from ppdistill.cli.main import main
+
+    teacher = fifo(tmp_path / "teacher.zip")
+    out = tmp_path / "out"
+    code = main(["distill", "--teacher", str(teacher), "--env", "CartPole-v1", "--timesteps", "64",
+                 "--no-progress", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "FIFO" in err[0] and "not a regular file" in err[0], err
+    assert not out.exists()
+
+
+# ---- messages name what exists where the user is -----------------------------------------
+
+
+def test_refused_pickle_names_the_python_only_setting_as_such(tmp_path, capsys):
+    from ppdistill.cli.main import main
+
+    marker = tmp_path / "ran"
+    (tmp_path / "m.zip").write_bytes(edit_data(zoo_zip(), "policy_class", pickle.dumps(MakesDir(marker))))
+    code = main(["evaluate", "--model", str(tmp_path / "m.zip"), "--env", "CartPole-v1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "refusing to unpickle posix.mkdir" in err[0] and "pass trust_pickle" not in err[0], err[0]
+    assert "command line never unpickles" in err[0] and "Python API" in err[0], err[0]
+    assert not marker.exists()
+
+
+def test_unreadable_spaces_name_the_env_option(tmp_path):
+    archive = edit_data(zoo_zip(), "observation_space", b"not a pickle")
+    (tmp_path / "m.zip").write_bytes(edit_data(archive, "action_space", b"not a pickle"))
+    message = refused(tmp_path / "m.zip")
+    assert "--env ID" in message and "pass env_id" not in message, message
+
+
+def test_a_raw_pickle_as_weights_is_refused_without_warnings(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "m.zip").write_bytes(rezip(zoo_zip(), policy_pth=pickle.dumps(MakesDir(marker))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "policy.pth cannot be read" in refused(tmp_path / "m.zip", env_id="CartPole-v1")
+    assert not caught, [str(w.message) for w in caught]  # each would print before the error line
+    assert not marker.exists()
 
 
 # ---- properties -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -97,6 +98,13 @@ def test_q_value_teacher_is_softmax_of_q_over_temperature():
     assert th.allclose(out.params, q / 2.0)
     assert th.allclose(out.values, (th.softmax(q / 2.0, -1) * q).sum(-1))
     assert teacher.info["temperature"] == 2.0
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("inf"), float("nan")])
+def test_q_value_teacher_refuses_a_temperature_that_is_not_finite_and_positive(temperature):
+    # τ = inf would make every teacher uniform whatever its Q-values, without a word
+    with pytest.raises(TeacherLoadError, match="temperature must be a finite number > 0"):
+        load_teacher(zoo_path("dqn/CartPole-v1_1"), temperature=temperature)
 
 
 def test_sac_teacher_acts_through_tanh_within_bounds():
@@ -233,3 +241,87 @@ def test_a_model_loaded_as_a_student_is_named_so_and_a_teacher_error_is_a_teache
     dqn = zoo_path("dqn/CartPole-v1_1")
     with pytest.raises(SpaceMismatchError, match="student"):
         load_agent(dqn, env_id="Acrobot-v1", role="student")
+
+
+# ---- whose vecnormalize.pkl: a model takes only statistics saved with it ---------------------
+
+
+def pendulum_statistics(path: Path) -> Path:
+    """VecNormalize statistics of Pendulum-v1 far from the identity (mean and scale of 200 steps)."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    venv.reset()
+    for _ in range(100):
+        venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    venv.save(str(path))
+    return path
+
+
+def test_a_student_saved_in_its_teachers_folder_is_not_normalized_twice(tmp_path, saved_students):
+    """Issue 14, item 2: `--out` inside a zoo teacher's folder put the student beside the
+    teacher's vecnormalize.pkl, which was then applied on top of the student's own."""
+    clean = tmp_path / "clean" / "student.zip"
+    clean.parent.mkdir()
+    clean.write_bytes(saved_students("Hopper-v5").read_bytes())
+    beside = tmp_path / "Hopper-v3"  # as `--out <zoo>/ppo/Hopper-v3_1/Hopper-v3` leaves it
+    shutil.copytree(zoo_path("ppo/Hopper-v3_1") / "Hopper-v3", beside)
+    shutil.copy(clean, beside / "student.zip")
+    assert (beside / "vecnormalize.pkl").is_file()
+
+    student = load_agent(beside / "student.zip", env_id="Hopper-v5", role="student")
+    reference = load_agent(clean, env_id="Hopper-v5", role="student")
+    assert student.info["vecnormalize"] is None and student.obs_normalizer is None
+    obs = th.randn(64, 11, dtype=th.float32) * 3
+    assert th.equal(student(obs).params, reference(obs).params)
+    returns = [evaluate(agent, "Hopper-v5", n_episodes=2, seed=0).returns for agent in (student, reference)]
+    np.testing.assert_array_equal(*returns)
+    # what the folder's statistics would have done to it
+    doubled = load_agent(beside / "student.zip", env_id="Hopper-v5", vecnormalize=beside / "vecnormalize.pkl")
+    assert not th.allclose(doubled(obs).params, reference(obs).params)
+
+
+@pytest.mark.parametrize(
+    ("place", "student_takes_it"),
+    [("vecnormalize.pkl", False), ("{stem}.vecnormalize.pkl", False), ("{stem}/vecnormalize.pkl", True)],
+    ids=["beside", "named-beside", "rl-zoo-run-folder"],
+)
+def test_which_found_statistics_a_model_takes(tmp_path, saved_students, place, student_takes_it):
+    """A ppdistill student takes only its rl-zoo run's own statistics (a student trained in the
+    zoo with `normalize: true`); a plain SB3 zip takes all three places, as before."""
+    from stable_baselines3 import PPO
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    PPO("MlpPolicy", "Pendulum-v1", seed=0, device="cpu").save(plain / "model.zip")
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "model.zip").write_bytes(saved_students("Pendulum-v1").read_bytes())
+    for folder in (plain, student):
+        stats = pendulum_statistics(folder / place.format(stem="model"))
+        assert stats.is_file()
+    taken = load_agent(student / "model.zip", env_id="Pendulum-v1", role="student")
+    assert (taken.info["vecnormalize"] is not None) is student_takes_it
+    assert (taken.obs_normalizer is not None) is student_takes_it
+    plain_taken = load_agent(plain / "model.zip", env_id="Pendulum-v1")
+    assert plain_taken.info["vecnormalize"] == str((plain / place.format(stem="model")).resolve())
+    # named explicitly, it is always used
+    explicit = load_agent(student / "model.zip", env_id="Pendulum-v1", vecnormalize=stats)
+    assert explicit.info["vecnormalize"] == str(stats.resolve()) and explicit.obs_normalizer is not None
+
+
+def test_a_network_that_normalizes_its_inputs_takes_no_statistics_found_beside_it(tmp_path):
+    """A PPO given the teacher's statistics inside its network (as `--method ppo` builds it)."""
+    from stable_baselines3 import PPO
+
+    from ppdistill.networks.normalization import with_normalization
+
+    teacher = load_teacher(zoo_path("ppo/Hopper-v3_1"))
+    kwargs = with_normalization({}, teacher.obs_normalizer, teacher.observation_space)
+    assert kwargs  # the statistics went into the network
+    PPO("MlpPolicy", "Hopper-v5", policy_kwargs=kwargs, seed=0, device="cpu").save(tmp_path / "m.zip")
+    shutil.copy(zoo_path("ppo/Hopper-v3_1") / "Hopper-v3" / "vecnormalize.pkl", tmp_path / "vecnormalize.pkl")
+    model = load_agent(tmp_path / "m.zip", env_id="Hopper-v5")
+    assert model.info["vecnormalize"] is None and model.obs_normalizer is None

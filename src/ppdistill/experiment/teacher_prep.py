@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.vec_env import VecNormalize
 
-from ppdistill.core.errors import PPDistillError
+from ppdistill.core.errors import ModelLoadError, PPDistillError, one_line
 from ppdistill.core.files import atomic_write
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.ids import canonical_env_id
@@ -29,7 +30,16 @@ from ppdistill.experiment.config import ConfigError, coerce_numbers
 from ppdistill.experiment.models import policy_name
 from ppdistill.networks.presets import image_student_kwargs
 from ppdistill.teachers.loading import load_teacher
-from ppdistill.teachers.sb3_zip import read_sb3_zip
+from ppdistill.teachers.sb3_zip import (
+    MAX_DATA_BYTES,
+    MODEL_ZIP,
+    is_state_dict,
+    load_tensors,
+    open_regular_file,
+    read_sb3_zip,
+    rebuilt_vecnormalize,
+    safe_model_data,
+)
 from ppdistill.teachers.zoo_folder import locate
 
 TEACHER_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "td3": TD3, "sac": SAC}
@@ -163,23 +173,39 @@ def train_teacher(
     return model
 
 
+# Entries of a model zip that are copied into a corrupted teacher: text SB3 never unpickles.
+_TEXT_ENTRIES = {"_stable_baselines3_version": 1024, "system_info.txt": 1 << 16}
+
+
 def corrupt_teacher(source: Path, out: Path, sigma: float = 0.05, seed: int = 0) -> dict[str, Any]:
     """The paper's imperfect teacher: every weight perturbed once by N(0, σ²) noise.
 
     Every floating-point tensor of the policy (log-std included) gets independent additive
     noise; the optimizer state is dropped. The teacher's VecNormalize statistics, if any, are
-    copied unchanged next to ``out``.
+    written unchanged next to ``out``.
+
+    The source is read as :func:`~ppdistill.teachers.loading.load_teacher` reads it (a damaged
+    or hostile file is refused before anything is written), and the output holds no byte of
+    it that an unpickler would read: the ``data`` entry's pickled values and the
+    ``vecnormalize.pkl`` are pickled afresh from what the allow-list unpickler decoded
+    (:func:`~ppdistill.teachers.sb3_zip.safe_model_data`,
+    :func:`~ppdistill.teachers.sb3_zip.rebuilt_vecnormalize`); the values it refuses, such as
+    learning-rate and clip-range schedules (functions), are left out, and SB3 uses its
+    defaults for them, which only matter to go on training.
 
     :param source: teacher zip or rl-zoo folder
     :param out: path of the corrupted zip
     :param sigma: standard deviation of the noise
     :param seed: seed of the noise
-    :return: a summary (number of tensors and of weights perturbed)
+    :return: a summary (number of tensors and of weights perturbed, entries of ``data`` left out)
     """
-    if sigma < 0:
+    if not sigma >= 0:
         raise PPDistillError(f"sigma must be >= 0, got {sigma}")
-    located = locate(Path(source))
+    source = Path(source)
+    load_teacher(source)  # the safe reader's verdict on the whole teacher, before anything is written
+    located = locate(source)
     contents = read_sb3_zip(located.zip_path)
+    data, left_out = safe_model_data(contents.data, located.zip_path)
     gen = th.Generator().manual_seed(seed)
     noisy: dict[str, th.Tensor] = {}
     n_tensors = n_weights = 0
@@ -191,28 +217,55 @@ def corrupt_teacher(source: Path, out: Path, sigma: float = 0.05, seed: int = 0)
             n_weights += tensor.numel()
         else:
             noisy[name] = tensor
-    state_bytes = io.BytesIO()
-    th.save(noisy, state_bytes)
+    entries = {"data": json.dumps(data, indent=4).encode(), "policy.pth": _tensor_bytes(noisy)}
+    entries.update(_safe_extra_entries(located.zip_path))
     payload = io.BytesIO()
-    with (
-        zipfile.ZipFile(located.zip_path) as zin,
-        zipfile.ZipFile(payload, "w", zipfile.ZIP_DEFLATED) as zout,
-    ):
-        for item in zin.infolist():
-            if item.filename == "policy.pth":
-                zout.writestr(item.filename, state_bytes.getvalue())
-            elif item.filename.endswith("optimizer.pth"):
-                continue  # an optimizer state for other weights would only mislead
-            else:
-                zout.writestr(item, zin.read(item.filename))
+    with zipfile.ZipFile(payload, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, blob in entries.items():
+            zout.writestr(name, blob)
+    statistics = rebuilt_vecnormalize(located.vecnormalize) if located.vecnormalize is not None else None
     out = Path(out)
     atomic_write(out, payload.getvalue())
-    if located.vecnormalize is not None:
-        atomic_write(vecnormalize_path(out), located.vecnormalize.read_bytes())
+    if statistics is not None:
+        atomic_write(vecnormalize_path(out), statistics)
     if located.env_id is not None:
         # keep the zoo's record of the env id next to the corrupted copy
         atomic_write(out.with_name(out.stem + ".args.yml"), yaml.safe_dump({"env": located.env_id}).encode())
-    return {"tensors": n_tensors, "weights": n_weights, "sigma": sigma, "seed": seed}
+    return {"tensors": n_tensors, "weights": n_weights, "sigma": sigma, "seed": seed, "left_out": left_out}
+
+
+def _tensor_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    th.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _safe_extra_entries(zip_path: Path) -> dict[str, bytes]:
+    """The entries of a model zip besides ``data`` and the weights that are safe to copy: SB3's
+    text records, and its PyTorch variables (``log_ent_coef``) saved afresh from the tensors
+    that ``weights_only`` loading read. Optimizer states belong to other weights and are left
+    out, as is anything else."""
+    kept: dict[str, bytes] = {}
+    with open_regular_file(zip_path, MODEL_ZIP) as file:
+        try:
+            with zipfile.ZipFile(file) as archive:
+                names = set(archive.namelist())
+                for name, limit in _TEXT_ENTRIES.items():
+                    if name in names and archive.getinfo(name).file_size <= limit:
+                        kept[name] = archive.read(name)
+                for name in ("pytorch_variables.pth", "tensors.pth"):
+                    info = archive.getinfo(name) if name in names else None
+                    if info is None or info.file_size > MAX_DATA_BYTES:
+                        continue
+                    try:
+                        variables = load_tensors(archive.read(name))
+                    except Exception:  # unreadable: SB3 does without (its defaults)
+                        continue
+                    if is_state_dict(variables):
+                        kept[name] = _tensor_bytes(dict(variables))
+        except Exception as exc:  # a damaged archive (its data and weights were readable)
+            raise ModelLoadError(f"{zip_path} is a damaged zip file ({one_line(exc)})") from exc
+    return kept
 
 
 def calibrate_sigma(

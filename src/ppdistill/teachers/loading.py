@@ -20,6 +20,7 @@ from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
 from ppdistill.networks.forward import TensorObs
+from ppdistill.networks.normalization import NormalizedFlattenExtractor
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.callable import CallableTeacher
@@ -33,7 +34,7 @@ from ppdistill.teachers.sb3_zip import (
     read_vecnormalize,
     space_from_record,
 )
-from ppdistill.teachers.zoo_folder import locate
+from ppdistill.teachers.zoo_folder import Located, locate
 
 
 def load_agent(
@@ -66,12 +67,18 @@ def load_agent(
         the teacher's. Legacy ids (``LunarLander-v2``) are mapped to today's. When omitted,
         an rl-zoo folder's ``args.yml`` names it.
     :param temperature: τ of softmax(Q/τ) for value-based teachers
-    :param vecnormalize: a ``vecnormalize.pkl`` to use (found automatically in zoo folders)
+    :param vecnormalize: a ``vecnormalize.pkl`` to use. Without it, the statistics saved with
+        the model are found: ``<stem>.vecnormalize.pkl`` beside the zip (``ppdistill teacher
+        train``), or an rl-zoo run folder's; a ppdistill student never takes a
+        ``vecnormalize.pkl`` that merely lies beside it (it carries its normalization in its
+        network), and a network that normalizes its inputs takes none
     :param observation_space: for a callable teacher without ``env_id``
     :param action_space: for a callable teacher without ``env_id``
     :param value_fn: for a callable teacher: observations → values
     :param device: where the teacher runs (distillation algorithms move it to the student's device)
-    :param trust_pickle: allow arbitrary unpickling for zips with custom classes
+    :param trust_pickle: allow arbitrary unpickling (cloudpickle) of the entries the allow-list
+        refuses, for zips with custom classes. Only for files you trust: a pickle can run any
+        code. The command line never sets it.
     :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
         action, as a fraction of half the action range (see :mod:`ppdistill.teachers.offpolicy`)
     :param role: what the file is for, in error messages ("teacher", "student", "model")
@@ -132,6 +139,28 @@ def load_teacher(
         raise TeacherLoadError(str(exc)) from exc
 
 
+def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwargs: dict[str, Any]) -> bool:
+    """Whether the ``vecnormalize.pkl`` found with a model is the model's own.
+
+    - A network that normalizes its own inputs (a student given its teacher's statistics,
+      :class:`~ppdistill.networks.NormalizedFlattenExtractor`) takes raw observations: any
+      statistics found beside it would normalize them twice.
+    - A ppdistill student (its ``data`` records ``teacher_info``) carries its normalization in
+      its network; statistics beside it are someone else's (a student saved in its teacher's
+      folder). Only an rl-zoo run's own layout, ``<stem>/vecnormalize.pkl`` (a student trained
+      inside the zoo with ``normalize: true``), is its own.
+    - Any other model (a plain SB3 zip, an rl-zoo run) uses what was found, as SB3 and the
+      zoo lay it out.
+    """
+    if located.vecnormalize is None:
+        return False
+    if policy_kwargs.get("features_extractor_class") is NormalizedFlattenExtractor:
+        return False
+    if "teacher_info" in data:
+        return located.vecnormalize_place == "run-folder"
+    return True
+
+
 def _load_from_file(
     path: Path,
     env_id: str | None,
@@ -144,7 +173,7 @@ def _load_from_file(
     role: str,
 ) -> Teacher:
     teacher: Teacher
-    located = locate(path)
+    located = locate(path, role)
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
         env_obs, env_act = env_spaces(env_id)
@@ -183,7 +212,8 @@ def _load_from_file(
     act_space = env_act or act_space
     if obs_space is None or act_space is None:
         raise ModelLoadError(
-            f"{located.zip_path}: its spaces cannot be read; pass env_id= so they come from the environment"
+            f"{located.zip_path}: its spaces cannot be read; name its environment (--env ID; "
+            "Python API: env_id=) so that they come from the environment"
         )
 
     if issubclass(policy_class, ActorCriticPolicy):
@@ -198,14 +228,20 @@ def _load_from_file(
         )
     policy.set_training_mode(False)
 
-    vec_path = Path(vecnormalize) if vecnormalize is not None else located.vecnormalize
+    if vecnormalize is not None:
+        vec_path: Path | None = Path(vecnormalize).expanduser()
+    elif _uses_found_vecnormalize(located, data, policy_kwargs):
+        vec_path = located.vecnormalize
+    else:
+        vec_path = None
     normalizer, value_scale = read_vecnormalize(vec_path) if vec_path is not None else (None, 1.0)
     if normalizer is not None and normalizer.keys is None and isinstance(obs_space, spaces.Box):
         norm_shape = tuple(normalizer.stats()["mean"].shape)
         if norm_shape != obs_space.shape:
             raise ModelLoadError(
                 f"{vec_path} normalizes observations of shape {norm_shape}, but the {role} takes "
-                f"{obs_space.shape}; pass the vecnormalize.pkl saved with this model"
+                f"{obs_space.shape}: it belongs to another model; keep beside a model only the "
+                "vecnormalize.pkl saved with it (Python API: vecnormalize= names the file)"
             )
     info = {
         "path": str(located.zip_path.resolve()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +44,8 @@ class QValueTeacher(Teacher):
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ModelLoadError(f"a value-based teacher needs a Discrete action space, got {action_space}")
-        if not temperature > 0:
-            raise ModelLoadError(f"temperature must be > 0, got {temperature}")
+        if not (temperature > 0 and math.isfinite(temperature)):  # τ = inf: uniform, whatever Q says
+            raise ModelLoadError(f"temperature must be a finite number > 0, got {temperature}")
         super().__init__(observation_space, action_space, **kwargs)
         self.q_function = q_function
         self.module = module
