@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 
 import pytest
 
@@ -34,6 +35,8 @@ def test_a_finished_run_is_replaced_only_with_force_and_leaves_nothing_of_the_ol
     finetune = {"then_finetune": 64, "finetune_hp": {"n_steps": 64, "batch_size": 64}}
     run(spec("student-distill", **finetune), out=out, checkpoint_freq=0)
     assert (out / "distilled.zip").is_file()
+    with zipfile.ZipFile(out / "student.zip") as archive:  # the fine-tuned PPO knows its teacher
+        assert "teacher_info" in json.loads(archive.read("data"))
     before = snapshot(out)
     with pytest.raises(PPDistillError, match="holds a finished run"):
         run(spec("ppo"), out=out, checkpoint_freq=0)

@@ -54,4 +54,6 @@ def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
         f"{out}: {summary['weights']} weights in {summary['tensors']} tensors "
         f"perturbed with N(0, {sigma:.4g}²)"
     )
+    if summary.get("left_out"):
+        print(f"  left out (not plain data, SB3 uses its defaults): {', '.join(summary['left_out'])}")
     return 0

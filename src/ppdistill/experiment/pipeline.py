@@ -169,4 +169,8 @@ def finetune_model(
     )
     model.policy.load_state_dict(distilled.policy.state_dict(), strict=True)
     model.num_timesteps = distilled.num_timesteps
+    # what it was distilled from, saved with it: readers know it is a student (a vecnormalize.pkl
+    # found beside its zip is not its own)
+    if getattr(distilled, "teacher_info", None) is not None:
+        model.teacher_info = distilled.teacher_info  # type: ignore[attr-defined]
     return model
