@@ -8,12 +8,20 @@ hyperparameters of a run (``timesteps``, ``normalize``) end with exit 2 from the
 from __future__ import annotations
 
 import pytest
+from stable_baselines3.common.buffers import RolloutBuffer
 
 from ppdistill.cli.main import main
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import Linear
 from ppdistill.experiment import models
-from ppdistill.experiment.config import METHODS, NOT_HYPERPARAMETERS, RUNNER_KEYS, hyperparameters, valid_keys
+from ppdistill.experiment.config import (
+    HYPERPARAMETERS,
+    METHODS,
+    NOT_HYPERPARAMETERS,
+    RUNNER_KEYS,
+    hyperparameters,
+    valid_keys,
+)
 from ppdistill.experiment.runner import Run
 from ppdistill.experiment.spec import RunSpec
 
@@ -33,6 +41,17 @@ def spec(method="ppd", teacher=CARTPOLE, timesteps=256, **hp):
 ALGORITHM_KEYS = [(m, k) for m in METHODS for k in sorted(valid_keys(m) - RUNNER_KEYS - {"policy_kwargs"})]
 
 
+def marker_for(key):
+    """A value of ``key`` that passes its check (RunSpec checks the known keys' values), the
+    very object that must reach the algorithm; any object for a key without a rule."""
+    if key == "rollout_buffer_class":
+        return type("MarkerBuffer", (RolloutBuffer,), {})
+    if key == "rollout_buffer_kwargs":
+        return {}
+    rule = HYPERPARAMETERS.get(key)
+    return object() if rule is None else rule.example
+
+
 @pytest.mark.parametrize(("method", "key"), ALGORITHM_KEYS, ids=[f"{m}-{k}" for m, k in ALGORITHM_KEYS])
 def test_every_algorithm_key_reaches_the_algorithm(monkeypatch, cartpole_teacher, method, key):
     received = {}
@@ -43,7 +62,7 @@ def test_every_algorithm_key_reaches_the_algorithm(monkeypatch, cartpole_teacher
             received.update(kwargs)
 
     monkeypatch.setattr(models, "algorithm_class", lambda _method: Spy)
-    marker = object()
+    marker = marker_for(key)
     models.build_model(spec(method, **{key: marker}), cartpole_teacher)
     assert received[key] is marker
 

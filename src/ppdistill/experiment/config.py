@@ -4,6 +4,12 @@
 key; an environment's section overrides ``default`` key by key. ``--hp key=value`` on the
 command line overrides both; values are parsed as YAML (``1e-3``, ``null``, ``[64, 64]``,
 ``{net_arch: [32, 16]}``).
+
+Every value of a known hyperparameter is checked against :data:`HYPERPARAMETERS` (its type
+and range, finiteness for numbers, its choices) before any work: :func:`check_values`, run
+by :class:`~ppdistill.experiment.spec.RunSpec` on a run's ``hp`` and ``finetune_hp`` and by
+:func:`hyperparameters` on each section of a config file. Keys outside the table (and inside
+:func:`valid_keys`) reach the algorithm unchecked.
 """
 
 from __future__ import annotations
@@ -12,12 +18,18 @@ import copy
 import difflib
 import functools
 import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
 
 from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
 from ppdistill.core.errors import PPDistillError, one_line
@@ -123,9 +135,14 @@ def _read_yaml(path: Path | None) -> dict[str, Any]:
     if path is None:
         return copy.deepcopy(_shipped_config())
     else:
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a directory; give a YAML file (--config FILE)")
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        text, where = path.read_text(), str(path)
+            raise ConfigError(f"config file {path} does not exist; give a YAML file (--config FILE)")
+        try:
+            text, where = path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {one_line(exc)}") from exc
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -144,6 +161,7 @@ def hyperparameters(env_id: str, method: str, config: Path | None = None) -> dic
     """
     data = _read_yaml(config)
     merged: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
     for key in ("default", env_id):
         section = data.get(key) or {}
         if not isinstance(section, dict):
@@ -152,24 +170,33 @@ def hyperparameters(env_id: str, method: str, config: Path | None = None) -> dic
         if not isinstance(values, dict):
             raise ConfigError(f"entry {key}.{method} of the config must be a mapping")
         merged.update(values)
+        sections[key] = values
     check_keys(method, merged, "the config")
+    name = str(config) if config is not None else "the shipped distill.yml"
+    for key, values in sections.items():
+        check_values(method, values, f"{name} (entry {key}.{method})")
     return merged
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str], option: str = "--hp") -> dict[str, Any]:
     """``["lr=1e-3", "policy_kwargs={net_arch: [8]}"]`` → a dict, values parsed as YAML.
 
     :param items: ``key=value`` strings
+    :param option: the command-line option they came from, for the error messages
+        (``--hp``, ``--finetune-hp``)
     """
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--hp expects key=value, got {item!r}")
+            raise ConfigError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = coerce_numbers(yaml.safe_load(raw))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--hp {key}: cannot parse {raw!r} as a value") from exc
+            raise ConfigError(
+                f"{option} {key.strip()}: cannot parse {raw!r} as a YAML value "
+                f"(quote it for the shell, e.g. {option} '{key.strip()}=[64, 64]')"
+            ) from exc
     return out
 
 
@@ -189,6 +216,369 @@ def check_keys(method: str, values: dict[str, Any], where: str) -> None:
             f"unknown hyperparameter {unknown[0]!r} for {method} in {where}{hint}; "
             f"valid keys: {', '.join(sorted(allowed))}"
         )
+
+
+# ---- the values of known hyperparameters -----------------------------------------------
+
+# Activation functions that a YAML file or --hp can name (policy_kwargs' activation_fn).
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _positive(value: Any) -> bool:
+    return _is_real(value) and float(value) > 0
+
+
+def _non_negative(value: Any) -> bool:
+    return _is_real(value) and float(value) >= 0
+
+
+def _probability(value: Any) -> bool:
+    return _is_real(value) and 0.0 <= float(value) <= 1.0
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _schedule(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A number that ``check`` accepts, or (from Python) a schedule: a callable that is not a class."""
+    return lambda v: check(v) or (callable(v) and not isinstance(v, str | type))
+
+
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _class_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, type)
+
+
+def _mapping_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, Mapping)
+
+
+@dataclass(frozen=True)
+class HpRule:
+    """What a hyperparameter's value must be.
+
+    :param what: the rule in words ("a whole number > 0")
+    :param check: whether a value obeys it
+    :param example: a valid value, shown in the message (None: only Python can give one)
+    :param option: the command-line option that sets it besides ``--hp``
+    :param choices: the values it takes, for a key with choices
+    """
+
+    what: str
+    check: Callable[[Any], bool]
+    example: Any
+    option: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _choice(*values: str) -> HpRule:
+    return HpRule(f"one of {', '.join(values)}", lambda v: v in values, values[0], choices=values)
+
+
+_BOOL = HpRule("true or false", _is_bool, True)
+_PYTHON_CLASS = HpRule("a class (from Python only; YAML and --hp cannot give one)", _class_or_none, None)
+
+# The table of known hyperparameters: every method's and the runner's keys with a value that
+# can be checked without an environment. ``batch_size`` null (the whole rollout) is for
+# student-distill and teacher-distill only; PPO and PPD also need batch_size > 1 and a rollout of
+# more than one step while they normalize advantages (:func:`check_ppo_sizes`).
+# ``policy_kwargs`` has its own rules (:func:`check_policy_kwargs`); lambda_schedule,
+# then_finetune, critic_warmup and finetune_hp are checked by :func:`check_runner_keys`.
+HYPERPARAMETERS: dict[str, HpRule] = {
+    "learning_rate": HpRule("a finite number > 0", _schedule(_positive), 0.0003),
+    "n_steps": HpRule("a whole number > 0 (steps per environment per rollout)", lambda v: _is_int(v, 1), 64),
+    "batch_size": HpRule("a whole number > 0", _or_none(lambda v: _is_int(v, 1)), 64),
+    "n_epochs": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 4),
+    "n_envs": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 8, option="--n-envs"),
+    "gamma": HpRule("a number in [0, 1]", _probability, 0.99),
+    "gae_lambda": HpRule("a number in [0, 1]", _probability, 0.95),
+    "clip_range": HpRule("a finite number > 0", _schedule(_positive), 0.2),
+    "clip_range_vf": HpRule(
+        "a finite number > 0, or null (no value clipping)", _or_none(_schedule(_positive)), 0.2
+    ),
+    "ent_coef": HpRule("a finite number >= 0", _non_negative, 0.0),
+    "vf_coef": HpRule("a finite number >= 0", _non_negative, 0.5),
+    "max_grad_norm": HpRule("a finite number > 0", _positive, 0.5),
+    "target_kl": HpRule("a finite number > 0, or null (no early stop)", _or_none(_positive), 0.02),
+    "distill_lambda": HpRule("a finite number >= 0", _schedule(_non_negative), 3.0, option="--lambda"),
+    "temperature": HpRule("a finite number > 0", _positive, 0.1, option="--temperature"),
+    "sde_sample_freq": HpRule("a whole number >= -1 (-1: once per rollout)", lambda v: _is_int(v, -1), 4),
+    "stats_window_size": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 100),
+    "use_sde": _BOOL,
+    "normalize_advantage": _BOOL,
+    "detach_ratio": _BOOL,
+    "log_std_from_teacher": _BOOL,
+    "monitor_wrapper": _BOOL,
+    "teacher_deterministic": _BOOL,
+    "kl_direction": _choice("forward", "reverse"),
+    "student_obs_norm": _choice("teacher", "none"),
+    "value_target": _choice("returns", "teacher", "none"),
+    "rollout_buffer_class": _PYTHON_CLASS,
+    "rollout_buffer_kwargs": HpRule("a mapping, or null", _mapping_or_none, None),
+}
+
+# policy_kwargs: the keyword arguments of SB3's actor-critic policies that a run may set (the
+# algorithm gives the spaces, the learning rate and use_sde), and the known ones' rules.
+POLICY_KWARGS = frozenset(inspect.signature(ActorCriticPolicy.__init__).parameters) - {
+    "self",
+    "observation_space",
+    "action_space",
+    "lr_schedule",
+    "use_sde",
+}
+_POLICY_RULES: dict[str, HpRule] = {
+    "ortho_init": _BOOL,
+    "full_std": _BOOL,
+    "use_expln": _BOOL,
+    "squash_output": _BOOL,
+    "share_features_extractor": _BOOL,
+    "normalize_images": _BOOL,
+    "log_std_init": HpRule("a finite number", _is_real, 0.0),
+    "features_extractor_kwargs": HpRule("a mapping, or null", _mapping_or_none, None),
+    "optimizer_kwargs": HpRule("a mapping, or null", _mapping_or_none, None),
+    "optimizer_class": _PYTHON_CLASS,
+}
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as a message shows it: repr, shortened, on one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_yaml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+class _Source:
+    """Where values came from, for the message's advice: an option (``--hp``,
+    ``--finetune-hp``) or a place in a file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.option = source if source.startswith("--") else None
+
+    def label(self, key: str) -> str:
+        if self.option == "--finetune-hp":
+            return f"finetune_hp {key}"
+        return key if self.option else f"{key} in {self.source}"
+
+    def fix(self, key: str, example: Any, option: str | None = None) -> str:
+        if self.option is None:
+            return f"fix it there, e.g. {key}: {example}"
+        setting = f"{key}={example}"
+        if " " in setting or "{" in setting:
+            setting = f"'{setting}'"
+        fix = f"e.g. {self.option} {setting}"
+        if option is not None and self.option == "--hp":
+            fix += f" (or {option} {example})"
+        return fix
+
+
+def _value_error(key: str, rule: HpRule, value: Any, source: _Source, hint: str = "") -> ConfigError:
+    if rule.example is None:
+        return ConfigError(f"{source.label(key)} must be {rule.what}, got {_shown(value)}{hint}")
+    fix = source.fix(key, _as_yaml(rule.example), rule.option)
+    return ConfigError(f"{source.label(key)} must be {rule.what}, got {_shown(value)}{hint}; {fix}")
+
+
+def _hint(key: str, value: Any) -> str:
+    schedules = ("learning_rate", "clip_range", "clip_range_vf")
+    if isinstance(value, str) and key in schedules and value.startswith(("lin_", "linear_")):
+        return " (rl_zoo3's lin_ schedules are not read: give a constant)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (NaN and infinity are refused)"
+    return ""
+
+
+@functools.cache
+def default_hyperparameter(method: str, key: str) -> Any:
+    """The value ``method``'s class takes for ``key`` when the hyperparameters do not give it.
+
+    :param method: one of :data:`METHODS`
+    :param key: a constructor argument of the method's class (or of a base class it passes to)
+    :raises KeyError: no class in the chain takes ``key``
+    """
+    for klass in algorithm_class(method).__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        param = inspect.signature(vars(klass)["__init__"]).parameters.get(key)
+        if param is not None and param.default is not param.empty:
+            return param.default
+    raise KeyError(key)
+
+
+def check_values(method: str, values: Mapping[str, Any], source: str = "--hp") -> None:
+    """Check the values of the known hyperparameters in ``values`` against :data:`HYPERPARAMETERS`.
+
+    :param method: one of :data:`METHODS` (PPO's rules apply to ``finetune_hp``)
+    :param values: hyperparameters (keys outside the table are not checked)
+    :param source: where they came from, for the message: ``--hp``, ``--finetune-hp``, or a
+        place in a file (``config.yml (entry default.ppd)``)
+    :raises ConfigError: one line naming the key, the value, the rule and what to give instead
+    """
+    where = _Source(source)
+    for key, value in values.items():
+        rule = HYPERPARAMETERS.get(key)
+        if rule is not None and not rule.check(value):
+            raise _value_error(key, rule, value, where, _hint(key, value))
+        if key == "policy_kwargs":
+            check_policy_kwargs(value, source)
+
+
+def check_ppo_sizes(method: str, values: Mapping[str, Any], source: str = "--hp") -> None:
+    """PPO's rules across keys, which SB3 asserts in its constructor: ``batch_size`` is not null,
+    and while advantages are normalized (``normalize_advantage``, the default) a minibatch
+    and a rollout (``n_steps × n_envs``) hold at least 2 samples.
+
+    Checked by :func:`ppdistill.experiment.validation.validate_run` (a run's whole
+    hyperparameters, each phase), not per key.
+
+    :param method: one of :data:`METHODS` (no rule for student-distill and teacher-distill)
+    :param values: a phase's hyperparameters (their values already checked by :func:`check_values`)
+    :param source: as in :func:`check_values`
+    :raises ConfigError: one line naming the key to change
+    """
+    if method not in ("ppo", "ppd"):
+        return
+    where = _Source(source)
+    batch = values.get("batch_size", default_hyperparameter(method, "batch_size"))
+    if batch is None:
+        raise ConfigError(
+            f"{where.label('batch_size')} null (the whole rollout in one batch) is for "
+            f"student-distill and teacher-distill; {method} needs a whole number > 1, "
+            f"{where.fix('batch_size', 64)}"
+        )
+    if values.get("normalize_advantage", True) is not True:
+        return
+    if batch < 2:
+        raise ConfigError(
+            f"{where.label('batch_size')} must be > 1 for {method}, which normalizes advantages "
+            f"per minibatch, got {batch}; {where.fix('batch_size', 64)}"
+        )
+    steps = values.get("n_steps", default_hyperparameter(method, "n_steps"))
+    n_envs = values.get("n_envs", 1)
+    if steps * n_envs < 2:
+        raise ConfigError(
+            f"{method} normalizes advantages over a rollout of n_steps × n_envs = {steps} × "
+            f"{n_envs} step; it needs at least 2: {where.fix('n_steps', 64)}"
+        )
+
+
+def check_policy_kwargs(value: Any, source: str = "--hp") -> None:
+    """Check ``policy_kwargs``: a mapping of SB3 policy arguments, the known ones' values.
+
+    ``net_arch``: a list of positive layer sizes, or ``{pi: [...], vf: [...]}`` (also in
+    rl_zoo3's older ``[{pi: ..., vf: ...}]``); ``activation_fn``: a name of
+    :data:`ACTIVATIONS` (from a file or the command line) or a ``torch.nn.Module`` class;
+    ``features_extractor_class`` and ``optimizer_class``: classes, from Python only.
+
+    :param value: the ``policy_kwargs`` of a run
+    :param source: as in :func:`check_values`
+    :raises ConfigError: one line naming the key and what to give instead
+    """
+    where = _Source(source)
+    label = where.label("policy_kwargs")
+    example = "{net_arch: [64, 64]}"
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        hint = ""
+        if isinstance(value, str) and value.strip().startswith("dict("):
+            hint = " (rl_zoo3's Python expressions are not read: write it as YAML)"
+        raise ConfigError(
+            f"{label} must be a mapping like {example}, got {_shown(value)}{hint}; "
+            f"{where.fix('policy_kwargs', example)}"
+        )
+    for key, item in value.items():
+        if key not in POLICY_KWARGS:
+            close = difflib.get_close_matches(str(key), sorted(POLICY_KWARGS), n=1)
+            did_you_mean = f" (did you mean {close[0]}?)" if close else ""
+            if key == "use_sde":
+                did_you_mean = " (use_sde is a hyperparameter of its own: --hp use_sde=true)"
+            valid = ", ".join(sorted(POLICY_KWARGS))
+            raise ConfigError(f"unknown key {key!r} in {label}{did_you_mean}; valid keys: {valid}")
+        name = f"{label} {key}"
+        if key == "net_arch":
+            if not _is_net_arch(item):
+                raise ConfigError(
+                    f"{name} must be a list of layer sizes > 0 or {{pi: [...], vf: [...]}}, got "
+                    f"{_shown(item)}; {where.fix('policy_kwargs', '{net_arch: [64, 64]}')}"
+                )
+        elif key == "activation_fn":
+            if isinstance(item, str) and item.lower() in ACTIVATIONS:
+                continue
+            if isinstance(item, type) and issubclass(item, nn.Module):
+                continue
+            raise ConfigError(
+                f"{name} must be one of {', '.join(ACTIVATIONS)} (or, from Python, a torch.nn.Module "
+                f"class), got {_shown(item)}; {where.fix('policy_kwargs', '{activation_fn: relu}')}"
+            )
+        elif key == "features_extractor_class":
+            if not _class_or_none(item):
+                raise ConfigError(
+                    f"{name} must be a class, which only the Python API can give (got {_shown(item)}); "
+                    "drop it, or build the run from Python"
+                )
+        elif key in _POLICY_RULES and not _POLICY_RULES[key].check(item):
+            rule = _POLICY_RULES[key]
+            if rule.example is None:
+                raise ConfigError(f"{name} must be {rule.what}, got {_shown(item)}")
+            example = f"{{{key}: {_as_yaml(rule.example)}}}"
+            raise ConfigError(
+                f"{name} must be {rule.what}, got {_shown(item)}; {where.fix('policy_kwargs', example)}"
+            )
+
+
+def _is_layers(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(_is_int(n, 1) for n in value)
+
+
+def _is_net_arch(value: Any) -> bool:
+    if value is None or _is_layers(value):
+        return True
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], Mapping):
+        value = value[0]  # rl_zoo3's older form, which SB3 still reads
+    return (
+        isinstance(value, Mapping)
+        and set(value) <= {"pi", "vf"}
+        and all(_is_layers(layers) for layers in value.values())
+    )
+
+
+def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``policy_kwargs`` as SB3 takes them: an activation function's name becomes its class.
+
+    A run keeps the names (its spec is written to YAML and JSON); the model gets the classes.
+
+    :param policy_kwargs: a run's ``policy_kwargs`` (checked by :func:`check_policy_kwargs`)
+    """
+    kwargs = dict(policy_kwargs or {})
+    activation = kwargs.get("activation_fn")
+    if isinstance(activation, str):
+        kwargs["activation_fn"] = ACTIVATIONS[activation.lower()]
+    return kwargs
 
 
 def _count(value: Any, name: str) -> int:
@@ -225,8 +615,12 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
     extra = hp.get("finetune_hp")
     if extra is not None:
         if not isinstance(extra, dict):
-            raise ConfigError(f"finetune_hp must map PPO hyperparameters to values, got {extra!r}")
+            raise ConfigError(
+                f"finetune_hp must map PPO hyperparameters to values, got {_shown(extra)} "
+                "(give them with --finetune-hp KEY=VALUE)"
+            )
         check_keys("ppo", extra, "finetune_hp")
+        check_values("ppo", extra, "--finetune-hp")
 
 
 def run_hyperparameters(

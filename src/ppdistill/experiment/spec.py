@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ppdistill.core.errors import PPDistillError
 from ppdistill.experiment.config import (
+    ConfigError,
     check_keys,
     check_runner_keys,
+    check_values,
 )
+from ppdistill.networks.presets import STUDENT_SIZES, mlp_student_arch
 
 
 @dataclass
@@ -35,6 +38,13 @@ class RunSpec:
     ``critic_warmup`` and ``finetune_hp`` (the fine-tuning PPO's complete hyperparameters;
     absent, the shipped config's ``ppo`` section for the env;
     :func:`ppdistill.experiment.config.run_hyperparameters` builds it from a config and overrides).
+
+    Every value is checked when the spec is made (:class:`~ppdistill.experiment.config.ConfigError`,
+    one line): the keys of ``hp`` and ``finetune_hp`` for the method, the values of the known
+    ones (:data:`ppdistill.experiment.config.HYPERPARAMETERS`: types, ranges, finiteness,
+    choices, ``policy_kwargs``), and the spec's own fields. What needs the environment or the
+    teacher (a rollout within the budget, sizes that fit in memory) is
+    :func:`ppdistill.experiment.validation.validate_run`.
     """
 
     env_id: str
@@ -51,10 +61,27 @@ class RunSpec:
     tensorboard: str | None = None
 
     def __post_init__(self) -> None:
-        if int(self.timesteps) <= 0:
-            raise PPDistillError(f"timesteps must be positive, got {self.timesteps}")
+        if not _whole(self.timesteps, 1):
+            raise ConfigError(
+                f"timesteps must be positive, got {self.timesteps!r}: a whole number of env steps "
+                "(--timesteps)"
+            )
+        if not isinstance(self.hp, dict):
+            raise ConfigError(f"hp must map hyperparameters to values, got {self.hp!r}")
         check_keys(self.method, self.hp, "the hyperparameters")
         check_runner_keys(self.method, self.hp)
+        check_values(self.method, self.hp)
+        if not isinstance(self.student, str):
+            raise ConfigError(f"student must be {', '.join(STUDENT_SIZES)} or hidden sizes like 64,64")
+        try:
+            mlp_student_arch(self.student, [64, 64])
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (--student)") from exc
+        if not _whole(self.eval_freq, 0):
+            raise ConfigError(f"eval_freq must be a whole number of env steps >= 0, got {self.eval_freq!r}")
+        for name in ("eval_episodes", "final_episodes"):
+            if not _whole(getattr(self, name), 1):
+                raise ConfigError(f"{name} must be a whole number > 0, got {getattr(self, name)!r}")
 
     @property
     def finetune_steps(self) -> int:
@@ -65,3 +92,19 @@ class RunSpec:
     def total_timesteps(self) -> int:
         """Env steps of the whole run, both phases of a pipeline."""
         return int(self.timesteps) + self.finetune_steps
+
+    @property
+    def effective_eval_freq(self) -> int:
+        """Env steps between periodic evaluations: ``eval_freq``, or (0) a tenth of the whole run."""
+        return int(self.eval_freq) or max(1, self.total_timesteps // 10)
+
+
+def _whole(value: Any, low: int) -> bool:
+    """A whole number >= ``low`` (an integral float too, as YAML's 1e5 is read)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        number = float(value)
+        return number == int(number) and int(number) >= low
+    except (OverflowError, ValueError):  # infinity, NaN
+        return False
