@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ppdistill.core.errors import PPDistillError
@@ -16,21 +17,27 @@ class CLIError(PPDistillError):
     """Bad command-line input."""
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, what: str) -> int:
+    """A whole number written as ``1000``, ``1e5`` or ``2048.0``; anything else (``1.5``, ``inf``,
+    ``nan``, ``abc``) is refused."""
     try:
-        value = int(float(text))
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return int(value)
+
+
+def positive_int(text: str) -> int:
+    value = _whole_number(text, "a positive whole number")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    value = _whole_number(text, "a whole number >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
@@ -41,6 +48,8 @@ def non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value

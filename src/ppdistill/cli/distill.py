@@ -83,7 +83,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         overrides["then_finetune"] = args.then_finetune
         overrides["critic_warmup"] = args.critic_warmup or 0
         finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
-        overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp)}
+        overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp, option="--finetune-hp")}
     hp = run_hyperparameters(args.env, args.method, overrides, args.config)
     spec = RunSpec(
         env_id=args.env,

@@ -18,6 +18,7 @@ from ppdistill.experiment.checkpoints import (
 from ppdistill.experiment.config import (
     RUNNER_KEYS,
     algorithm_class,
+    resolve_policy_kwargs,
 )
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.networks.normalization import with_normalization
@@ -31,7 +32,7 @@ def student_policy_kwargs(spec: RunSpec, teacher: Teacher) -> dict[str, Any]:
     Images get the paper's CNN presets (:func:`~ppdistill.networks.image_student_kwargs`);
     flat observations an MLP sized relative to the teacher's.
     """
-    kwargs = dict(spec.hp.get("policy_kwargs") or {})
+    kwargs = resolve_policy_kwargs(spec.hp.get("policy_kwargs"))
     if is_image_space(teacher.observation_space):
         if "features_extractor_class" not in kwargs:
             try:

@@ -236,7 +236,8 @@ def write_outputs(
         if boundary is not None:
             title = f"{spec.method}, then PPO, on {spec.env_id} ({spec.student} student)"
         plot_curves({spec.method: rows}, teacher_score, title, staged.path("learning_curve.png"), boundary)
-        staged.path("config.yml").write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
+        record = {**asdict(spec), "eval_freq": spec.effective_eval_freq}  # what the run used
+        staged.path("config.yml").write_text(yaml.safe_dump(record, sort_keys=False))
         staged.path("results.json").write_text(json.dumps(result, indent=2))
         written = {item.name for item in staged.tmp.iterdir()}
         staged.commit()

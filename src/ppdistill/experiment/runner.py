@@ -87,6 +87,7 @@ from ppdistill.experiment.models import build_model
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
 from ppdistill.experiment.pipeline import CriticWarmup, finetune_model
 from ppdistill.experiment.spec import RunSpec
+from ppdistill.experiment.validation import validate_run
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
 from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
@@ -198,7 +199,7 @@ class Run:
         self.checkpoint, self.checkpoint_freq = checkpoint, checkpoint_freq
         self.progress_bar, self.verbose, self.on_model = progress_bar, verbose, on_model
         self.folder = Path(out) / CHECKPOINT_DIR if out is not None and checkpoint_freq > 0 else None
-        freq = spec.eval_freq or max(1, spec.total_timesteps // 10)
+        freq = spec.effective_eval_freq
         self.evaluation = PeriodicEvaluation(
             spec.env_id, freq, spec.eval_episodes, spec.deterministic, self.seeds.periodic_evaluation
         )
@@ -249,6 +250,7 @@ class Run:
             raise PPDistillError(f"checkpoint frequency must be >= 0, got {checkpoint_freq}")
         state = RunState(references={"teacher": None, "random": None, **(references or {})})
         teacher = teacher if teacher is not None else _load_teacher(spec)
+        validate_run(spec, teacher)  # sizes and budgets that need the spaces: before anything is written
         return cls(spec, out, teacher, state, None, checkpoint_freq, **options)
 
     @classmethod
