@@ -175,3 +175,14 @@ def test_envpool_backend_matches_the_gymnasium_spaces(env_id):
         obs, _rewards, _dones, _infos = pool.step(np.array([act_space.sample() for _ in range(2)]))
     assert obs.shape == (2, *obs_space.shape)
     pool.close()
+
+
+def test_mujoco_warnings_go_to_a_logger_not_to_a_file_in_the_working_folder(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("DEBUG", logger="ppdistill.mujoco")
+    from ppdistill.envs import make_vec_env
+
+    for env_id in ("Ant-v5", "HalfCheetah-v5"):  # Ant's model has a deprecated attribute
+        make_vec_env(env_id, n_envs=1, seed=0).close()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert any("MuJoCo:" in record.getMessage() for record in caplog.records)

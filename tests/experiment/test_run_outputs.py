@@ -9,6 +9,7 @@ import shutil
 import zipfile
 
 import pytest
+import yaml
 
 from ppdistill.core.errors import PPDistillError
 from ppdistill.experiment.config import hyperparameters
@@ -71,3 +72,12 @@ def test_results_give_a_ratio_only_where_it_is_one_and_always_the_normalized_sco
     for r in (cartpole, pendulum):
         expected = (r["score"] - r["random_score"]) / (r["teacher_score"] - r["random_score"])
         assert r["normalized_score"] == pytest.approx(expected)
+
+
+def test_config_yml_records_the_evaluation_interval_the_run_used(tmp_path):
+    out = tmp_path / "run"
+    run(spec(timesteps=640), out=out, checkpoint_freq=0)  # no eval_freq given: a tenth of the budget
+    config = yaml.safe_load((out / "config.yml").read_text())
+    curve = json.loads((out / "results.json").read_text())["curve"]
+    assert config["eval_freq"] == 64
+    assert [row["timesteps"] for row in curve][:3] == [0, 64, 128]
