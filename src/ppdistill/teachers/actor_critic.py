@@ -10,7 +10,7 @@ from ppdistill.core.distributions import (
     params_from_distribution,
 )
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
-from ppdistill.teachers.base import Teacher, TeacherOutput
+from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind, TeacherOutput
 
 
 class ActorCriticTeacher(Teacher):
@@ -25,3 +25,11 @@ class ActorCriticTeacher(Teacher):
     def _forward(self, obs: TensorObs, with_values: bool) -> TeacherOutput:
         dist, values = actor_critic_forward(self.policy, obs, with_values=with_values)
         return TeacherOutput(params_from_distribution(dist), values)
+
+
+def _build(policy: ActorCriticPolicy, options: BuildOptions) -> Teacher:
+    return ActorCriticTeacher(policy, info={**options.info, "kind": "actor-critic"}, **options.common)
+
+
+KINDS = (TeacherKind("actor-critic", (ActorCriticPolicy,), "actor-critic (PPO, A2C, TRPO)", _build),)
+"""The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""

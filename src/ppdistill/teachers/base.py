@@ -14,6 +14,7 @@ spaces onto gymnasium's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,3 +194,52 @@ class Teacher(nn.Module):
     def extra_repr(self) -> str:
         kind = self.info.get("kind", type(self).__name__)
         return f"kind={kind}, obs={self.observation_space}, act={self.action_space}"
+
+
+@dataclass
+class BuildOptions:
+    """What a teacher kind's builder gets besides the rebuilt policy (see :class:`TeacherKind`).
+
+    :param observation_space: the teacher's observation space (the environment's when named)
+    :param action_space: its action space
+    :param info: description saved with students (path, algorithm, env id, ...)
+    :param obs_normalizer: frozen observation normalization (its VecNormalize statistics)
+    :param value_scale: multiplies values to undo reward normalization
+    :param temperature: τ of softmax(Q/τ), for value-based teachers
+    :param target_std: σ_T of deterministic teachers, as a fraction of half the action range
+    """
+
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    info: dict[str, Any]
+    obs_normalizer: ObsNormalizer | None = None
+    value_scale: float = 1.0
+    temperature: float = 0.01
+    target_std: float = 0.1
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The keyword arguments every :class:`Teacher` takes."""
+        return {"obs_normalizer": self.obs_normalizer, "value_scale": self.value_scale}
+
+
+@dataclass(frozen=True)
+class TeacherKind:
+    """One kind of SB3 policy that :func:`~ppdistill.teachers.loading.load_agent` reads.
+
+    Each teacher module declares the kinds it handles; the loader refuses a policy class that
+    no kind claims, before rebuilding it.
+
+    :param name: the kind's name, recorded in ``teacher.info["kind"]`` (may be refined by ``build``)
+    :param policy_classes: the SB3 policy classes it reads
+    :param described: how an error message names it ("actor-critic (PPO, A2C, TRPO)")
+    :param build: the rebuilt policy and :class:`BuildOptions` → the teacher
+    """
+
+    name: str
+    policy_classes: tuple[type, ...]
+    described: str
+    build: Callable[[Any, BuildOptions], Teacher]
+
+    def claims(self, policy_class: type) -> bool:
+        return issubclass(policy_class, self.policy_classes)

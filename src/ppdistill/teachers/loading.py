@@ -8,11 +8,7 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.qrdqn.policies import QRDQNPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.dqn.policies import DQNPolicy
-from stable_baselines3.sac.policies import SACPolicy
-from stable_baselines3.td3.policies import TD3Policy
 
 from ppdistill.core.errors import ModelLoadError, PPDistillError, TeacherLoadError, one_line
 from ppdistill.core.finite import first_nonfinite_named
@@ -21,11 +17,10 @@ from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import NormalizedFlattenExtractor
-from ppdistill.teachers.actor_critic import ActorCriticTeacher
-from ppdistill.teachers.base import Teacher
+from ppdistill.teachers import actor_critic, offpolicy, q_values
+from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind
 from ppdistill.teachers.callable import CallableTeacher
-from ppdistill.teachers.offpolicy import offpolicy_teacher
-from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE, QValueTeacher
+from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
 from ppdistill.teachers.sb3_zip import (
     construct_policy,
     decode_entry,
@@ -139,6 +134,18 @@ def load_teacher(
         raise TeacherLoadError(str(exc)) from exc
 
 
+KINDS: tuple[TeacherKind, ...] = (*actor_critic.KINDS, *q_values.KINDS, *offpolicy.KINDS)
+"""Every SB3 policy kind the loader reads: each teacher module declares its own."""
+
+
+def kind_of(policy_class: type) -> TeacherKind | None:
+    """The kind that reads ``policy_class`` (None: unsupported).
+
+    :param policy_class: an SB3 policy class
+    """
+    return next((kind for kind in KINDS if kind.claims(policy_class)), None)
+
+
 def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwargs: dict[str, Any]) -> bool:
     """Whether the ``vecnormalize.pkl`` found with a model is the model's own.
 
@@ -172,7 +179,6 @@ def _load_from_file(
     target_std: float,
     role: str,
 ) -> Teacher:
-    teacher: Teacher
     located = locate(path, role)
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
@@ -184,10 +190,12 @@ def _load_from_file(
         raise ModelLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
 
     # refused before rebuilding, so an unsupported kind is not reported as a damaged file
-    if not issubclass(policy_class, (ActorCriticPolicy, DQNPolicy, QRDQNPolicy, SACPolicy, TD3Policy)):
+    kind = kind_of(policy_class)
+    if kind is None:
+        described = ", ".join(k.described for k in KINDS)
         raise ModelLoadError(
-            f"{policy_class.__name__} {role}s are not supported: use an actor-critic (PPO, A2C, TRPO), "
-            "value-based (DQN, QR-DQN), SAC or TD3 model, or wrap your policy in a callable"
+            f"{policy_class.__name__} {role}s are not supported: use a model of one of these kinds: "
+            f"{described}; or wrap your policy in a callable"
         )
     policy_kwargs = decode_entry(data, "policy_kwargs", located.zip_path, trust_pickle) or {}
     if not isinstance(policy_kwargs, dict):
@@ -250,34 +258,7 @@ def _load_from_file(
         "env_id": env_id,
         "sb3_version": contents.sb3_version,
     }
-    common = {"obs_normalizer": normalizer, "value_scale": value_scale}
-    if isinstance(policy, ActorCriticPolicy):
-        teacher = ActorCriticTeacher(policy, info={**info, "kind": "actor-critic"}, **common)
-    elif isinstance(policy, DQNPolicy):
-        teacher = QValueTeacher(
-            policy.q_net,
-            policy,
-            obs_space,
-            act_space,  # type: ignore[arg-type]
-            temperature=temperature,
-            info={**info, "kind": "q-values", "temperature": temperature},
-            **common,
-        )
-    elif isinstance(policy, QRDQNPolicy):
-        quantile_net = policy.quantile_net
-
-        def mean_q(obs: TensorObs) -> th.Tensor:
-            return quantile_net(obs).mean(dim=1)
-
-        teacher = QValueTeacher(
-            mean_q,
-            policy,
-            obs_space,
-            act_space,  # type: ignore[arg-type]
-            temperature=temperature,
-            info={**info, "kind": "quantiles", "temperature": temperature},
-            **common,
-        )
-    else:
-        teacher = offpolicy_teacher(policy, info=info, target_std=target_std, **common)
-    return teacher
+    options = BuildOptions(
+        obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std
+    )
+    return kind.build(policy, options)

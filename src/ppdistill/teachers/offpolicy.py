@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
 from ppdistill.core.distributions import distribution_from_params
 from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
-from ppdistill.teachers.base import Teacher, TeacherOutput
+from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind, TeacherOutput
 
 QUADRATURE_POINTS = 256
 DEFAULT_TARGET_STD = 0.1
@@ -134,21 +133,17 @@ class DeterministicTeacher(Teacher):
         return np.clip(actions, self.action_space.low, self.action_space.high)
 
 
-def offpolicy_teacher(
-    policy: BasePolicy, info: dict[str, Any], target_std: float = DEFAULT_TARGET_STD, **kwargs: Any
-) -> Teacher:
-    """Wrap a loaded SAC or TD3 policy (load_teacher has refused every other kind).
+def _build_sac(policy: SACPolicy, options: BuildOptions) -> Teacher:
+    return SquashedGaussianTeacher(policy, info={**options.info, "kind": "sac"}, **options.common)
 
-    :param policy: the rebuilt policy with its weights
-    :param info: description saved with students
-    :param target_std: σ_T of deterministic (TD3/DDPG) teachers, as a fraction of half the range
-    :param kwargs: normalization arguments for :class:`Teacher`
-    """
-    if isinstance(policy, SACPolicy):
-        return SquashedGaussianTeacher(policy, info={**info, "kind": "sac"}, **kwargs)
-    if isinstance(policy, TD3Policy):
-        return DeterministicTeacher(
-            policy, target_std=target_std, info={**info, "kind": "td3", "target_std": target_std}, **kwargs
-        )
-    # load_teacher refuses every other policy kind before it gets here
-    raise TypeError(f"{type(policy).__name__} is neither a SAC nor a TD3 policy")
+
+def _build_td3(policy: TD3Policy, options: BuildOptions) -> Teacher:
+    info = {**options.info, "kind": "td3", "target_std": options.target_std}
+    return DeterministicTeacher(policy, target_std=options.target_std, info=info, **options.common)
+
+
+KINDS = (
+    TeacherKind("sac", (SACPolicy,), "SAC", _build_sac),
+    TeacherKind("td3", (TD3Policy,), "TD3", _build_td3),
+)
+"""The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""

@@ -8,11 +8,13 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
+from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
 from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
-from ppdistill.teachers.base import Teacher, TeacherOutput
+from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind, TeacherOutput
 
 DEFAULT_Q_TEMPERATURE = 0.01
 """τ in softmax(Q/τ) for value-based teachers (Rusu et al. 2016 found 0.01 best)."""
@@ -56,3 +58,41 @@ class QValueTeacher(Teacher):
         logits = q / self.temperature
         values = (th.softmax(logits, dim=-1) * q).sum(-1) if with_values else None
         return TeacherOutput(logits, values)
+
+
+def _build_dqn(policy: DQNPolicy, options: BuildOptions) -> Teacher:
+    info = {**options.info, "kind": "q-values", "temperature": options.temperature}
+    return QValueTeacher(
+        policy.q_net,
+        policy,
+        options.observation_space,
+        options.action_space,  # type: ignore[arg-type]
+        temperature=options.temperature,
+        info=info,
+        **options.common,
+    )
+
+
+def _build_qrdqn(policy: QRDQNPolicy, options: BuildOptions) -> Teacher:
+    quantile_net = policy.quantile_net
+
+    def mean_q(obs: TensorObs) -> th.Tensor:
+        return quantile_net(obs).mean(dim=1)
+
+    info = {**options.info, "kind": "quantiles", "temperature": options.temperature}
+    return QValueTeacher(
+        mean_q,
+        policy,
+        options.observation_space,
+        options.action_space,  # type: ignore[arg-type]
+        temperature=options.temperature,
+        info=info,
+        **options.common,
+    )
+
+
+KINDS = (
+    TeacherKind("q-values", (DQNPolicy,), "value-based DQN", _build_dqn),
+    TeacherKind("quantiles", (QRDQNPolicy,), "QR-DQN", _build_qrdqn),
+)
+"""The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""
