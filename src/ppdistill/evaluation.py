@@ -12,12 +12,16 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.preprocessing import maybe_transpose
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
 from ppdistill.core.distributions import params_from_distribution
 from ppdistill.core.errors import NonFiniteError
 from ppdistill.core.losses import action_agreement
 from ppdistill.envs.make import env_spaces, make_vec_env
+from ppdistill.envs.recipe import EnvRecipe
+from ppdistill.envs.views import find_student_view
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.teachers.base import Teacher
 
@@ -49,11 +53,14 @@ class EvalResult:
     :param returns: undiscounted return of each episode
     :param lengths: length of each episode
     :param observations: every observation the agent acted on (when asked for)
+    :param teacher_observations: the environment's whole observation of the same steps, where
+        the agent saw a part of it (a :class:`~ppdistill.envs.views.StudentView`); else the same
     """
 
     returns: np.ndarray
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     observations: Any = None
+    teacher_observations: Any = None
 
     @property
     def mean(self) -> float:
@@ -88,7 +95,7 @@ class EvalResult:
 
 def evaluate(
     agent: Agent,
-    env: str | gym.Env | VecEnv,
+    env: str | EnvRecipe | gym.Env | VecEnv,
     n_episodes: int = 20,
     deterministic: bool = True,
     seed: int | None = None,
@@ -99,7 +106,8 @@ def evaluate(
 
     :param agent: a student, a teacher, or any SB3 model
     :param env: an environment id (built with :func:`ppdistill.envs.make_vec_env`, evaluation
-        variant), an env, or a VecEnv
+        variant), an :class:`~ppdistill.envs.recipe.EnvRecipe` (an id with wrappers), an env,
+        or a VecEnv
     :param n_episodes: number of episodes (> 0)
     :param deterministic: act with the mode of the policy (the paper's rule for Atari and
         MuJoCo; it used stochastic actions for Procgen)
@@ -111,11 +119,13 @@ def evaluate(
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
-    owned = isinstance(env, str)
-    if isinstance(env, str):
-        env_id = env
+    owned = isinstance(env, str | EnvRecipe)
+    copies = max(1, min(n_envs, n_episodes))
+    if isinstance(env, EnvRecipe):  # an environment with its wrappers (a zoo run's, a student's view)
+        vec_env: VecEnv = env.make(n_envs=copies, training=False)
+    elif isinstance(env, str):
         # the evaluation variant: Atari episodes are whole games, Procgen levels are unseen ones
-        vec_env: VecEnv = make_vec_env(env_id, n_envs=max(1, min(n_envs, n_episodes)), training=False)
+        vec_env = make_vec_env(env, n_envs=copies, training=False)
     elif isinstance(env, VecEnv):
         vec_env = env
     else:
@@ -126,9 +136,14 @@ def evaluate(
         vec_env.seed(seed)
     seen: list[Any] = []
 
+    view = find_student_view(vec_env)
+    seen_by_teacher: list[Any] = []
+
     def record(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
         obs, i = local_vars["observations"], local_vars["i"]
-        seen.append({k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i])
+        seen.append(_item(obs, i))
+        if view is not None:  # the environment's whole observation of that step, the teacher's
+            seen_by_teacher.append(_item(view.acted_on(), i))
 
     try:
         returns, lengths = _evaluate_policy_checked(
@@ -143,13 +158,21 @@ def evaluate(
     finally:
         if owned:
             vec_env.close()
-    observations: Any = None
+    result = EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64))
     if record_observations and seen:
-        if isinstance(seen[0], dict):
-            observations = {k: np.stack([o[k] for o in seen]) for k in seen[0]}
-        else:
-            observations = np.stack(seen)
-    return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), observations)
+        result.observations = _stacked(seen)
+        result.teacher_observations = _stacked(seen_by_teacher) if seen_by_teacher else result.observations
+    return result
+
+
+def _item(batch: Any, i: int) -> Any:
+    return {k: v[i] for k, v in batch.items()} if isinstance(batch, dict) else batch[i]
+
+
+def _stacked(items: list[Any]) -> Any:
+    if isinstance(items[0], dict):
+        return {k: np.stack([o[k] for o in items]) for k in items[0]}
+    return np.stack(items)
 
 
 def _with_agents_normalization(agent: Agent, vec_env: VecEnv, owned: bool) -> VecEnv:
@@ -191,7 +214,9 @@ def _evaluate_policy_checked(agent: Agent, vec_env: VecEnv, **kwargs: Any) -> An
         ) from exc
 
 
-def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> float:
+def action_agreement_on(
+    student: Any, teacher: Teacher, observations: Any, teacher_observations: Any = None
+) -> float:
     """Teacher–student action agreement on given (raw) observations.
 
     Same definition as the ``distill/agreement`` training diagnostic
@@ -200,12 +225,19 @@ def action_agreement_on(student: Any, teacher: Teacher, observations: Any) -> fl
     :param student: an SB3 actor-critic model (PPD, StudentDistill, TeacherDistill, PPO, A2C)
     :param teacher: the teacher
     :param observations: a batch of raw observations
+    :param teacher_observations: the teacher's observations of the same steps, where they are not
+        the student's (the student saw a part of them)
     :return: a number in [0, 1]
     """
     with th.no_grad():
         obs_t, _ = student.policy.obs_to_tensor(observations)
         dist, _ = actor_critic_forward(student.policy, obs_t, with_values=False)
         student_params = params_from_distribution(dist)
+        if teacher_observations is not None:  # shaped as the teacher's space, not the student's
+            raw = teacher_observations
+            if isinstance(raw, np.ndarray):
+                raw = maybe_transpose(raw, teacher.observation_space)
+            obs_t = obs_as_tensor(raw, teacher.device)
         # obs_to_tensor has moved image channels first, as both policies take them
         teacher_obs = (
             {k: v.to(teacher.device) for k, v in obs_t.items()}
@@ -234,13 +266,12 @@ class RandomAgent:
         return np.stack([self.action_space.sample() for _ in range(n)]), None
 
 
-def random_policy_score(env_id: str, n_episodes: int = 20, seed: int | None = None) -> float:
-    """Mean return of uniformly random actions on ``env_id``.
+def random_policy_score(env: str | EnvRecipe, n_episodes: int = 20, seed: int | None = None) -> float:
+    """Mean return of uniformly random actions on ``env``.
 
-    :param env_id: environment id
+    :param env: environment id, or a recipe (an id with wrappers)
     :param n_episodes: episodes
     :param seed: seed of the resets and the actions
     """
-
-    _, action_space = env_spaces(env_id)
-    return evaluate(RandomAgent(action_space, seed or 0), env_id, n_episodes, False, seed=seed).mean
+    _, action_space = env.spaces() if isinstance(env, EnvRecipe) else env_spaces(env)
+    return evaluate(RandomAgent(action_space, seed or 0), env, n_episodes, False, seed=seed).mean

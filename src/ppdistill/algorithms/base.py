@@ -22,6 +22,7 @@ from ppdistill.core.errors import MissingTeacherError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
+from ppdistill.envs.views import find_student_view
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import with_normalization
 from ppdistill.teachers.base import Teacher
@@ -100,9 +101,16 @@ class DistillationMixin:
             raise TypeError(f"teacher must be a ppdistill Teacher or a path, got {type(teacher).__name__}")
         where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
         check_spaces_compatible("action", teacher.action_space, self.action_space, where, "the student")
-        check_spaces_compatible(
-            "observation", teacher.observation_space, self.observation_space, where, "the student"
-        )
+        view = find_student_view(self.env)
+        if view is not None:  # the environment gives the teacher's observation, the student a part
+            check_spaces_compatible(
+                "observation", teacher.observation_space, view.teacher_observation_space, where,
+                "the environment's teacher observation",
+            )  # fmt: skip
+        else:
+            check_spaces_compatible(
+                "observation", teacher.observation_space, self.observation_space, where, "the student"
+            )
         teacher.to(self.device).freeze()
         self.teacher = teacher
         self.teacher_info = copy.deepcopy(teacher.info)
@@ -112,11 +120,13 @@ class DistillationMixin:
         (where it cannot clash: see :func:`~ppdistill.networks.normalization.with_normalization`)."""
         assert self.teacher is not None
         vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
+        student_view = find_student_view(self.env)
         self.policy_kwargs = with_normalization(
             self.policy_kwargs,
             self.teacher.obs_normalizer,
             self.observation_space,
             env_normalizes=vecnorm is not None and vecnorm.norm_obs,
+            view=student_view.view if student_view is not None else None,
         )
 
     @property
@@ -146,7 +156,12 @@ class DistillationMixin:
         self.rollout_buffer.raw_obs_source = self._raw_observations  # type: ignore[attr-defined]
 
     def _raw_observations(self) -> RawObs | None:
-        """The unnormalized current observation when the student's VecEnv normalizes them."""
+        """The teacher's current observation when it is not the student's: the whole one when
+        the student sees a part (a :class:`~ppdistill.envs.views.StudentView`), the
+        unnormalized one when the student's VecEnv normalizes."""
+        view = find_student_view(self.env)
+        if view is not None:
+            return view.teacher_observations()
         vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
         if vecnorm is not None and vecnorm.norm_obs:
             return vecnorm.get_original_obs()

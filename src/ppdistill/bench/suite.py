@@ -104,6 +104,7 @@ class EnvEntry:
     corrupt: dict[str, Any] | None = None
     deterministic: bool = True
     eval_freq: int | None = None
+    student_obs: str = "teacher"
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Suite:
                             eval_episodes=self.eval_episodes,
                             final_episodes=self.final_episodes,
                             deterministic=entry.deterministic,
+                            student_obs=entry.student_obs,
                         )
                         out.append((run_id(entry.env, label, student, seed), spec, entry))
         seen: set[str] = set()
@@ -179,6 +181,7 @@ _ENV_KEYS = {
     "corrupt",
     "deterministic",
     "eval_freq",
+    "student_obs",
 }
 
 
@@ -252,6 +255,7 @@ def load_suite(path: Path) -> Suite:
                 hp=hp,
                 corrupt=raw.get("corrupt"),
                 eval_freq=int(raw["eval_freq"]) if "eval_freq" in raw else None,
+                student_obs=str(raw.get("student_obs", "teacher")),
                 deterministic=bool(
                     raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
                 ),

@@ -33,7 +33,7 @@ _SPEC_OPTIONS = ("lambda_schedule", "then_finetune", "critic_warmup", "finetune_
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.experiment.config import parse_overrides, run_hyperparameters
-    from ppdistill.experiment.runner import resume, run
+    from ppdistill.experiment.runner import Run, resume
     from ppdistill.experiment.spec import RunSpec
 
     if args.resume is not None:
@@ -98,17 +98,22 @@ def cmd_distill(args: argparse.Namespace) -> int:
         final_episodes=args.final_episodes,
         deterministic=not args.stochastic,
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
+        student_obs=args.student_obs,
     )
     check_out_folder(args.out, force=args.force)
     with _pointing_at_checkpoint(args.out):
-        result = run(
+        started = Run.start(
             spec,
             out=args.out,
-            progress_bar=not args.no_progress,
-            verbose=args.verbose,
             checkpoint_freq=args.checkpoint_freq,
             force=args.force,
+            progress_bar=not args.no_progress,
+            verbose=args.verbose,
         )
+        envs = started.describe_envs()
+        if envs is not None:
+            print(envs, flush=True)
+        result = started.execute()
     print_table(f"{args.method} on {args.env}", RESULT_COLUMNS, [result_row(result)])
     if result.get("finetune_start") is not None:
         print(

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium environment id (required)")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
     p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
+    p.add_argument(
+        "--student-obs",
+        choices=["teacher", "raw"],
+        default="teacher",
+        help="when the teacher's environment adds inputs for it (an rl-zoo time feature or frame stack): "
+        "the student sees the same observation, or the environment's own",
+    )
     p.add_argument("--timesteps", type=positive_int, help="env steps (required)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

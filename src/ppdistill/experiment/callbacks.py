@@ -7,22 +7,25 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.evaluation import evaluate
 
 
 class PeriodicEvaluation(BaseCallback):
     """Evaluates the student every ``freq`` env steps (and at step 0) on seeded episodes.
 
-    :param env_id: environment to evaluate on
+    :param env: environment to evaluate on (an id, or a recipe with wrappers and the student's view)
     :param freq: env steps between evaluations
     :param n_episodes: episodes per evaluation
     :param deterministic: act with the mode
     :param seed: seed of the evaluation resets (the same at every evaluation)
     """
 
-    def __init__(self, env_id: str, freq: int, n_episodes: int, deterministic: bool, seed: int) -> None:
+    def __init__(
+        self, env: str | EnvRecipe, freq: int, n_episodes: int, deterministic: bool, seed: int
+    ) -> None:
         super().__init__()
-        self.env_id, self.freq, self.n_episodes = env_id, freq, n_episodes
+        self.env, self.freq, self.n_episodes = env, freq, n_episodes
         self.deterministic, self.seed = deterministic, seed
         self.rows: list[dict[str, float]] = []
         self._next = 0
@@ -47,7 +50,7 @@ class PeriodicEvaluation(BaseCallback):
 
     def evaluate_now(self) -> None:
         """Evaluate the model as it is now and add a row (also used at a phase boundary)."""
-        result = evaluate(self.model, self.env_id, self.n_episodes, self.deterministic, seed=self.seed)
+        result = evaluate(self.model, self.env, self.n_episodes, self.deterministic, seed=self.seed)
         self.rows.append(
             {
                 "timesteps": int(self.model.num_timesteps),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gymnasium import spaces
@@ -11,7 +12,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import Schedule
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.envs.make import make_vec_env
+from ppdistill.envs.recipe import EnvRecipe, RecipeError, raw_view
 from ppdistill.experiment.checkpoints import (
     EpisodeRecorder,
 )
@@ -56,6 +57,34 @@ def policy_name(observation_space: spaces.Space) -> str:
     return "CnnPolicy" if is_image_space(observation_space) else "MlpPolicy"
 
 
+def teacher_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
+    """The environment the teacher acts in: ``spec.env_id`` with the teacher's own wrappers,
+    frame stack and ``gym.make`` arguments (an rl-zoo run's), if it has any.
+
+    :param spec: the run
+    :param teacher: the teacher
+    """
+    recipe = teacher.env_recipe
+    return replace(recipe, env_id=spec.env_id) if recipe is not None else EnvRecipe(spec.env_id)
+
+
+def student_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
+    """The environment the student trains and is evaluated in: the teacher's, with the student
+    seeing the environment's own observation when ``spec.student_obs`` is ``"raw"`` (the
+    teacher still reads its whole one).
+
+    :param spec: the run
+    :param teacher: the teacher
+    """
+    recipe = teacher_env(spec, teacher)
+    if spec.student_obs == "raw" and (recipe.wrappers or recipe.frame_stack):
+        try:
+            return replace(recipe, student_view=raw_view(recipe))
+        except RecipeError as exc:
+            raise PPDistillError(f"--student-obs raw: {exc}") from exc
+    return recipe
+
+
 def build_model(
     spec: RunSpec, teacher: Teacher, verbose: int = 0, distill_lambda: Schedule | None = None
 ) -> BaseAlgorithm:
@@ -72,7 +101,8 @@ def build_model(
     n_envs = int(spec.hp.get("n_envs", 1))
     # EpisodeRecorder lets a checkpoint rebuild the envs' state exactly (by replay).
     seed = SeedPlan(spec.seed).training
-    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
+    recipe = student_env(spec, teacher)
+    env = recipe.make(n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
     policy_kwargs = student_policy_kwargs(spec, teacher)
     cls = algorithm_class(spec.method)
     policy = policy_name(teacher.observation_space)
@@ -81,6 +111,8 @@ def build_model(
     common = {"seed": seed, "verbose": verbose, "tensorboard_log": spec.tensorboard, "device": device}
     if spec.method == "ppo":
         # From scratch, but with the same input normalization the distilled students get.
-        policy_kwargs = with_normalization(policy_kwargs, teacher.obs_normalizer, teacher.observation_space)
+        student_space, _ = recipe.spaces()
+        view = recipe.student_view
+        policy_kwargs = with_normalization(policy_kwargs, teacher.obs_normalizer, student_space, view=view)
         return cls(policy, env, policy_kwargs=policy_kwargs, **hp, **common)
     return cls(policy, env, teacher=teacher, policy_kwargs=policy_kwargs, **hp, **common)

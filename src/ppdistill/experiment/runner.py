@@ -70,7 +70,6 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.core.files import FolderLock, atomic_write, check_out_folder, check_writable
 from ppdistill.core.schedules import Schedule, named_schedule, parse_schedule_name
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.envs.make import make_vec_env
 from ppdistill.evaluation import action_agreement_on, evaluate, random_policy_score
 from ppdistill.experiment.callbacks import PeriodicEvaluation
 from ppdistill.experiment.checkpoints import (
@@ -83,7 +82,7 @@ from ppdistill.experiment.checkpoints import (
     read_checkpoint,
 )
 from ppdistill.experiment.config import algorithm_class, hyperparameters
-from ppdistill.experiment.models import build_model
+from ppdistill.experiment.models import build_model, student_env, teacher_env
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
 from ppdistill.experiment.pipeline import CriticWarmup, finetune_model
 from ppdistill.experiment.spec import RunSpec
@@ -196,12 +195,14 @@ class Run:
             )
         self.spec, self.out, self.teacher, self.state = spec, out, teacher, state
         self.seeds = SeedPlan(spec.seed)
+        # where each acts: the teacher in its own environment, the student in it too, or in a view of it
+        self.teacher_env, self.student_env = teacher_env(spec, teacher), student_env(spec, teacher)
         self.checkpoint, self.checkpoint_freq = checkpoint, checkpoint_freq
         self.progress_bar, self.verbose, self.on_model = progress_bar, verbose, on_model
         self.folder = Path(out) / CHECKPOINT_DIR if out is not None and checkpoint_freq > 0 else None
         freq = spec.effective_eval_freq
         self.evaluation = PeriodicEvaluation(
-            spec.env_id, freq, spec.eval_episodes, spec.deterministic, self.seeds.periodic_evaluation
+            self.student_env, freq, spec.eval_episodes, spec.deterministic, self.seeds.periodic_evaluation
         )
         if state.evaluation:
             self.evaluation.restore(state.evaluation)
@@ -319,6 +320,13 @@ class Run:
             self._train(model, self.spec.total_timesteps, restore_rng, continuing=True)
         return self._finish(model)
 
+    def describe_envs(self) -> str | None:
+        """What the teacher acts in and what the student sees, in words (None: the plain env)."""
+        if self.teacher_env.plain and self.student_env.plain:
+            return None
+        student = "the same" if self.student_env == self.teacher_env else self.student_env.describe()
+        return f"the teacher acts in {self.teacher_env.describe()}; the student sees {student}"
+
     def _notify(self, model: BaseAlgorithm) -> None:
         if self.on_model is not None:
             self.on_model(model)
@@ -381,7 +389,7 @@ class Run:
             hp = hyperparameters(self.spec.env_id, "ppo")
         seed = self.seeds.finetune
         n_envs = int(hp.get("n_envs", 1))
-        env = make_vec_env(self.spec.env_id, n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
+        env = self.student_env.make(n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
         old_env = distilled.get_env()
         if old_env is not None:
             old_env.close()
@@ -422,10 +430,10 @@ class Run:
             spec, seed = self.spec, self.seeds.final_evaluation
             if key == "teacher":
                 value = evaluate(
-                    self.teacher, spec.env_id, spec.final_episodes, spec.deterministic, seed=seed
+                    self.teacher, self.teacher_env, spec.final_episodes, spec.deterministic, seed=seed
                 ).mean
             else:
-                value = random_policy_score(spec.env_id, spec.final_episodes, seed=seed)
+                value = random_policy_score(self.teacher_env, spec.final_episodes, seed=seed)
             self.state.references[key] = value
         return float(value)
 
@@ -455,7 +463,7 @@ class Run:
             self.evaluation.evaluate_now()
         final = evaluate(
             model,
-            spec.env_id,
+            self.student_env,
             spec.final_episodes,
             spec.deterministic,
             seed=self.seeds.final_evaluation,
@@ -469,7 +477,7 @@ class Run:
             final,
             teacher_score,
             self._reference("random"),
-            action_agreement_on(model, self.teacher, final.observations),
+            action_agreement_on(model, self.teacher, final.observations, final.teacher_observations),
             curve=self.evaluation.rows,
             train_time=train_time,
             checkpoint_freq=self.checkpoint_freq if self.folder is not None else 0,
@@ -478,6 +486,8 @@ class Run:
             schedule=self.schedule_record,
             finetune=self.state.finetune,
         )
+        if not (self.teacher_env.plain and self.student_env.plain):  # what each acted in
+            result["env"] = {"teacher": self.teacher_env.as_dict(), "student": self.student_env.as_dict()}
         if self.out is not None:
             files = {DISTILLED_NAME: self.distilled} if self.distilled is not None else {}
             write_outputs(Path(self.out), spec, model, self.evaluation.rows, teacher_score, result, files)

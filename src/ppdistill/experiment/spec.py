@@ -14,6 +14,8 @@ from ppdistill.experiment.config import (
 )
 from ppdistill.networks.presets import STUDENT_SIZES, mlp_student_arch
 
+STUDENT_OBS = ("teacher", "raw")
+
 
 @dataclass
 class RunSpec:
@@ -31,6 +33,10 @@ class RunSpec:
     :param final_episodes: episodes of the final evaluation (student and teacher)
     :param deterministic: evaluate with the policy's mode
     :param tensorboard: TensorBoard log folder
+    :param student_obs: what the student observes when the teacher's environment adds inputs
+        for the teacher (an rl-zoo run's ``TimeFeatureWrapper`` or ``frame_stack``):
+        ``"teacher"``, the same observation; ``"raw"``, the environment's own, without them
+        (the teacher still reads its own; see :mod:`ppdistill.envs.recipe`)
 
     ``hp`` may hold the runner's keys besides the algorithm's: ``n_envs``, ``temperature``
     (DQN teachers), ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
@@ -59,6 +65,7 @@ class RunSpec:
     final_episodes: int = 20
     deterministic: bool = True
     tensorboard: str | None = None
+    student_obs: str = "teacher"
 
     def __post_init__(self) -> None:
         if not _whole(self.timesteps, 1):
@@ -82,6 +89,10 @@ class RunSpec:
         for name in ("eval_episodes", "final_episodes"):
             if not _whole(getattr(self, name), 1):
                 raise ConfigError(f"{name} must be a whole number > 0, got {getattr(self, name)!r}")
+        if self.student_obs not in STUDENT_OBS:
+            raise ConfigError(
+                f"student_obs must be {' or '.join(STUDENT_OBS)}, got {self.student_obs!r} (--student-obs)"
+            )
 
     @property
     def finetune_steps(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,7 @@ def with_normalization(
     normalizer: ObsNormalizer | None,
     observation_space: spaces.Space,
     env_normalizes: bool = False,
+    view: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """``policy_kwargs`` whose network normalizes its inputs with ``normalizer`` (frozen), where
     that cannot clash: a flat Box observation, no features extractor of the user's, and no
@@ -126,6 +128,9 @@ def with_normalization(
     :param normalizer: the teacher's observation normalization, if any
     :param observation_space: the student's observation space
     :param env_normalizes: whether the student's VecEnv normalizes observations itself
+    :param view: when the student sees a part of the teacher's observation: that part, applied
+        to the statistics too (a student without the teacher's time feature gets the
+        statistics of the other entries)
     """
     if normalizer is None or normalizer.keys is not None or not isinstance(observation_space, spaces.Box):
         return policy_kwargs
@@ -133,8 +138,13 @@ def with_normalization(
         return policy_kwargs
     if env_normalizes:
         return policy_kwargs
+    stats = normalizer.stats()
+    if view is not None:
+        stats = {**stats, "mean": view(np.asarray(stats["mean"])), "var": view(np.asarray(stats["var"]))}
+    if tuple(np.shape(stats["mean"])) != observation_space.shape:
+        return policy_kwargs  # statistics of other observations: not the student's to take
     return {
         **policy_kwargs,
         "features_extractor_class": NormalizedFlattenExtractor,
-        "features_extractor_kwargs": normalizer.stats(),
+        "features_extractor_kwargs": stats,
     }

@@ -31,6 +31,7 @@ from ppdistill.core.distributions import (
     param_dim,
 )
 from ppdistill.core.errors import ModelLoadError
+from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import ObsNormalizer
 from ppdistill.networks.presets import teacher_mlp_width
@@ -180,6 +181,13 @@ class Teacher(nn.Module):
     @property
     def param_dim(self) -> int:
         return param_dim(self.action_space)
+
+    @property
+    def env_recipe(self) -> EnvRecipe | None:
+        """The environment it acts in, when it is more than an id: the wrappers, frame stack
+        and ``gym.make`` arguments of its training (an rl-zoo run's ``config.yml``)."""
+        env = self.info.get("env")
+        return EnvRecipe.from_dict(env) if env else None
 
     @property
     def hidden_layers(self) -> list[int] | None:

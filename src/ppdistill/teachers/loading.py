@@ -29,7 +29,7 @@ from ppdistill.teachers.sb3_zip import (
     read_vecnormalize,
     space_from_record,
 )
-from ppdistill.teachers.zoo_folder import Located, locate
+from ppdistill.teachers.zoo_folder import Located, env_recipe, locate
 
 
 def load_agent(
@@ -183,6 +183,10 @@ def _load_from_file(
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
         env_obs, env_act = env_spaces(env_id)
+    recipe = env_recipe(located, env_id) if env_id is not None and located.env_settings else None
+    if recipe is not None and not recipe.plain:
+        # the observations it was trained on are its wrappers' (a time feature, a frame stack)
+        env_obs, env_act = recipe.spaces()
     contents = read_sb3_zip(located.zip_path)
     data = contents.data
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
@@ -251,13 +255,15 @@ def _load_from_file(
                 f"{obs_space.shape}: it belongs to another model; keep beside a model only the "
                 "vecnormalize.pkl saved with it (Python API: vecnormalize= names the file)"
             )
-    info = {
+    info: dict[str, Any] = {
         "path": str(located.zip_path.resolve()),
         "vecnormalize": str(vec_path.resolve()) if vec_path else None,
         "algo_policy": policy_class.__name__,
         "env_id": env_id,
         "sb3_version": contents.sb3_version,
     }
+    if recipe is not None and not recipe.plain:
+        info["env"] = recipe.as_dict()  # how to build the environment it acts in
     options = BuildOptions(
         obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std
     )

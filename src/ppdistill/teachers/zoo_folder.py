@@ -8,13 +8,15 @@ reads without end, a FIFO blocks).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from ppdistill.core.errors import ModelLoadError
+from ppdistill.envs.ids import env_family
+from ppdistill.envs.recipe import EnvRecipe, WrapperSpec
 from ppdistill.teachers.sb3_zip import MODEL_ZIP, check_regular_file, read_regular_file
 
 # An rl-zoo args.yml is a few KB.
@@ -56,6 +58,9 @@ class Located:
     vecnormalize: Path | None
     env_id: str | None
     vecnormalize_place: VecNormalizePlace | None = None
+    env_settings: dict[str, Any] = field(default_factory=dict)
+    """What the run's ``config.yml`` / ``args.yml`` say about its environment (``env_wrapper``,
+    ``frame_stack``, ``env_kwargs``): see :func:`env_recipe`."""
 
 
 def _present(path: Path, what: str) -> bool:
@@ -108,14 +113,71 @@ def locate(path: Path, role: str = "teacher") -> Located:
         ((c, where) for c, where in candidates if _present(c, "a vecnormalize.pkl")), (None, None)
     )
     env_id = None
+    settings: dict[str, Any] = {}
     for args in (folder / f"{zip_path.stem}.args.yml", side / "args.yml", folder / "args.yml"):
         if _present(args, "an rl-zoo args.yml"):
-            text = read_regular_file(args, MAX_ARGS_BYTES, "an rl-zoo args.yml")
-            try:
-                loaded = yaml.load(text.decode(), Loader=_ZooArgsLoader)
-                env_id = dict(loaded).get("env")
-                env_id = env_id if isinstance(env_id, str) else None
-            except Exception:
-                env_id = None
+            loaded = _read_zoo_yaml(args, "an rl-zoo args.yml")
+            env_id = loaded.get("env") if isinstance(loaded.get("env"), str) else None
+            if loaded.get("env_kwargs"):
+                settings["env_kwargs"] = loaded["env_kwargs"]
             break
-    return Located(zip_path, vecnormalize, env_id, place)
+    for config in (side / "config.yml", folder / "config.yml"):
+        if _present(config, "an rl-zoo config.yml"):
+            loaded = _read_zoo_yaml(config, "an rl-zoo config.yml")
+            settings.update({k: loaded[k] for k in ENV_SETTINGS if loaded.get(k)})
+            break
+    return Located(zip_path, vecnormalize, env_id, place, settings)
+
+
+ENV_SETTINGS = ("env_wrapper", "frame_stack", "env_kwargs")
+ATARI_WRAPPER = "stable_baselines3.common.atari_wrappers.AtariWrapper"
+"""The keys of an rl-zoo ``config.yml`` that shape the observations a model was trained on."""
+
+
+def _read_zoo_yaml(path: Path, what: str) -> dict[str, Any]:
+    """An rl-zoo YAML file (args.yml, config.yml) as a dict; an unreadable one as empty."""
+    text = read_regular_file(path, MAX_ARGS_BYTES, what)
+    try:
+        loaded = yaml.load(text.decode(), Loader=_ZooArgsLoader)
+        return dict(loaded) if loaded else {}
+    except Exception:
+        return {}
+
+
+def _wrapper_specs(value: Any, where: Path | str) -> tuple[WrapperSpec, ...]:
+    """``env_wrapper`` in any of the zoo's forms: a dotted path, ``{path: kwargs}``, or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    specs = []
+    for item in items:
+        if isinstance(item, str):
+            specs.append(WrapperSpec(item))
+        elif isinstance(item, dict) and len(item) == 1:
+            ((path, kwargs),) = item.items()
+            if not isinstance(path, str) or not isinstance(kwargs, dict | None):
+                raise ModelLoadError(
+                    f"{where}: env_wrapper entry {item!r} is not a dotted path with keywords"
+                )
+            specs.append(WrapperSpec(path, dict(kwargs or {})))
+        else:
+            raise ModelLoadError(f"{where}: env_wrapper {value!r} is not a dotted path, a mapping or a list")
+    return tuple(specs)
+
+
+def env_recipe(located: Located, env_id: str) -> EnvRecipe:
+    """The environment a zoo run's model was trained in: ``env_id`` with the run's
+    ``env_wrapper``, ``frame_stack`` and ``env_kwargs``.
+
+    :param located: what :func:`locate` found
+    :param env_id: the environment (given, or the run's own)
+    """
+    settings = located.env_settings
+    wrappers = _wrapper_specs(settings["env_wrapper"], located.zip_path) if "env_wrapper" in settings else ()
+    if env_family(env_id) == "atari":  # ppdistill's Atari pipeline is the zoo's: AtariWrapper + 4 frames
+        wrappers = tuple(w for w in wrappers if w.path != ATARI_WRAPPER)
+    env_kwargs = settings.get("env_kwargs") or {}
+    if not isinstance(env_kwargs, dict):
+        raise ModelLoadError(f"{located.zip_path}: env_kwargs {env_kwargs!r} is not a mapping")
+    frame_stack = settings.get("frame_stack") or 0
+    if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 0:
+        raise ModelLoadError(f"{located.zip_path}: frame_stack {frame_stack!r} is not a whole number")
+    return EnvRecipe(env_id, dict(env_kwargs), wrappers, frame_stack)
