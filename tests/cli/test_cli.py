@@ -183,3 +183,17 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc_info:
         main(["--version"])
     assert exc_info.value.code == 0 and capsys.readouterr().out.strip() == f"ppdistill {__version__}"
+
+
+def test_teacher_inspect_says_how_a_teacher_will_be_read(tmp_path, capsys):
+    from ppdistill.cli.main import main
+
+    out = tmp_path / "t.json"
+    teacher = str(zoo_path("ppo/Hopper-v3_1"))
+    code = main(["teacher", "inspect", teacher, "--env", "Hopper-v5", "--episodes", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "vecnormalize.pkl" in printed and "[256, 256]" in printed
+    found = json.loads(out.read_text())
+    assert found["kind"] == "actor-critic" and found["action_space"].startswith("Box(-1.0, 1.0, (3,)")
+    assert found["normalization"].startswith("frozen VecNormalize statistics")
+    assert float(found["score"].split(" ± ")[0]) > 1000

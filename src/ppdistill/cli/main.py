@@ -18,7 +18,7 @@ from ppdistill.cli.bench import cmd_bench_report, cmd_bench_run
 from ppdistill.cli.deploy import cmd_compare, cmd_export
 from ppdistill.cli.distill import cmd_distill, cmd_quickstart
 from ppdistill.cli.info import cmd_evaluate, cmd_students
-from ppdistill.cli.teacher import cmd_teacher_corrupt, cmd_teacher_train
+from ppdistill.cli.teacher import cmd_teacher_corrupt, cmd_teacher_inspect, cmd_teacher_train
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.version import __version__
 
@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="environment for --target-fraction")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_teacher_corrupt)
+    p = tsub.add_parser("inspect", help="how a teacher will be read: kind, target, spaces, wrappers, network")
+    p.add_argument(
+        "path", type=Path, help="teacher .zip, rl-zoo run folder, or another model the loader reads"
+    )
+    p.add_argument("--env", default=None, help="check its spaces against this environment and score it there")
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes of the score (with --env)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write what was found to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
+    p.set_defaults(func=cmd_teacher_inspect)
 
     p = sub.add_parser("evaluate", help="evaluate a teacher or a student")
     p.add_argument("--model", type=Path, required=True, help=".zip or rl-zoo folder")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from ppdistill.cli.args import CLIError
-from ppdistill.core.files import check_out_file
+from ppdistill.cli.tables import print_table
+from ppdistill.core.files import atomic_write, check_out_file
 from ppdistill.core.seeds import SeedPlan
 
 
@@ -56,4 +58,25 @@ def cmd_teacher_corrupt(args: argparse.Namespace) -> int:
     )
     if summary.get("left_out"):
         print(f"  left out (not plain data, SB3 uses its defaults): {', '.join(summary['left_out'])}")
+    return 0
+
+
+def cmd_teacher_inspect(args: argparse.Namespace) -> int:
+    from ppdistill.evaluation import evaluate
+    from ppdistill.teachers.describe import describe_teacher
+    from ppdistill.teachers.loading import load_teacher
+
+    if args.json:
+        check_out_file(args.json, force=args.force, what="--json")
+    teacher = load_teacher(args.path, env_id=args.env)
+    described = describe_teacher(teacher)
+    if args.env is not None:
+        result = evaluate(teacher, args.env if teacher.env_recipe is None else teacher.env_recipe,
+                          n_episodes=args.episodes, seed=SeedPlan(args.seed).final_evaluation)  # fmt: skip
+        described["score"] = (
+            f"{result.mean:.2f} ± {result.std:.2f} over {result.n_episodes} deterministic episodes"
+        )
+    print_table(f"teacher {args.path}", ["aspect", "found"], [[k, str(v)] for k, v in described.items()])
+    if args.json:
+        atomic_write(args.json, json.dumps(described, indent=2, default=str).encode())
     return 0

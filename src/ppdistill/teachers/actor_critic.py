@@ -31,5 +31,13 @@ def _build(policy: ActorCriticPolicy, options: BuildOptions) -> Teacher:
     return ActorCriticTeacher(policy, info={**options.info, "kind": "actor-critic"}, **options.common)
 
 
-KINDS = (TeacherKind("actor-critic", (ActorCriticPolicy,), "actor-critic (PPO, A2C, TRPO)", _build),)
+KINDS = (
+    TeacherKind(
+        "actor-critic",
+        (ActorCriticPolicy,),
+        "actor-critic (PPO, A2C, TRPO)",
+        _build,
+        "its own action distribution (categorical, Bernoulli or diagonal Gaussian)",
+    ),
+)
 """The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""

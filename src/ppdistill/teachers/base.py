@@ -242,12 +242,15 @@ class TeacherKind:
     :param policy_classes: the SB3 policy classes it reads
     :param described: how an error message names it ("actor-critic (PPO, A2C, TRPO)")
     :param build: the rebuilt policy and :class:`BuildOptions` → the teacher
+    :param target: how its distillation target (the distribution the student is taught) is
+        formed, in words (``ppdistill teacher inspect`` shows it)
     """
 
     name: str
     policy_classes: tuple[type, ...]
     described: str
     build: Callable[[Any, BuildOptions], Teacher]
+    target: str = ""
 
     def claims(self, policy_class: type) -> bool:
         return issubclass(policy_class, self.policy_classes)

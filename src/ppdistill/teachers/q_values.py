@@ -92,7 +92,9 @@ def _build_qrdqn(policy: QRDQNPolicy, options: BuildOptions) -> Teacher:
 
 
 KINDS = (
-    TeacherKind("q-values", (DQNPolicy,), "value-based DQN", _build_dqn),
-    TeacherKind("quantiles", (QRDQNPolicy,), "QR-DQN", _build_qrdqn),
+    TeacherKind("q-values", (DQNPolicy,), "value-based DQN", _build_dqn, "softmax(Q / τ) of its Q-values"),
+    TeacherKind(
+        "quantiles", (QRDQNPolicy,), "QR-DQN", _build_qrdqn, "softmax(Q / τ) of its quantiles' means"
+    ),
 )
 """The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""
