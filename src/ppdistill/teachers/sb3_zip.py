@@ -468,8 +468,11 @@ def construct_policy(
     if _count_layers(clean.get("net_arch")) > 1000:
         raise ModelLoadError(f"cannot rebuild {policy_class.__name__}: its net_arch has over 1000 layers")
 
+    # SB3's policies take a learning-rate schedule third; a few (sb3_contrib's ARS) take none
+    schedule = (lambda _: 0.0,) if accepts_any or "lr_schedule" in params else ()
+
     def build() -> BasePolicy:
-        return policy_class(obs_space, act_space, lambda _: 0.0, **clean)
+        return policy_class(obs_space, act_space, *schedule, **clean)
 
     if n_weights is not None:
         size = _meta_size(build)
