@@ -1,10 +1,15 @@
-"""Teachers from off-policy continuous-control agents: SAC (squashed Gaussian) and TD3 (deterministic).
+"""Teachers from off-policy continuous-control agents and deterministic policies.
+
+SAC, TQC and CrossQ (squashed Gaussians), TD3 and DDPG (deterministic), and ARS (a
+deterministic policy, on Box or Discrete actions).
 
 A PPO student's policy is an unsquashed diagonal Gaussian over the environment's actions
 (clipped to the bounds when acting). The teachers' policies are not Gaussians in that space,
 so each is turned into one *distillation target* in the flat Box layout (mean, log-std):
 
-- **SAC** acts with ``a = unscale(tanh(u))``, ``u ~ N(μ(s), σ(s))``. The target is the
+- **SAC, TQC, CrossQ** act with ``a = unscale(tanh(u))``, ``u ~ N(μ(s), σ(s))``: TQC's and
+  CrossQ's actors are SAC's (CrossQ's with batch renormalization, always in eval mode here,
+  on its running statistics). The target is the
   Gaussian with the same mean and variance as the teacher's action distribution
   (per dimension, in env units), computed by quadrature over the normal's quantiles —
   deterministic, no sampling. (Gauss–Hermite converges badly here: SAC's stds reach e² ≈ 7,
@@ -13,20 +18,36 @@ so each is turned into one *distillation target* in the flat Box layout (mean, l
   covariance, so distilling this
   target with the forward KL leads the student to the same Gaussian as the forward KL to
   SAC's true squashed distribution would. The teacher still *acts* through its real tanh.
-- **TD3** (and DDPG) are deterministic: ``a = μ(s)``. The target is ``N(μ(s), σ_T²)`` with a
+- **TD3, DDPG** (SB3's DDPG is TD3 with one critic, no policy delay and no target noise; it
+  saves a ``TD3Policy``) are deterministic: ``a = μ(s)``. The target is ``N(μ(s), σ_T²)`` with a
   fixed ``σ_T`` (``target_std`` × half the action range, default 0.1): the forward KL is
   then a Gaussian likelihood of the teacher's action plus a term that holds the student's
   std at ``σ_T`` instead of letting it collapse to zero (which the bare likelihood would).
-  Acting stochastically samples that Gaussian, like TD3's exploration noise.
+  Acting stochastically samples that Gaussian, like TD3's exploration noise. A zip whose
+  ``data`` records ``policy_delay == 1`` and ``target_noise_clip == 0`` (what DDPG saves) is
+  recorded as kind ``ddpg``, any other as ``td3``.
+- **ARS** (``ARSPolicy``, ``ARSLinearPolicy``) is deterministic too. On Box actions it is
+  read like TD3: ``μ(s)`` is the action ARS takes (its output rescaled from ``[-1, 1]``
+  when the policy squashes with tanh, its output clipped to the bounds when it does not) and
+  the target is ``N(μ(s), σ_T²)``. On Discrete actions ARS takes the argmax of its outputs;
+  the target is the near-greedy categorical ``softmax(outputs / τ)`` (``temperature``, as
+  for value-based teachers), whose mode is ARS's action.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.ars.policies import ARSPolicy
+from sb3_contrib.crossq.policies import CrossQPolicy
+from sb3_contrib.tqc.policies import TQCPolicy
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
@@ -34,9 +55,13 @@ from ppdistill.core.distributions import distribution_from_params
 from ppdistill.core.errors import ModelLoadError
 from ppdistill.networks.forward import TensorObs
 from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind, TeacherOutput
+from ppdistill.teachers.sb3_zip import MAX_DATA_BYTES, MODEL_ZIP, open_regular_file
 
 QUADRATURE_POINTS = 256
 DEFAULT_TARGET_STD = 0.1
+
+SquashedGaussianPolicy = SACPolicy | TQCPolicy | CrossQPolicy
+"""Policies whose actor is SAC's: ``actor.get_action_dist_params``, a squashed Gaussian."""
 
 
 def squashed_gaussian_moments(
@@ -63,12 +88,13 @@ def squashed_gaussian_moments(
 
 
 class SquashedGaussianTeacher(Teacher):
-    """A SAC actor as a teacher; its distillation target is moment-matched (module docstring)."""
+    """A SAC, TQC or CrossQ actor as a teacher; its distillation target is moment-matched
+    (module docstring)."""
 
     low: th.Tensor
     high: th.Tensor
 
-    def __init__(self, policy: SACPolicy, **kwargs: Any) -> None:
+    def __init__(self, policy: SquashedGaussianPolicy, **kwargs: Any) -> None:
         super().__init__(policy.observation_space, policy.action_space, **kwargs)
         assert isinstance(self.action_space, spaces.Box)
         self.policy = policy
@@ -99,16 +125,20 @@ class SquashedGaussianTeacher(Teacher):
 
 
 class DeterministicTeacher(Teacher):
-    """A TD3 or DDPG actor as a teacher: target ``N(μ(s), σ_T²)`` (module docstring).
+    """A TD3, DDPG or ARS (Box actions) policy as a teacher: target ``N(μ(s), σ_T²)``
+    (module docstring).
 
-    :param policy: the TD3 policy
+    :param policy: the TD3 policy (DDPG's too), or an ARS policy on Box actions
     :param target_std: ``σ_T`` as a fraction of half the action range
     """
 
     low: th.Tensor
+    high: th.Tensor
     half_range: th.Tensor
 
-    def __init__(self, policy: TD3Policy, target_std: float = DEFAULT_TARGET_STD, **kwargs: Any) -> None:
+    def __init__(
+        self, policy: TD3Policy | ARSPolicy, target_std: float = DEFAULT_TARGET_STD, **kwargs: Any
+    ) -> None:
         super().__init__(policy.observation_space, policy.action_space, **kwargs)
         assert isinstance(self.action_space, spaces.Box)
         if not target_std > 0:
@@ -118,11 +148,23 @@ class DeterministicTeacher(Teacher):
         low = th.as_tensor(self.action_space.low, dtype=th.float32)
         high = th.as_tensor(self.action_space.high, dtype=th.float32)
         self.register_buffer("low", low)
+        self.register_buffer("high", high)
         self.register_buffer("half_range", (high - low) / 2)
 
+    def deterministic_action(self, obs: TensorObs) -> th.Tensor:
+        """``μ(s)``: the action the policy takes, in env units (as its ``predict`` returns it)."""
+        policy = self.policy
+        if isinstance(policy, ARSPolicy):
+            out = policy(obs)
+            if not policy.squash_output:  # ARS clips an unsquashed output to the bounds
+                return th.minimum(th.maximum(out, self.low), self.high)
+            scaled = out
+        else:
+            scaled = policy.actor(obs)
+        return self.low + (scaled + 1) * self.half_range  # tanh output in [-1, 1], rescaled
+
     def _forward(self, obs: TensorObs, with_values: bool) -> TeacherOutput:
-        scaled = self.policy.actor(obs)  # in [-1, 1]
-        action = self.low + (scaled + 1) * self.half_range
+        action = self.deterministic_action(obs)
         log_std = (self.target_std * self.half_range).log().expand_as(action)
         return TeacherOutput(th.cat([action, log_std], dim=1), None)
 
@@ -133,17 +175,84 @@ class DeterministicTeacher(Teacher):
         return np.clip(actions, self.action_space.low, self.action_space.high)
 
 
-def _build_sac(policy: SACPolicy, options: BuildOptions) -> Teacher:
-    return SquashedGaussianTeacher(policy, info={**options.info, "kind": "sac"}, **options.common)
+class ArgmaxTeacher(Teacher):
+    """An ARS policy on Discrete actions: it takes the argmax of its outputs; the target is
+    ``softmax(outputs / τ)``, near-greedy for a small τ, whose mode is that argmax.
+
+    :param policy: the ARS policy
+    :param temperature: τ > 0
+    """
+
+    def __init__(self, policy: ARSPolicy, temperature: float, **kwargs: Any) -> None:
+        if not isinstance(policy.action_space, spaces.Discrete):
+            raise ModelLoadError(
+                f"an argmax teacher needs a Discrete action space, got {policy.action_space}"
+            )
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ModelLoadError(f"temperature must be a finite number > 0, got {temperature}")
+        super().__init__(policy.observation_space, policy.action_space, **kwargs)
+        self.policy = policy
+        self.temperature = float(temperature)
+
+    def _forward(self, obs: TensorObs, with_values: bool) -> TeacherOutput:
+        features = self.policy.extract_features(obs, self.policy.features_extractor)
+        return TeacherOutput(self.policy.action_net(features) / self.temperature, None)
+
+
+def _zip_data(path: str | None) -> dict[str, Any] | None:
+    """The JSON ``data`` of a model zip already read by the loader (None: not readable)."""
+    if path is None:
+        return None
+    try:
+        with open_regular_file(Path(path), MODEL_ZIP) as file, zipfile.ZipFile(file) as archive:
+            if archive.getinfo("data").file_size > MAX_DATA_BYTES:
+                return None
+            data = json.loads(archive.read("data"))
+    except Exception:  # the loader has read it once; a label is not worth an error
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_ddpg(data: dict[str, Any] | None) -> bool:
+    """Whether a ``TD3Policy`` zip's ``data`` is DDPG's: no policy delay, no target noise.
+
+    SB3's DDPG is TD3 with ``policy_delay=1`` and ``target_noise_clip=0`` (and saves the same
+    policy class); a TD3 so configured trains as DDPG does.
+    """
+    if not data:
+        return False
+    delay, noise_clip = data.get("policy_delay"), data.get("target_noise_clip")
+    return isinstance(delay, int) and delay == 1 and isinstance(noise_clip, int | float) and noise_clip == 0
+
+
+def _squashed_builder(name: str) -> Any:
+    def build(policy: SquashedGaussianPolicy, options: BuildOptions) -> Teacher:
+        return SquashedGaussianTeacher(policy, info={**options.info, "kind": name}, **options.common)
+
+    return build
 
 
 def _build_td3(policy: TD3Policy, options: BuildOptions) -> Teacher:
-    info = {**options.info, "kind": "td3", "target_std": options.target_std}
+    name = "ddpg" if is_ddpg(_zip_data(options.info.get("path"))) else "td3"
+    info = {**options.info, "kind": name, "target_std": options.target_std}
     return DeterministicTeacher(policy, target_std=options.target_std, info=info, **options.common)
 
 
+def _build_ars(policy: ARSPolicy, options: BuildOptions) -> Teacher:
+    if isinstance(policy.action_space, spaces.Box):
+        info = {**options.info, "kind": "ars", "target_std": options.target_std}
+        return DeterministicTeacher(policy, target_std=options.target_std, info=info, **options.common)
+    if isinstance(policy.action_space, spaces.Discrete):
+        info = {**options.info, "kind": "ars", "temperature": options.temperature}
+        return ArgmaxTeacher(policy, options.temperature, info=info, **options.common)
+    raise ModelLoadError(f"ARS teachers need Box or Discrete actions, not {policy.action_space}")
+
+
 KINDS = (
-    TeacherKind("sac", (SACPolicy,), "SAC", _build_sac),
-    TeacherKind("td3", (TD3Policy,), "TD3", _build_td3),
+    TeacherKind("sac", (SACPolicy,), "SAC", _squashed_builder("sac")),
+    TeacherKind("tqc", (TQCPolicy,), "TQC", _squashed_builder("tqc")),
+    TeacherKind("crossq", (CrossQPolicy,), "CrossQ", _squashed_builder("crossq")),
+    TeacherKind("td3", (TD3Policy,), "TD3, DDPG", _build_td3),
+    TeacherKind("ars", (ARSPolicy,), "ARS", _build_ars),
 )
 """The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""
