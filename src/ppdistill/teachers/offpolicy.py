@@ -248,11 +248,22 @@ def _build_ars(policy: ARSPolicy, options: BuildOptions) -> Teacher:
     raise ModelLoadError(f"ARS teachers need Box or Discrete actions, not {policy.action_space}")
 
 
+SQUASHED_TARGET = "the Gaussian with the mean and std of its squashed, rescaled actions (moment matching)"
+DETERMINISTIC_TARGET = "N(μ(s), σ_T²) around its action μ(s), σ_T = target_std × half the action range"
+
 KINDS = (
-    TeacherKind("sac", (SACPolicy,), "SAC", _squashed_builder("sac")),
-    TeacherKind("tqc", (TQCPolicy,), "TQC", _squashed_builder("tqc")),
-    TeacherKind("crossq", (CrossQPolicy,), "CrossQ", _squashed_builder("crossq")),
-    TeacherKind("td3", (TD3Policy,), "TD3, DDPG", _build_td3),
-    TeacherKind("ars", (ARSPolicy,), "ARS", _build_ars),
+    TeacherKind("sac", (SACPolicy,), "SAC", _squashed_builder("sac"), SQUASHED_TARGET),
+    TeacherKind("tqc", (TQCPolicy,), "TQC", _squashed_builder("tqc"), f"{SQUASHED_TARGET}, as SAC's"),
+    TeacherKind(
+        "crossq", (CrossQPolicy,), "CrossQ", _squashed_builder("crossq"), f"{SQUASHED_TARGET}, as SAC's"
+    ),
+    TeacherKind("td3", (TD3Policy,), "TD3, DDPG", _build_td3, DETERMINISTIC_TARGET),
+    TeacherKind(
+        "ars",
+        (ARSPolicy,),
+        "ARS",
+        _build_ars,
+        f"Box actions: {DETERMINISTIC_TARGET}; Discrete: softmax(outputs / τ), whose mode is its argmax",
+    ),
 )
 """The SB3 policy kinds this module reads (see :class:`~ppdistill.teachers.base.TeacherKind`)."""
