@@ -17,7 +17,7 @@ from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import NormalizedFlattenExtractor
-from ppdistill.teachers import actor_critic, offpolicy, q_values
+from ppdistill.teachers import actor_critic, external, hub, offpolicy, q_values
 from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind
 from ppdistill.teachers.callable import CallableTeacher
 from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
@@ -45,6 +45,7 @@ def load_agent(
     trust_pickle: bool = False,
     target_std: float = 0.1,
     role: str = "model",
+    output: str | None = None,
 ) -> Teacher:
     """Load a frozen policy: a teacher, a student, or any SB3 agent, as a :class:`Teacher`
     (the interface every loaded policy has: distribution parameters, ``predict``).
@@ -57,7 +58,14 @@ def load_agent(
     pickled with the old ``gym`` package, or a plain callable from observation tensors to
     distribution parameters (see :mod:`ppdistill.core.distributions` for the layout).
 
-    :param source: path to a zip or folder, or a callable
+    Models from outside SB3 zips (:mod:`ppdistill.teachers.external`): a torch module or
+    callable with ``output=``, a TorchScript file (``.pt``, ``.ts``; only with
+    ``trust_pickle=True``) or an ONNX file (``.onnx``; one made by ``ppdistill export``
+    declares its output); and ``hf://ORG/NAME[@REVISION]``, a model in the Hugging Face Hub's
+    SB3 layout, read from the local Hub cache and never downloaded (:mod:`ppdistill.teachers.hub`).
+
+    :param source: path to a zip, folder, ONNX or TorchScript file, ``hf://ORG/NAME``, or a
+        callable (a torch module)
     :param env_id: environment the teacher will be used on; its spaces are checked against
         the teacher's. Legacy ids (``LunarLander-v2``) are mapped to today's. When omitted,
         an rl-zoo folder's ``args.yml`` names it.
@@ -77,8 +85,32 @@ def load_agent(
     :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
         action, as a fraction of half the action range (see :mod:`ppdistill.teachers.offpolicy`)
     :param role: what the file is for, in error messages ("teacher", "student", "model")
+    :param output: what an external model returns: "logits", "q-values", "gaussian" or
+        "deterministic" (see :mod:`ppdistill.teachers.external`). Required for a TorchScript
+        file and for ONNX files not made by ``ppdistill export``; a callable without it
+        returns the flat parameters, as always
     :return: the policy, frozen, in eval mode
     """
+    # Models from outside SB3 zips: the Hub's cache resolves to an SB3 zip read below (the
+    # allow-list reader, with the snapshot's vec_normalize.pkl); modules, TorchScript and
+    # ONNX files with a declared output kind are read by teachers/external.py.
+    if hub.is_hub_source(source):
+        cached = hub.locate_in_cache(source, role)  # type: ignore[arg-type]
+        source, env_id = cached.zip_path, env_id or cached.env_id
+        vecnormalize = vecnormalize if vecnormalize is not None else cached.vecnormalize
+    if external.is_external(source, output):
+        loaded = external.load_external(
+            source, output, env_id, observation_space=observation_space, action_space=action_space,
+            temperature=temperature, target_std=target_std, vecnormalize=vecnormalize,
+            trust_pickle=trust_pickle, role=role,
+        )  # fmt: skip
+        return loaded.to(device).freeze()
+    if output is not None:
+        raise ModelLoadError(
+            f"output= declares what a module, TorchScript or ONNX model returns; {source} is an SB3 "
+            "model, which says what it is: drop output="
+        )
+
     env_obs = env_act = None
     if env_id is not None:
         env_obs, env_act = env_spaces(env_id)
