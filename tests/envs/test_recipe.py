@@ -146,3 +146,60 @@ def test_frame_stacked_recipe_builds_what_the_zoo_built():
     env = recipe.make(n_envs=1, seed=0)
     assert isinstance(env, VecFrameStack) and env.observation_space.shape == (6,)
     env.close()
+
+
+@pytest.fixture(scope="module")
+def stacked_run(tmp_path_factory):
+    """A PPO trained with a time feature and 2 stacked frames, in rl-zoo layout."""
+    env = VecFrameStack(
+        sb3_make_vec_env("Pendulum-v1", n_envs=2, seed=0, wrapper_class=TimeFeatureWrapper), 2
+    )
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs={"net_arch": [16, 16]})  # fmt: skip
+    model.learn(128)
+    run = tmp_path_factory.mktemp("zoo-stacked") / "Pendulum-v1_1"
+    (run / "Pendulum-v1").mkdir(parents=True)
+    model.save(run / "Pendulum-v1.zip")
+    settings = {"env_wrapper": [{TIME_FEATURE: {"max_steps": 200}}], "frame_stack": 2}
+    (run / "Pendulum-v1" / "config.yml").write_text(zoo_yaml(settings))
+    return run
+
+
+def test_a_raw_student_of_a_stacked_teacher_resumes_bit_for_bit(stacked_run, tmp_path, monkeypatch):
+    """The frame stack's frames and the teacher's observation behind the student's view are part
+    of the checkpoint, as the environments' replay is."""
+    from ppdistill.experiment.config import hyperparameters
+    from ppdistill.experiment.runner import resume, run
+    from ppdistill.experiment.spec import RunSpec
+
+    from ..helpers import Interrupt, assert_same_tensors, weights
+
+    teacher = load_teacher(stacked_run, env_id="Pendulum-v1")
+    assert teacher.observation_space.shape == (8,)
+    hp = {
+        **hyperparameters("Pendulum-v1", "ppd"),
+        "n_envs": 2,
+        "n_steps": 32,
+        "batch_size": 64,
+        "use_sde": False,
+    }
+    spec = RunSpec("Pendulum-v1", "ppd", str(stacked_run), 512, student="8,8", seed=2, hp=hp, eval_episodes=1,
+                   final_episodes=1, student_obs="raw")  # fmt: skip
+    whole = run(spec, out=tmp_path / "whole", checkpoint_freq=128)
+    assert whole["env"]["student"]["student_view"] == [-4, -1]
+    train, calls = PPD.train, [0]
+
+    def failing_train(self):  # on the class: a model holding the wrappers' objects is not picklable
+        calls[0] += 1
+        if calls[0] > 5:
+            raise Interrupt
+        train(self)
+
+    monkeypatch.setattr(PPD, "train", failing_train)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=128)
+    monkeypatch.setattr(PPD, "train", train)
+    result = resume(tmp_path / "cut")
+    assert all(r["exact"] for r in result["resumed"])
+    cut, kept = tmp_path / "cut" / "student.zip", tmp_path / "whole" / "student.zip"
+    assert_same_tensors(weights(cut), weights(kept))

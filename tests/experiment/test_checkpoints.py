@@ -237,3 +237,21 @@ def test_new_run_refuses_a_folder_with_an_unfinished_run(tmp_path):
 def test_resume_needs_an_unfinished_run(tmp_path):
     with pytest.raises(CheckpointError, match="no unfinished run"):
         resume(tmp_path)
+
+
+def test_a_gaussian_student_resumes_bit_for_bit_without_taking_its_teachers_std_again(tmp_path):
+    """PPD starts a Gaussian student's log-std at its teacher's on the first rollout; a resumed
+    run used to do it again over the trained one (a Box-only bug: CartPole cannot show it)."""
+    settings = hyperparameters("Pendulum-v1", "ppd")
+    settings.update(n_envs=2, n_steps=32, batch_size=64, use_sde=False)
+    teacher = str(zoo_path("ppo/Pendulum-v1_1"))
+    spec = RunSpec(env_id="Pendulum-v1", method="ppd", teacher=teacher, timesteps=512, student="8,8", seed=2,
+                   hp=settings, eval_episodes=1, final_episodes=1)  # fmt: skip
+    run(spec, out=tmp_path / "whole", checkpoint_freq=128)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=128, on_model=interrupt_after(5))
+    result = resume(tmp_path / "cut")
+    assert [r["exact"] for r in result["resumed"]] == [True]
+    assert_same_tensors(
+        weights(tmp_path / "cut" / "student.zip"), weights(tmp_path / "whole" / "student.zip")
+    )

@@ -27,6 +27,7 @@ from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import with_normalization
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.recurrent import RecurrentState, RecurrentTeacher
 
 SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
 
@@ -83,6 +84,7 @@ class DistillationMixin:
         self.student_obs_norm = student_obs_norm
         self.log_std_from_teacher = log_std_from_teacher
         self._log_std_initialized = False
+        self._teacher_state: Any = None  # a recurrent teacher's LSTM state, carried between rollouts
         self.teacher = None
         self.teacher_info = None
         if teacher is not None:
@@ -188,8 +190,56 @@ class DistillationMixin:
 
     def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
-        params, values = self._run_teacher(buffer.teacher_inputs(), with_values=self._needs_teacher_values)
+        if self._require_teacher().recurrent:
+            params, values = self._run_recurrent_teacher(buffer, with_values=self._needs_teacher_values)
+        else:
+            params, values = self._run_teacher(
+                buffer.teacher_inputs(), with_values=self._needs_teacher_values
+            )
         self._attach_teacher_outputs(buffer, params, values)
+
+    def _run_recurrent_teacher(
+        self, buffer: DistillRolloutBuffer, with_values: bool
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        """A recurrent teacher over the whole rollout in one call: ``n_envs`` sequences in time
+        order, from the state it ended the previous rollout in, reset at episode starts."""
+        teacher = self._require_teacher()
+        assert isinstance(teacher, RecurrentTeacher)
+        if self._teacher_state is None:
+            self._teacher_state = teacher.initial_state(buffer.n_envs)
+        obs = obs_as_tensor(buffer.teacher_inputs(), self.device)
+        starts = th.as_tensor(buffer.episode_starts_flat(), dtype=th.float32, device=self.device)
+        try:
+            out, self._teacher_state = teacher.sequence(
+                obs, starts, self._teacher_state, with_values=with_values
+            )
+        except ValueError as exc:  # torch refused the teacher's own distribution
+            where = f"at env step {self.num_timesteps}"  # type: ignore[attr-defined]
+            raise teacher_distribution_error(exc, where) from exc
+        values = None if out.values is None else out.values.float()
+        return out.params.float(), values
+
+    def distillation_state(self) -> dict[str, Any]:
+        """What training depends on besides SB3's state, as plain data (for checkpoints): a
+        recurrent teacher's LSTM state, and whether a Gaussian student's log-std was already
+        taken from the teacher (a resumed run must not take it again over the trained one)."""
+        state = self._teacher_state
+        return {
+            "teacher_state": state.as_arrays() if state is not None else None,
+            "log_std_initialized": bool(self._log_std_initialized),
+        }
+
+    def restore_distillation_state(self, state: dict[str, Any]) -> None:
+        """Put back :meth:`distillation_state` (a checkpoint of ppdistill 0.1 has none: its
+        log-std was taken on the first rollout, so any later checkpoint has it).
+
+        :param state: what it returned, or an empty mapping
+        """
+        arrays = state.get("teacher_state")
+        if arrays is not None:
+            self._teacher_state = RecurrentState.from_arrays(arrays, self.device)
+        started = int(self.num_timesteps) > 0  # type: ignore[attr-defined]
+        self._log_std_initialized = bool(state.get("log_std_initialized", started))
 
     def _attach_teacher_outputs(
         self, buffer: DistillRolloutBuffer, params: th.Tensor, values: th.Tensor | None

@@ -48,6 +48,7 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl
 from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.recurrent import RecurrentTeacher
 
 ValueTarget = Literal["returns", "teacher", "none"]
 
@@ -250,11 +251,14 @@ class TeacherDistill(KLDistillation):
             teacher_obs = raw if raw is not None else self._last_obs
             # torch refuses to build distributions from NaN parameters: say which values were bad
             try:
-                actions, out = teacher.act_on(
-                    obs_as_tensor(teacher_obs, self.device),
-                    self.teacher_deterministic,
-                    self._needs_teacher_values,
-                )
+                if teacher.recurrent:  # one step of its LSTM, its state carried from the last
+                    actions, out = self._act_recurrent(teacher, obs_as_tensor(teacher_obs, self.device))
+                else:
+                    actions, out = teacher.act_on(
+                        obs_as_tensor(teacher_obs, self.device),
+                        self.teacher_deterministic,
+                        self._needs_teacher_values,
+                    )
             except ValueError as exc:
                 where = f"at env step {self.num_timesteps}"
                 hint = "the environment (or a wrapper) produced it"
@@ -319,6 +323,17 @@ class TeacherDistill(KLDistillation):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _act_recurrent(self, teacher: Teacher, obs: Any) -> tuple[np.ndarray, Any]:
+        """A recurrent teacher acts on one step: its state advanced, reset where episodes start."""
+        assert isinstance(teacher, RecurrentTeacher)
+        if self._teacher_state is None:
+            self._teacher_state = teacher.initial_state(self.n_envs)
+        starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
+        out, self._teacher_state = teacher.sequence(
+            obs, starts, self._teacher_state, with_values=self._needs_teacher_values
+        )
+        return teacher.act(out.params, self.teacher_deterministic), out
 
     def dump_logs(self, iteration: int = 0) -> None:
         if self.teacher_ep_info_buffer:

@@ -48,6 +48,7 @@ class _TeacherStorage:
     buffer_size: int
     n_envs: int
     observations: Any
+    episode_starts: np.ndarray
     device: th.device
 
     def reset(self) -> None:
@@ -83,6 +84,12 @@ class _TeacherStorage:
         if isinstance(self.observations, dict):
             return {k: self._flat(v) for k, v in self.observations.items()}
         return self._flat(self.observations)
+
+    def episode_starts_flat(self) -> np.ndarray:
+        """Where each observation of the rollout starts an episode, in flat sample order."""
+        if getattr(self, "generator_ready", False):  # SB3 has flattened its arrays already
+            return np.asarray(self.episode_starts).reshape(-1)
+        return self._flat(np.asarray(self.episode_starts))
 
     def set_teacher_outputs(self, params: th.Tensor, values: th.Tensor | None) -> None:
         """Store the teacher's outputs (flat sample order, on the student's device)."""

@@ -98,6 +98,8 @@ class PPD(DistillationMixin, PPO):  # type: ignore[misc]  # load() adds teacher=
         self._lambda = self._next_lambda()
         if self._lambda == 0.0:
             rollout_buffer.skip_teacher()
+            # a recurrent teacher not run loses track of its episodes: it starts afresh if λ returns
+            self._teacher_state = None
             self._log_std_initialized = (
                 True  # only ever before the first update: never overwrite a trained std
             )

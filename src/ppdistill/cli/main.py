@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("distill", help="distill a teacher into a student")
-    p.add_argument("--teacher", type=Path, help="teacher .zip or rl-zoo run folder (required)")
+    # sources are strings: hf://ORG/NAME would lose a slash as a Path
+    p.add_argument(
+        "--teacher", help="teacher .zip, rl-zoo run folder, exported .onnx or hf://ORG/NAME (required)"
+    )
     p.add_argument("--env", help="gymnasium environment id (required)")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
     p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
@@ -141,9 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_teacher_corrupt)
     p = tsub.add_parser("inspect", help="how a teacher will be read: kind, target, spaces, wrappers, network")
-    p.add_argument(
-        "path", type=Path, help="teacher .zip, rl-zoo run folder, or another model the loader reads"
-    )
+    p.add_argument("path", help="teacher .zip, rl-zoo run folder, or another model the loader reads")
     p.add_argument("--env", default=None, help="check its spaces against this environment and score it there")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes of the score (with --env)")
     p.add_argument("--seed", type=int, default=0)
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_teacher_inspect)
 
     p = sub.add_parser("evaluate", help="evaluate a teacher or a student")
-    p.add_argument("--model", type=Path, required=True, help=".zip or rl-zoo folder")
+    p.add_argument("--model", required=True, help=".zip, rl-zoo folder, exported .onnx or hf://ORG/NAME")
     p.add_argument("--env", required=True)
     p.add_argument("--episodes", type=positive_int, default=20)
     p.add_argument("--stochastic", action="store_true")
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("students", help="list the smaller / same / larger student presets")
     p.add_argument("--env", required=True)
-    p.add_argument("--teacher", type=Path, default=None)
+    p.add_argument("--teacher", default=None)
     p.set_defaults(func=cmd_students)
 
     p = sub.add_parser("export", help="export a student's deterministic policy to ONNX (extra [onnx])")
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="teacher against student: size, CPU latency, return")
-    p.add_argument("teacher", type=Path, help="teacher .zip or rl-zoo folder")
+    p.add_argument("teacher", help="teacher .zip, rl-zoo folder, exported .onnx or hf://ORG/NAME")
     p.add_argument("student", type=Path, help="student .zip")
     p.add_argument("--env", required=True)
     p.add_argument("--episodes", type=positive_int, default=20)

@@ -41,7 +41,7 @@ def result_row(result: dict[str, Any]) -> list[str]:
         f"{result['random_score']:.1f}",
         format_score(result.get("normalized_score")),
         format_score(result.get("ratio")),
-        f"{result['agreement']:.2f}",
+        format_score(result.get("agreement")),
         f"{result['env_steps']}",
         f"{result['train_time_s']:.0f}s",
     ]

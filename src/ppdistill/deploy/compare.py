@@ -26,7 +26,6 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from ppdistill.core.errors import ModelLoadError
 from ppdistill.core.scores import format_score, normalized_score, return_ratio
 from ppdistill.deploy.export import DeterministicPolicy, obs_dtype
 from ppdistill.evaluation import EvalResult, evaluate, random_policy_score
@@ -168,11 +167,10 @@ def compare(
     """
     if episodes < 1 or repeats < 1 or threads < 1:
         raise ValueError("episodes, repeats and threads must be at least 1")
-    agents = []
-    for role, path in (("teacher", teacher), ("student", student)):
-        if not Path(path).expanduser().exists():
-            raise ModelLoadError(f"{role} file {path} does not exist; check the path")
-        agents.append((role, load_agent(path, env_id=env_id, role=role)))
+    agents = [
+        (role, load_agent(path, env_id=env_id, role=role))
+        for role, path in (("teacher", teacher), ("student", student))
+    ]
     previous = th.get_num_threads()
     th.set_num_threads(threads)
     try:

@@ -50,11 +50,12 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from ppdistill.algorithms.guards import nonfinite_weights
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.files import atomic_write
+from ppdistill.envs.views import find_student_view
 from ppdistill.teachers.sb3_zip import safe_loads
 
 FORMAT_VERSION = 1
@@ -227,12 +228,46 @@ def capture_state(model: BaseAlgorithm) -> dict[str, Any]:
             "ret_rms": _rms_state(vecnorm.ret_rms),
             **{k: copy.deepcopy(getattr(vecnorm, k, None)) for k in _VECNORMALIZE_ATTRIBUTES},
         }
+    distillation = getattr(model, "distillation_state", None)
     return {
         "attributes": attributes,
         "rng": _rng_state(model),
         "env_replay": _replay_logs(env) if env is not None else None,
         "vecnormalize": vecnorm_state,
+        "wrappers": _wrapper_state(env),
+        "distillation": distillation() if callable(distillation) else None,
     }
+
+
+def _wrapper_state(env: VecEnv | None) -> dict[str, Any]:
+    """What VecEnv wrappers above the replayed envs hold: a frame stack's frames, the teacher's
+    observation behind a student's view."""
+    state: dict[str, Any] = {}
+    stack = _find_wrapper(env, VecFrameStack)
+    if stack is not None:
+        state["stacked_obs"] = copy.deepcopy(stack.stacked_obs.stacked_obs)
+    view = find_student_view(env)
+    if view is not None:
+        state["teacher_obs"] = copy.deepcopy(view.teacher_observations())
+    return state
+
+
+def _find_wrapper(env: Any, cls: type) -> Any:
+    while env is not None:
+        if isinstance(env, cls):
+            return env
+        env = getattr(env, "venv", None)
+    return None
+
+
+def _replayed_target(model: BaseAlgorithm, vecnorm: VecNormalize | None, stack: Any, view: Any) -> Any:
+    """The observation a replay must give back: the model's last one as the envs returned it,
+    before a student's view cut it and a frame stack stacked it."""
+    target = view.teacher_observations() if view is not None else _raw_last_obs(model, vecnorm)
+    if stack is not None:  # the newest frame of the stack
+        frame = stack.venv.observation_space.shape[stack.stacked_obs.stack_dimension]
+        target = np.take(target, range(-frame, 0), axis=stack.stacked_obs.stack_dimension)
+    return target
 
 
 def _raw_last_obs(model: BaseAlgorithm, vecnorm: VecNormalize | None) -> Any:
@@ -268,11 +303,21 @@ def restore_state(model: BaseAlgorithm, state: dict[str, Any], seed: int) -> boo
         for k in _VECNORMALIZE_ATTRIBUTES:
             setattr(vecnorm, k, copy.deepcopy(saved[k]))
 
+    wrappers = state.get("wrappers") or {}
+    stack, view = _find_wrapper(env, VecFrameStack), find_student_view(env)
+    if stack is not None and "stacked_obs" in wrappers:
+        stack.stacked_obs.stacked_obs = copy.deepcopy(wrappers["stacked_obs"])
+    if view is not None and "teacher_obs" in wrappers:
+        view._teacher_obs = copy.deepcopy(wrappers["teacher_obs"])
+    distillation = getattr(model, "restore_distillation_state", None)
+    if callable(distillation):  # after the counters: it reads num_timesteps
+        distillation(state.get("distillation") or {})
+
     logs = state.get("env_replay")
     exact = logs is not None and len(logs) == env.num_envs and all(log is not None for log in logs)
     if exact:
         assert logs is not None
-        target = _raw_last_obs(model, vecnorm)
+        target = _replayed_target(model, vecnorm, stack, view)
         for i, log in enumerate(logs):
             obs = env.env_method("replay", log, indices=[i])[0]
             if not _same_obs(obs, _obs_at(target, i)):

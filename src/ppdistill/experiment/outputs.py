@@ -106,7 +106,7 @@ def summarize(
     final: EvalResult,
     teacher_score: float,
     random_score: float,
-    agreement: float,
+    agreement: float | None,
     curve: list[dict[str, float]],
     train_time: float,
     checkpoint_freq: int,
@@ -124,6 +124,7 @@ def summarize(
     :param teacher_score: the teacher's mean return on the same episodes
     :param random_score: a random policy's mean return on the same episodes
     :param agreement: teacher-student action agreement on the final evaluation's observations
+        (None where it is not defined: a recurrent teacher)
     :param curve: the periodic evaluations
     :param train_time: training wall time, resumes included
     :param checkpoint_freq: env steps between checkpoints (0: none were taken)

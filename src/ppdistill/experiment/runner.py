@@ -70,7 +70,7 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.core.files import FolderLock, atomic_write, check_out_folder, check_writable
 from ppdistill.core.schedules import Schedule, named_schedule, parse_schedule_name
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.evaluation import action_agreement_on, evaluate, random_policy_score
+from ppdistill.evaluation import EvalResult, action_agreement_on, evaluate, random_policy_score
 from ppdistill.experiment.callbacks import PeriodicEvaluation
 from ppdistill.experiment.checkpoints import (
     CHECKPOINT_NAME,
@@ -455,6 +455,13 @@ class Run:
         except ValueError as exc:
             raise PPDistillError(f"lambda_schedule {name}: {exc}") from exc
 
+    def _agreement(self, model: BaseAlgorithm, final: EvalResult) -> float | None:
+        """Teacher-student action agreement on the final evaluation's observations (None for a
+        recurrent teacher, whose outputs depend on the episode so far, not on one observation)."""
+        if self.teacher.recurrent:
+            return None
+        return action_agreement_on(model, self.teacher, final.observations, final.teacher_observations)
+
     def _finish(self, model: BaseAlgorithm) -> dict[str, Any]:
         """Final evaluation of student and teacher on the same episodes; outputs written."""
         spec = self.spec
@@ -477,7 +484,7 @@ class Run:
             final,
             teacher_score,
             self._reference("random"),
-            action_agreement_on(model, self.teacher, final.observations, final.teacher_observations),
+            self._agreement(model, final),
             curve=self.evaluation.rows,
             train_time=train_time,
             checkpoint_freq=self.checkpoint_freq if self.folder is not None else 0,

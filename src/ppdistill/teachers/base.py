@@ -64,6 +64,8 @@ class Teacher(nn.Module):
     """
 
     has_value: bool = False
+    recurrent: bool = False
+    """Whether its outputs depend on a state carried through time (:mod:`ppdistill.teachers.recurrent`)."""
 
     def __init__(
         self,
