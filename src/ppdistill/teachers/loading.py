@@ -167,9 +167,7 @@ def load_teacher(
 
 
 # (the most specific first: a RecurrentActorCriticPolicy is an ActorCriticPolicy too)
-KINDS: tuple[TeacherKind, ...] = (
-    *recurrent.KINDS, *actor_critic.KINDS, *q_values.KINDS, *offpolicy.KINDS
-)
+KINDS: tuple[TeacherKind, ...] = (*recurrent.KINDS, *actor_critic.KINDS, *q_values.KINDS, *offpolicy.KINDS)
 """Every SB3 policy kind the loader reads: each teacher module declares its own."""
 
 
