@@ -144,8 +144,9 @@ def load_teacher(
 ) -> Teacher:
     """Load a frozen teacher.
 
-    Accepts an SB3 zip of an actor-critic algorithm (PPO, A2C, TRPO), a value-based one
-    (DQN, QR-DQN) or an off-policy one (SAC, TD3), an rl-zoo run folder (zip + ``config.yml``
+    Accepts an SB3 zip of an actor-critic algorithm (PPO, A2C, TRPO, RecurrentPPO), a
+    value-based one (DQN, QR-DQN) or an off-policy one (SAC, TQC, CrossQ, TD3, DDPG, ARS; see
+    :data:`KINDS`), an rl-zoo run folder (zip + ``config.yml``
     + ``vecnormalize.pkl``), zips pickled with the old ``gym`` package, or a plain callable
     from observation tensors to distribution parameters (see :mod:`ppdistill.core.distributions`
     for the layout). Every keyword of :func:`load_agent` applies (``temperature``,
