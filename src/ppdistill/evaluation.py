@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -119,6 +119,8 @@ def evaluate(
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    if isinstance(env, str):  # an agent that knows the wrappers it acts in gets them
+        env = _agents_environment(agent, env)
     owned = isinstance(env, str | EnvRecipe)
     copies = max(1, min(n_envs, n_episodes))
     if isinstance(env, EnvRecipe):  # an environment with its wrappers (a zoo run's, a student's view)
@@ -173,6 +175,17 @@ def _stacked(items: list[Any]) -> Any:
     if isinstance(items[0], dict):
         return {k: np.stack([o[k] for o in items]) for k in items[0]}
     return np.stack(items)
+
+
+def _agents_environment(agent: Agent, env_id: str) -> str | EnvRecipe:
+    """``env_id`` with the wrappers, frame stack and view the agent was trained with, when it
+    says (a teacher read from an rl-zoo run, a student that recorded its ``env_recipe``)."""
+    recipe = getattr(agent, "env_recipe", None)
+    if isinstance(recipe, dict):  # an SB3 model's saved attribute
+        recipe = EnvRecipe.from_dict(recipe)
+    if not isinstance(recipe, EnvRecipe) or recipe.plain:
+        return env_id
+    return replace(recipe, env_id=env_id)
 
 
 def _with_agents_normalization(agent: Agent, vec_env: VecEnv, owned: bool) -> VecEnv:

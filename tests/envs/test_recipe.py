@@ -15,7 +15,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.vec_env import VecFrameStack
 
-from ppdistill import PPD, load_teacher
+from ppdistill import PPD, evaluate, load_teacher
 from ppdistill.cli.main import main
 from ppdistill.core.errors import PPDistillError, SpaceMismatchError
 from ppdistill.envs.recipe import EnvRecipe, ObservationSlice, RecipeError, WrapperSpec, raw_view
@@ -139,6 +139,12 @@ def test_distill_on_a_zoo_folder_with_a_time_feature_runs_end_to_end(time_featur
     student = PPD.load(out / "student.zip", device="cpu")
     assert isinstance(student.observation_space, spaces.Box) and student.observation_space.shape == (width,)
     assert 0.0 <= result["agreement"] <= 1.0
+    # the student's zip records the environment it acts in: evaluate and load_agent build it
+    assert (
+        main(["evaluate", "--model", str(out / "student.zip"), "--env", "Pendulum-v1", "--episodes", "1"])
+        == 0
+    )
+    assert evaluate(load_teacher(run), "Pendulum-v1", n_episodes=1).n_episodes == 1  # the teacher, by its id
 
 
 def test_frame_stacked_recipe_builds_what_the_zoo_built():
@@ -203,3 +209,10 @@ def test_a_raw_student_of_a_stacked_teacher_resumes_bit_for_bit(stacked_run, tmp
     assert all(r["exact"] for r in result["resumed"])
     cut, kept = tmp_path / "cut" / "student.zip", tmp_path / "whole" / "student.zip"
     assert_same_tensors(weights(cut), weights(kept))
+
+
+def test_a_recipe_reads_back_what_it_wrote_view_included():
+    recipe = EnvRecipe("Pendulum-v1", {"g": 9.0}, (WrapperSpec(TIME_FEATURE, {"max_steps": 50}),), 2,
+                       ObservationSlice(-4, -1))  # fmt: skip
+    assert EnvRecipe.from_dict(json.loads(json.dumps(recipe.as_dict()))) == recipe
+    assert EnvRecipe.from_dict(EnvRecipe("CartPole-v1").as_dict()).plain

@@ -188,11 +188,13 @@ class EnvRecipe:
         wrappers = tuple(
             WrapperSpec(w["path"], dict(w.get("kwargs") or {})) for w in data.get("wrappers", [])
         )
+        view = data.get("student_view")
         return cls(
             str(data["env_id"]),
             dict(data.get("env_kwargs") or {}),
             wrappers,
             int(data.get("frame_stack") or 0),
+            ObservationSlice(int(view[0]), None if view[1] is None else int(view[1])) if view else None,
         )
 
     def describe(self) -> str:

@@ -328,6 +328,8 @@ class Run:
         return f"the teacher acts in {self.teacher_env.describe()}; the student sees {student}"
 
     def _notify(self, model: BaseAlgorithm) -> None:
+        if not self.student_env.plain:  # saved with it: evaluate() and load_agent build its env
+            model.env_recipe = self.student_env.as_dict()  # type: ignore[attr-defined]
         if self.on_model is not None:
             self.on_model(model)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,22 @@ def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwar
     return True
 
 
+def _recipe_of(located: Located, data: dict[str, Any], env_id: str | None) -> EnvRecipe | None:
+    """The environment a model acts in when it is more than ``env_id``: an rl-zoo run's
+    wrappers (its config.yml), or the recipe a ppdistill student recorded (``env_recipe``)."""
+    if env_id is None:
+        return None
+    recipe = None
+    if located.env_settings:
+        recipe = env_recipe(located, env_id)
+    elif isinstance(data.get("env_recipe"), dict):  # JSON in the zip's data, never a pickle
+        try:
+            recipe = replace(EnvRecipe.from_dict(data["env_recipe"]), env_id=env_id)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{located.zip_path}: its env_recipe is damaged ({one_line(exc)})") from exc
+    return None if recipe is None or recipe.plain else recipe
+
+
 def _load_from_file(
     path: Path,
     env_id: str | None,
@@ -217,12 +234,12 @@ def _load_from_file(
     if env_id is None and located.env_id is not None:
         env_id = canonical_env_id(located.env_id)
         env_obs, env_act = env_spaces(env_id)
-    recipe = env_recipe(located, env_id) if env_id is not None and located.env_settings else None
-    if recipe is not None and not recipe.plain:
-        # the observations it was trained on are its wrappers' (a time feature, a frame stack)
-        env_obs, env_act = recipe.spaces()
     contents = read_sb3_zip(located.zip_path)
     data = contents.data
+    recipe = _recipe_of(located, data, env_id)
+    if recipe is not None:
+        # the observations it was trained on are its wrappers' (a time feature, a frame stack)
+        env_obs, env_act = recipe.spaces()
     policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle)
     if not isinstance(policy_class, type) or not issubclass(policy_class, BasePolicy):
         raise ModelLoadError(f"{located.zip_path}: 'policy_class' is not an SB3 policy class")
@@ -296,7 +313,7 @@ def _load_from_file(
         "env_id": env_id,
         "sb3_version": contents.sb3_version,
     }
-    if recipe is not None and not recipe.plain:
+    if recipe is not None:
         info["env"] = recipe.as_dict()  # how to build the environment it acts in
     options = BuildOptions(
         obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std
