@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
@@ -18,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.algorithms.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
 from ppdistill.algorithms.guards import check_rollout, diagnose_value_error, teacher_distribution_error
-from ppdistill.core.errors import MissingTeacherError
+from ppdistill.core.errors import MissingTeacherError, PPDistillError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
@@ -27,6 +28,7 @@ from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import with_normalization
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.maskable import MaskedTeacher
 from ppdistill.teachers.recurrent import RecurrentState, RecurrentTeacher
 
 SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
@@ -113,6 +115,8 @@ class DistillationMixin:
             check_spaces_compatible(
                 "observation", teacher.observation_space, self.observation_space, where, "the student"
             )
+        if isinstance(teacher, MaskedTeacher) and self.env is not None:
+            self._check_action_masks(self.env)  # its target needs them: say so before any rollout
         teacher.to(self.device).freeze()
         self.teacher = teacher
         self.teacher_info = copy.deepcopy(teacher.info)
@@ -156,6 +160,8 @@ class DistillationMixin:
             self.rollout_buffer_class = DistillDictRolloutBuffer if dict_obs else DistillRolloutBuffer
         super()._setup_model()  # type: ignore[misc]
         self.rollout_buffer.raw_obs_source = self._raw_observations  # type: ignore[attr-defined]
+        if not self.rollout_buffer.keeps_action_masks:  # type: ignore[attr-defined]
+            self.rollout_buffer.action_mask_source = self._recorded_action_masks  # type: ignore[attr-defined]
 
     def _raw_observations(self) -> RawObs | None:
         """The teacher's current observation when it is not the student's: the whole one when
@@ -169,15 +175,44 @@ class DistillationMixin:
             return vecnorm.get_original_obs()
         return None
 
+    def _recorded_action_masks(self) -> np.ndarray | None:
+        """The environment's current action masks when the teacher's target needs them
+        recorded with the rollout (a :class:`~ppdistill.teachers.maskable.MaskedTeacher`);
+        None otherwise, and the environment is not asked."""
+        if not isinstance(self.teacher, MaskedTeacher) or self.env is None:
+            return None
+        return self._current_action_masks(self.env)
+
+    def _current_action_masks(self, env: VecEnv) -> np.ndarray:
+        """The masks of the environment's current observations, ``(n_envs, mask_width)``."""
+        try:
+            return np.asarray(get_action_masks(env), dtype=bool)
+        except AttributeError:  # no action_masks() (said in one line), or one that failed inside
+            self._check_action_masks(env)
+            raise
+
+    def _check_action_masks(self, env: VecEnv) -> None:
+        if not is_masking_supported(env):
+            raise PPDistillError(
+                "the teacher is a MaskablePPO policy, whose target needs the environment's action "
+                "masks, but the environment has no action_masks() method: wrap it with "
+                "sb3_contrib.common.wrappers.ActionMasker(env, mask_fn)"
+            )
+
     def _excluded_save_params(self) -> list[str]:
         # The teacher is never pickled into the student: teacher_info records where it came from.
         return [*super()._excluded_save_params(), "teacher"]  # type: ignore[misc]
 
     def collect_rollouts(
-        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+        **kwargs: Any,
     ) -> bool:
         try:
-            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, **kwargs)  # type: ignore[misc]
         except ValueError as exc:  # torch refuses to build a distribution from NaN parameters
             error = diagnose_value_error(self)
             if error is not None:
@@ -190,11 +225,19 @@ class DistillationMixin:
 
     def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
-        if self._require_teacher().recurrent:
+        teacher = self._require_teacher()
+        if teacher.recurrent:
             params, values = self._run_recurrent_teacher(buffer, with_values=self._needs_teacher_values)
         else:
+            masks = None
+            if isinstance(teacher, MaskedTeacher):  # its target is masked with each step's masks
+                masks = buffer.teacher_masks()
+                if masks is None:
+                    assert self.env is not None
+                    self._check_action_masks(self.env)
+                    raise PPDistillError("the action masks of the rollout were not recorded for the teacher")
             params, values = self._run_teacher(
-                buffer.teacher_inputs(), with_values=self._needs_teacher_values
+                buffer.teacher_inputs(), with_values=self._needs_teacher_values, masks=masks
             )
         self._attach_teacher_outputs(buffer, params, values)
 
@@ -265,8 +308,11 @@ class DistillationMixin:
                 log_std.copy_(teacher_params[:, d:].mean(dim=0).to(log_std.device))
         self._log_std_initialized = True
 
-    def _run_teacher(self, inputs: RawObs, with_values: bool) -> tuple[th.Tensor, th.Tensor | None]:
-        """The teacher over a whole flat batch of raw observations, in as few calls as memory allows."""
+    def _run_teacher(
+        self, inputs: RawObs, with_values: bool, masks: np.ndarray | None = None
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        """The teacher over a whole flat batch of raw observations, in as few calls as memory
+        allows (with their action masks, for a masked teacher)."""
         teacher = self._require_teacher()
         first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
         n = int(first.shape[0])
@@ -277,7 +323,12 @@ class DistillationMixin:
             sl = slice(start, start + chunk)
             part = {k: v[sl] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[sl]
             try:
-                out = teacher(obs_as_tensor(part, self.device), with_values=with_values)
+                if masks is None:
+                    out = teacher(obs_as_tensor(part, self.device), with_values=with_values)
+                else:
+                    out = teacher(
+                        obs_as_tensor(part, self.device), with_values=with_values, action_masks=masks[sl]
+                    )
             except ValueError as exc:  # torch refused the teacher's own distribution
                 where = f"at env step {self.num_timesteps}"  # type: ignore[attr-defined]
                 raise teacher_distribution_error(exc, where) from exc
@@ -311,6 +362,7 @@ class DistillationMixin:
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
+        **kwargs: Any,
     ) -> SelfDistill:
         """SB3's ``learn``, after checking that a teacher is attached.
 
@@ -320,6 +372,7 @@ class DistillationMixin:
         :param tb_log_name: TensorBoard run name (default: the class name)
         :param reset_num_timesteps: start the step counter (and the λ schedule) from zero
         :param progress_bar: show a progress bar (tqdm + rich)
+        :param kwargs: what the algorithm's own ``learn`` takes besides (MaskablePPO's ``use_masking``)
         """
         self._require_teacher()
         if int(total_timesteps) <= 0:
@@ -331,6 +384,7 @@ class DistillationMixin:
             tb_log_name=tb_log_name or type(self).__name__,
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
+            **kwargs,
         )
 
     @classmethod

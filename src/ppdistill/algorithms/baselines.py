@@ -48,6 +48,7 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl
 from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.maskable import MaskedTeacher
 from ppdistill.teachers.recurrent import RecurrentTeacher
 
 ValueTarget = Literal["returns", "teacher", "none"]
@@ -232,7 +233,12 @@ class TeacherDistill(KLDistillation):
         self.teacher_ep_info_buffer: deque[dict[str, Any]] = deque(maxlen=self._stats_window_size)
 
     def collect_rollouts(
-        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+        **kwargs: Any,
     ) -> bool:
         """Step the environment with the teacher's actions; store its outputs as they come."""
         teacher = self._require_teacher()
@@ -253,6 +259,13 @@ class TeacherDistill(KLDistillation):
             try:
                 if teacher.recurrent:  # one step of its LSTM, its state carried from the last
                     actions, out = self._act_recurrent(teacher, obs_as_tensor(teacher_obs, self.device))
+                elif isinstance(teacher, MaskedTeacher):  # only legal actions, its target masked
+                    actions, out = teacher.act_on(
+                        obs_as_tensor(teacher_obs, self.device),
+                        self.teacher_deterministic,
+                        self._needs_teacher_values,
+                        action_masks=self._current_action_masks(env),
+                    )
                 else:
                     actions, out = teacher.act_on(
                         obs_as_tensor(teacher_obs, self.device),
@@ -323,6 +336,9 @@ class TeacherDistill(KLDistillation):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _recorded_action_masks(self) -> np.ndarray | None:
+        return None  # a masked teacher's outputs are taken as it acts, with that step's masks
 
     def _act_recurrent(self, teacher: Teacher, obs: Any) -> tuple[np.ndarray, Any]:
         """A recurrent teacher acts on one step: its state advanced, reset where episodes start."""

@@ -6,7 +6,10 @@ sample order, so a minibatch only indexes them.
 
 When the student's environment normalizes observations (VecNormalize), the teacher must
 see raw observations through its own statistics instead: the buffer then records the raw
-observation of every step from ``raw_obs_source`` (VecNormalize.get_original_obs).
+observation of every step from ``raw_obs_source`` (VecNormalize.get_original_obs). A teacher
+whose target depends on the environment's action masks (MaskablePPO's) gets the masks of every
+step the same way, from ``action_mask_source``; the buffers of a MaskablePPO student
+(:class:`DistillMaskableRolloutBuffer`) hold them already.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -37,10 +41,28 @@ class DistillRolloutBufferSamples(NamedTuple):
     teacher_values: th.Tensor | None
 
 
+class DistillMaskableRolloutBufferSamples(NamedTuple):
+    """sb3-contrib's MaskableRolloutBufferSamples plus the teacher's outputs for the same samples."""
+
+    observations: TensorObs
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    action_masks: th.Tensor
+    teacher_params: th.Tensor | None
+    teacher_values: th.Tensor | None
+
+
 class _TeacherStorage:
     """Mixin for SB3 rollout buffers; see the module docstring."""
 
     raw_obs_source: Callable[[], RawObs | None] | None = None
+    action_mask_source: Callable[[], np.ndarray | None] | None = None
+    keeps_action_masks: bool = False
+    """Whether the buffer stores the action masks itself (a MaskablePPO student's does)."""
+    samples_class: type[Any] = DistillRolloutBufferSamples
     teacher_skipped: bool = False
     teacher_params: th.Tensor | None = None
     teacher_values: th.Tensor | None = None
@@ -58,6 +80,8 @@ class _TeacherStorage:
         self.teacher_skipped = False
         self._raw_obs: list[RawObs] = []
         self._pending_raw = self.raw_obs_source() if self.raw_obs_source is not None else None
+        self._masks: list[np.ndarray] = []
+        self._pending_masks = self.action_mask_source() if self.action_mask_source is not None else None
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         if self._pending_raw is not None:
@@ -66,6 +90,10 @@ class _TeacherStorage:
             self._raw_obs.append(self._pending_raw)
             assert self.raw_obs_source is not None
             self._pending_raw = self.raw_obs_source()
+        if self._pending_masks is not None:  # the same for the masks of that observation
+            self._masks.append(self._pending_masks)
+            assert self.action_mask_source is not None
+            self._pending_masks = self.action_mask_source()
         super().add(*args, **kwargs)  # type: ignore[misc]
 
     def _flat(self, arr: np.ndarray) -> np.ndarray:
@@ -84,6 +112,14 @@ class _TeacherStorage:
         if isinstance(self.observations, dict):
             return {k: self._flat(v) for k, v in self.observations.items()}
         return self._flat(self.observations)
+
+    def teacher_masks(self) -> np.ndarray | None:
+        """The action masks of every step of the rollout (True where legal), in flat sample
+        order ``(n_samples, mask_width)``; None when they were not recorded."""
+        if len(self._masks) != self.buffer_size:
+            return None
+        masks = np.stack([np.asarray(m, dtype=bool).reshape(self.n_envs, -1) for m in self._masks])
+        return self._flat(masks)
 
     def episode_starts_flat(self) -> np.ndarray:
         """Where each observation of the rollout starts an episode, in flat sample order."""
@@ -105,12 +141,12 @@ class _TeacherStorage:
 
     def _with_teacher(self, base: Any, batch_inds: np.ndarray) -> DistillRolloutBufferSamples:
         if self.teacher_skipped:
-            return DistillRolloutBufferSamples._make((*base, None, None))
+            return self.samples_class._make((*base, None, None))
         if self.teacher_params is None:
             raise RuntimeError("the teacher's outputs were not computed for this rollout")
         idx = th.as_tensor(batch_inds, device=self.teacher_params.device)
         values = self.teacher_values[idx] if self.teacher_values is not None else None
-        return DistillRolloutBufferSamples._make((*base, self.teacher_params[idx], values))
+        return self.samples_class._make((*base, self.teacher_params[idx], values))
 
 
 class DistillRolloutBuffer(_TeacherStorage, RolloutBuffer):
@@ -129,3 +165,30 @@ class DistillDictRolloutBuffer(_TeacherStorage, DictRolloutBuffer):
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> DistillRolloutBufferSamples:
         return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)
+
+
+class DistillMaskableRolloutBuffer(DistillRolloutBuffer, MaskableRolloutBuffer):  # type: ignore[misc]
+    """sb3-contrib's :class:`~sb3_contrib.common.maskable.buffers.MaskableRolloutBuffer` (a
+    MaskablePPO student's) with teacher outputs; its own action masks are the teacher's."""
+
+    samples_class = DistillMaskableRolloutBufferSamples
+    keeps_action_masks = True
+
+    def teacher_masks(self) -> np.ndarray | None:
+        masks = np.asarray(self.action_masks, dtype=bool)
+        return (
+            masks.reshape(self.buffer_size * self.n_envs, -1) if self.generator_ready else self._flat(masks)
+        )
+
+
+class DistillMaskableDictRolloutBuffer(DistillDictRolloutBuffer, MaskableDictRolloutBuffer):  # type: ignore[misc]
+    """:class:`~sb3_contrib.common.maskable.buffers.MaskableDictRolloutBuffer` with teacher outputs."""
+
+    samples_class = DistillMaskableRolloutBufferSamples
+    keeps_action_masks = True
+
+    def teacher_masks(self) -> np.ndarray | None:
+        masks = np.asarray(self.action_masks, dtype=bool)
+        return (
+            masks.reshape(self.buffer_size * self.n_envs, -1) if self.generator_ready else self._flat(masks)
+        )

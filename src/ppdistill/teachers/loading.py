@@ -18,7 +18,7 @@ from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import NormalizedFlattenExtractor
-from ppdistill.teachers import actor_critic, external, hub, offpolicy, q_values, recurrent
+from ppdistill.teachers import actor_critic, external, hub, maskable, offpolicy, q_values, recurrent
 from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind
 from ppdistill.teachers.callable import CallableTeacher
 from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
@@ -169,7 +169,13 @@ def load_teacher(
 
 
 # (the most specific first: a RecurrentActorCriticPolicy is an ActorCriticPolicy too)
-KINDS: tuple[TeacherKind, ...] = (*recurrent.KINDS, *actor_critic.KINDS, *q_values.KINDS, *offpolicy.KINDS)
+KINDS: tuple[TeacherKind, ...] = (
+    *recurrent.KINDS,
+    *actor_critic.KINDS,
+    *maskable.KINDS,
+    *q_values.KINDS,
+    *offpolicy.KINDS,
+)
 """Every SB3 policy kind the loader reads: each teacher module declares its own."""
 
 
