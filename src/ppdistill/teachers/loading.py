@@ -16,6 +16,7 @@ from ppdistill.core.finite import first_nonfinite_named
 from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
+from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.networks.forward import TensorObs
 from ppdistill.networks.normalization import NormalizedFlattenExtractor
 from ppdistill.teachers import actor_critic, external, hub, maskable, offpolicy, q_values, recurrent
