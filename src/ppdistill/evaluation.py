@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, 
 from ppdistill.core.distributions import params_from_distribution
 from ppdistill.core.errors import NonFiniteError
 from ppdistill.core.losses import action_agreement
+from ppdistill.envs.episode_seeds import EpisodeSeeds
 from ppdistill.envs.make import env_spaces, make_vec_env
 from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.envs.views import find_student_view
@@ -55,12 +57,16 @@ class EvalResult:
     :param observations: every observation the agent acted on (when asked for)
     :param teacher_observations: the environment's whole observation of the same steps, where
         the agent saw a part of it (a :class:`~ppdistill.envs.views.StudentView`); else the same
+    :param paired: see the attribute
     """
 
     returns: np.ndarray
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     observations: Any = None
     teacher_observations: Any = None
+    paired: bool = False
+    """Whether ``returns[i]`` is the episode that every agent evaluated with the same seed and
+    episode count plays i-th (same env copy, same seeded reset)."""
 
     @property
     def mean(self) -> float:
@@ -123,16 +129,19 @@ def evaluate(
         env = _agents_environment(agent, env)
     owned = isinstance(env, str | EnvRecipe)
     copies = max(1, min(n_envs, n_episodes))
+    # with a seed, every episode its own (the same ones for every agent: paired returns)
+    per_episode = functools.partial(EpisodeSeeds, stride=copies) if seed is not None else None
     if isinstance(env, EnvRecipe):  # an environment with its wrappers (a zoo run's, a student's view)
-        vec_env: VecEnv = env.make(n_envs=copies, training=False)
+        vec_env: VecEnv = env.make(n_envs=copies, training=False, wrapper_class=per_episode)
     elif isinstance(env, str):
         # the evaluation variant: Atari episodes are whole games, Procgen levels are unseen ones
-        vec_env = make_vec_env(env, n_envs=copies, training=False)
+        vec_env = make_vec_env(env, n_envs=copies, training=False, wrapper_class=per_episode)
     elif isinstance(env, VecEnv):
         vec_env = env
     else:
         single = env
         vec_env = DummyVecEnv([lambda: single if isinstance(single, Monitor) else Monitor(single)])
+    paired = per_episode is not None and owned and _wrapped_by(vec_env, EpisodeSeeds)
     vec_env = _with_agents_normalization(agent, vec_env, owned)
     if seed is not None:
         vec_env.seed(seed)
@@ -141,8 +150,14 @@ def evaluate(
     view = find_student_view(vec_env)
     seen_by_teacher: list[Any] = []
 
+    finished_on: list[int] = []  # the env copy each episode ended on, in SB3's order
+
     def record(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
         obs, i = local_vars["observations"], local_vars["i"]
+        if local_vars["done"] and (not local_vars["is_monitor_wrapped"] or "episode" in local_vars["info"]):
+            finished_on.append(i)  # SB3 counts this episode right after this call
+        if not record_observations:
+            return
         seen.append(_item(obs, i))
         if view is not None:  # the environment's whole observation of that step, the teacher's
             seen_by_teacher.append(_item(view.acted_on(), i))
@@ -155,16 +170,32 @@ def evaluate(
             deterministic=deterministic,
             return_episode_rewards=True,
             warn=False,
-            callback=record if record_observations else None,
+            callback=record,
         )
     finally:
         if owned:
             vec_env.close()
-    result = EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64))
+    # SB3 lists episodes as they end, which depends on the agent; listed by env copy, then in
+    # the order they were played on it, the i-th episode starts from the same seeded reset for
+    # every agent evaluated with the same seed and count: returns can be compared pairwise.
+    order = np.argsort(np.asarray(finished_on, dtype=np.int64), kind="stable")
+    if len(order) != len(returns):  # not seen by the callback (cannot happen with SB3's loop)
+        order = np.arange(len(returns))
+    result = EvalResult(
+        np.asarray(returns, np.float64)[order], np.asarray(lengths, np.int64)[order], paired=paired
+    )
     if record_observations and seen:
         result.observations = _stacked(seen)
         result.teacher_observations = _stacked(seen_by_teacher) if seen_by_teacher else result.observations
     return result
+
+
+def _wrapped_by(vec_env: VecEnv, wrapper: type) -> bool:
+    """Whether every copy has ``wrapper`` (a native VecEnv, Procgen's, has no copies to wrap)."""
+    try:
+        return all(vec_env.env_is_wrapped(wrapper))
+    except (AttributeError, NotImplementedError):
+        return False
 
 
 def _item(batch: Any, i: int) -> Any:
@@ -279,12 +310,22 @@ class RandomAgent:
         return np.stack([self.action_space.sample() for _ in range(n)]), None
 
 
-def random_policy_score(env: str | EnvRecipe, n_episodes: int = 20, seed: int | None = None) -> float:
-    """Mean return of uniformly random actions on ``env``.
+def random_policy_result(env: str | EnvRecipe, n_episodes: int = 20, seed: int | None = None) -> EvalResult:
+    """The episodes of uniformly random actions on ``env``.
 
     :param env: environment id, or a recipe (an id with wrappers)
     :param n_episodes: episodes
     :param seed: seed of the resets and the actions
     """
     _, action_space = env.spaces() if isinstance(env, EnvRecipe) else env_spaces(env)
-    return evaluate(RandomAgent(action_space, seed or 0), env, n_episodes, False, seed=seed).mean
+    return evaluate(RandomAgent(action_space, seed or 0), env, n_episodes, False, seed=seed)
+
+
+def random_policy_score(env: str | EnvRecipe, n_episodes: int = 20, seed: int | None = None) -> float:
+    """Mean return of uniformly random actions on ``env`` (:func:`random_policy_result`'s mean).
+
+    :param env: environment id, or a recipe (an id with wrappers)
+    :param n_episodes: episodes
+    :param seed: seed of the resets and the actions
+    """
+    return random_policy_result(env, n_episodes, seed).mean

@@ -14,6 +14,8 @@ from ppdistill.bench import load_suite, read_records, run_suite
 from ppdistill.bench.execute import _run_local
 from ppdistill.experiment.config import ConfigError
 
+from ..conftest import zoo_path
+
 REPO = Path(__file__).resolve().parents[2]
 SUITES = sorted((REPO / "benchmarks" / "suites").glob("*.yaml"))
 
@@ -94,6 +96,20 @@ def test_paper_suite_dry_runs():
             "unknown hyperparameter 'lr'",
         ),
         ("name: x\nenvs: [{env: CartPole-v1}]\n", "needs 'env' and 'teacher'"),
+        (
+            "name: x\nhp: {ppd: {zoo_hyperparameters: true}}\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n",
+            "zoo_hyperparameters applies to ppo",
+        ),
+        (
+            "name: x\nhp: {ppo: {zoo_hyperparameters: true}}\n"
+            "envs: [{env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}]\n",
+            "needs an rl-zoo run folder with a config.yml",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, "
+            "corrupt: {sigma: 0.1, seed: 1, seeds: [2]}}]\n",
+            "either seed or a non-empty list of seeds",
+        ),
     ],
 )
 def test_bad_suites_are_one_line_errors(tmp_path, text, message, capsys):
@@ -234,3 +250,34 @@ def test_suite_teachers_resolve_from_the_suites_folder_wherever_ppdistill_is_ins
     assert resolve_teacher("zoo:ppo/X_1", suite) == zoo_run
     monkeypatch.setenv("PPDISTILL_ZOO_DIR", str(elsewhere))
     assert resolve_teacher("zoo:ppo/X_1", suite) == elsewhere / "ppo" / "X_1"
+
+
+def test_corruption_seeds_make_one_teacher_each_with_their_own_run_ids(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nseeds: [7]\nmethods: [ppd]\nstudents: [smaller]\n"
+        "envs: [{env: CartPole-v1, teacher: t.zip, corrupt: {sigma: 0.05, seeds: [100, 101]}}]\n"
+    )
+    suite = load_suite(path)
+    assert [e.corrupt for e in suite.envs] == [{"sigma": 0.05, "seed": 100}, {"sigma": 0.05, "seed": 101}]
+    assert [rid for rid, _, _ in suite.runs()] == [
+        "CartPole-v1__ppd__smaller__s7__c100",
+        "CartPole-v1__ppd__smaller__s7__c101",
+    ]
+
+
+def test_ppo_takes_the_teachers_zoo_hyperparameters_instead_of_the_distillation_ones(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nseeds: [0]\nmethods: [ppo, ppd]\nstudents: [smaller]\n"
+        "hp: {ppo: {zoo_hyperparameters: true, n_epochs: 7}}\n"
+        f"envs: [{{env: HalfCheetah-v5, teacher: '{zoo_path('ppo/HalfCheetah-v3_1')}'}}]\n"
+    )
+    specs = {spec.method: spec for _, spec, _ in load_suite(path).runs()}
+    ppo = specs["ppo"].hp
+    # the zoo's tuned values (config.yml of that run), the suite's override on top
+    assert ppo["learning_rate"] == 2.0633e-05 and ppo["gamma"] == 0.98 and ppo["n_envs"] == 1
+    assert ppo["n_epochs"] == 7 and ppo["normalize_reward"] is True
+    assert ppo["policy_kwargs"] == {"log_std_init": -2, "ortho_init": False, "activation_fn": "relu"}
+    assert "zoo_hyperparameters" not in ppo and "n_timesteps" not in ppo
+    assert specs["ppd"].hp["gamma"] == 0.999  # the distillation settings stay PPD's

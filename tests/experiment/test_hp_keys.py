@@ -122,3 +122,23 @@ def test_keys_that_are_not_hyperparameters_exit_2_with_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"'{key}'" in err[0] and "not a hyperparameter" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_normalize_reward_scales_training_rewards_only(cartpole_teacher, method):
+    (model,) = trained_models(spec(method, normalize_reward=True, gamma=0.9), cartpole_teacher)
+    vecnorm = model.get_vec_normalize_env()
+    assert vecnorm is not None and vecnorm.norm_reward and not vecnorm.norm_obs
+    assert vecnorm.gamma == 0.9 and vecnorm.ret_rms.count > 200  # it saw the run's rewards
+    # CartPole pays 1 per step: normalized, the stored rewards are no longer 1
+    assert not (model.rollout_buffer.rewards == 1.0).all()
+
+
+def test_without_normalize_reward_the_rewards_are_the_environments(cartpole_teacher):
+    (model,) = trained_models(spec("ppo"), cartpole_teacher)
+    assert model.get_vec_normalize_env() is None and (model.rollout_buffer.rewards == 1.0).all()
+
+
+def test_rl_zoo_linear_schedules_become_linear_schedules(cartpole_teacher):
+    model = models.build_model(spec("ppo", learning_rate="lin_0.001", clip_range="lin_0.2"), cartpole_teacher)
+    assert model.learning_rate == Linear(0.001, 0.0) and model.clip_range(0.5) == pytest.approx(0.1)

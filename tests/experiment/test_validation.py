@@ -103,7 +103,9 @@ BAD_HP = [
     (["--hp", "gamma=1.5"], ["gamma", "[0, 1]"]),
     (["--hp", "use_sde=maybe"], ["use_sde", "true or false"]),
     (["--hp", "student_obs_norm=always"], ["student_obs_norm", "teacher, none"]),
-    (["--hp", "learning_rate=lin_0.001"], ["learning_rate", "lin_"]),
+    (["--hp", "learning_rate=lin_abc"], ["learning_rate", "lin_X"]),
+    (["--hp", "learning_rate=linear_0.001"], ["learning_rate", "lin_X"]),
+    (["--hp", "clip_range=lin_-1"], ["clip_range", "lin_-1"]),
     (
         ["--method", "student-distill", "--hp", "value_target=critic"],
         ["value_target", "returns, teacher, none"],

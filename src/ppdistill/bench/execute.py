@@ -37,7 +37,7 @@ from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write, check_out_folder
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.evaluation import evaluate, random_policy_score
+from ppdistill.evaluation import evaluate, random_policy_result
 from ppdistill.experiment.runner import run
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.teacher_prep import calibrate_sigma, corrupt_teacher
@@ -129,17 +129,22 @@ def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, d
         original = load_teacher(entry.teacher, env_id=entry.env) if entry.corrupt else None
         for seed in missing:
             episodes_seed = SeedPlan(seed).final_evaluation
-            scores: dict[str, float | None] = {
-                "teacher_score": evaluate(
-                    teacher, entry.env, episodes, entry.deterministic, seed=episodes_seed
-                ).mean,
+            played = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=episodes_seed)
+            randomly = random_policy_result(entry.env, episodes, seed=episodes_seed)
+            scores: dict[str, Any] = {
+                "teacher_score": played.mean,
                 "original_teacher_score": None,
-                "random_score": random_policy_score(entry.env, episodes, seed=episodes_seed),
+                "random_score": randomly.mean,
+                # episode by episode, in the order of their seeds (the students' are too): what
+                # the report's paired statistics resample
+                "teacher_returns": [float(x) for x in played.returns],
+                "original_teacher_returns": None,
+                "random_returns": [float(x) for x in randomly.returns],
             }
             if original is not None:
-                scores["original_teacher_score"] = evaluate(
-                    original, entry.env, episodes, entry.deterministic, seed=episodes_seed
-                ).mean
+                uncorrupted = evaluate(original, entry.env, episodes, entry.deterministic, seed=episodes_seed)
+                scores["original_teacher_score"] = uncorrupted.mean
+                scores["original_teacher_returns"] = [float(x) for x in uncorrupted.returns]
             by_seed[str(seed)] = scores
             log(
                 f"references {entry.env}, seed {seed}: teacher {scores['teacher_score']:.1f}"
@@ -177,11 +182,17 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     )
     result.pop("spec", None)
     record.update(result)
+    original = base.get("original_teacher_returns")
     record.update(
         status="ok",
         teacher_path=base["teacher"],
         random_score=base["random_score"],
         reference_score=reference,
+        # the references' episodes (same seeds as the student's final ones; None in folders
+        # made before they were kept)
+        teacher_returns=base.get("teacher_returns"),
+        reference_returns=original if original is not None else base.get("teacher_returns"),
+        random_returns=base.get("random_returns"),
         normalized_score=normalized(result["score"], reference, base["random_score"]),
         steps_to_90=steps_to_fraction(result["curve"], reference, base["random_score"]),
         wall_time_s=round(time.perf_counter() - t0, 2),

@@ -28,7 +28,7 @@ METHOD_LABELS = {
     "ppd": "PPD",
     "ppo": "PPO from scratch",
 }
-SIZE_ORDER = ["smaller", "same", "larger"]
+SIZE_ORDER = ["tiny", "smaller", "same", "larger"]
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

@@ -45,18 +45,20 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ppdistill.core.errors import one_line
+from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.envs.ids import env_family
 from ppdistill.experiment.config import METHODS, ConfigError, check_keys, coerce_numbers, run_hyperparameters
 from ppdistill.experiment.spec import RunSpec
+from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
 from ppdistill.networks.presets import STUDENT_SIZES
+from ppdistill.teachers.zoo_folder import locate
 
 
 def _ancestors(suite_file: Path | None) -> list[Path]:
@@ -105,6 +107,11 @@ class EnvEntry:
     deterministic: bool = True
     eval_freq: int | None = None
     student_obs: str = "teacher"
+    zoo_hp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method label with ``zoo_hyperparameters: true``: the hyperparameters of the teacher's
+    rl-zoo run, which replace the shipped config's (``hp`` still overrides them)."""
+    tag: str = ""
+    """Added to the run ids of this entry (one corrupted teacher among several of an env)."""
 
 
 @dataclass
@@ -134,7 +141,10 @@ class Suite:
                     method = self.base_method(label)
                     for seed in self.seeds:
                         # a pipeline's finetune_hp is completed from the config's ppo section
-                        hp = run_hyperparameters(entry.env, method, entry.hp.get(label, {}))
+                        if label in entry.zoo_hp:
+                            hp = {**entry.zoo_hp[label], **entry.hp.get(label, {})}
+                        else:
+                            hp = run_hyperparameters(entry.env, method, entry.hp.get(label, {}))
                         spec = RunSpec(
                             env_id=entry.env,
                             method=method,
@@ -149,7 +159,7 @@ class Suite:
                             deterministic=entry.deterministic,
                             student_obs=entry.student_obs,
                         )
-                        out.append((run_id(entry.env, label, student, seed), spec, entry))
+                        out.append((run_id(entry.env, label, student, seed) + entry.tag, spec, entry))
         seen: set[str] = set()
         for rid, _, entry in out:
             if rid in seen:  # records are keyed by id: the second run would be skipped as done
@@ -159,6 +169,34 @@ class Suite:
                 )
             seen.add(rid)
         return out
+
+
+def _zoo_hyperparameters(path: Path, env: str, label: str, method: str, teacher: Path) -> dict[str, Any]:
+    """``zoo_hyperparameters: true``: the teacher's rl-zoo run's own hyperparameters (ppo only)."""
+    if method != "ppo":
+        raise ConfigError(f"{path}: zoo_hyperparameters applies to ppo, not {label} ({env})")
+    try:
+        located = locate(teacher)
+    except PPDistillError as exc:
+        raise ConfigError(f"{path}: zoo_hyperparameters for {env}: {one_line(exc)}") from exc
+    if not located.config:
+        raise ConfigError(
+            f"{path}: zoo_hyperparameters for {env} needs an rl-zoo run folder with a config.yml "
+            f"as the teacher; {teacher} has none"
+        )
+    return zoo_ppo_hyperparameters(located.config, f"{teacher}'s config.yml")
+
+
+def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]:
+    """``corrupt: {..., seeds: [a, b, c]}``: one entry per corruption seed, each its own
+    corrupted teacher, its runs' ids ending in ``__c<seed>``."""
+    if not entry.corrupt or "seeds" not in entry.corrupt:
+        return [entry]
+    seeds = entry.corrupt["seeds"]
+    if "seed" in entry.corrupt or not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{path}: envs[{index}].corrupt takes either seed or a non-empty list of seeds")
+    rest = {k: v for k, v in entry.corrupt.items() if k != "seeds"}
+    return [replace(entry, corrupt={**rest, "seed": int(s)}, tag=f"__c{int(s)}") for s in seeds]
 
 
 def run_id(env_id: str, method: str, student: str, seed: int) -> str:
@@ -232,7 +270,9 @@ def load_suite(path: Path) -> Suite:
                 raise ConfigError(
                     f"{path}: unknown method {m!r}; choose from {', '.join([*METHODS, *variants])}"
                 )
+        teacher = resolve_teacher(str(raw["teacher"]), path)
         hp: dict[str, dict[str, Any]] = {}
+        zoo_hp: dict[str, dict[str, Any]] = {}
         for m in entry_methods:
             base = variants.get(m, m)
             merged = {
@@ -240,27 +280,29 @@ def load_suite(path: Path) -> Suite:
                 **(variant_hp.get(m) or {}),
                 **((raw.get("hp") or {}).get(m) or {}),
             }
+            if merged.pop("zoo_hyperparameters", False):
+                zoo_hp[m] = _zoo_hyperparameters(path, raw["env"], m, base, teacher)
             check_keys(base, merged, f"{path} ({raw['env']}, {m})")
             hp[m] = merged
         timesteps = int(raw.get("timesteps") or data.get("timesteps") or 100_000)
         if timesteps <= 0:
             raise ConfigError(f"{path}: timesteps must be positive for {raw['env']}")
-        envs.append(
-            EnvEntry(
-                env=str(raw["env"]),
-                teacher=str(resolve_teacher(str(raw["teacher"]), path)),
-                timesteps=timesteps,
-                students=_as_list(raw.get("students"), students),
-                methods=entry_methods,
-                hp=hp,
-                corrupt=raw.get("corrupt"),
-                eval_freq=int(raw["eval_freq"]) if "eval_freq" in raw else None,
-                student_obs=str(raw.get("student_obs", "teacher")),
-                deterministic=bool(
-                    raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
-                ),
-            )
+        entry = EnvEntry(
+            env=str(raw["env"]),
+            teacher=str(teacher),
+            timesteps=timesteps,
+            students=_as_list(raw.get("students"), students),
+            methods=entry_methods,
+            hp=hp,
+            corrupt=raw.get("corrupt"),
+            eval_freq=int(raw["eval_freq"]) if "eval_freq" in raw else None,
+            student_obs=str(raw.get("student_obs", "teacher")),
+            deterministic=bool(
+                raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
+            ),
+            zoo_hp=zoo_hp,
         )
+        envs += _corruption_seeds(entry, path, i)
     seeds = [int(s) for s in _as_list(data.get("seeds"), [0])]
     return Suite(
         name=str(data.get("name", path.stem)),

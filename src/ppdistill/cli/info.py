@@ -42,6 +42,7 @@ def cmd_students(args: argparse.Namespace) -> int:
     from ppdistill.core.distributions import param_dim
     from ppdistill.envs.make import env_spaces
     from ppdistill.networks.presets import (
+        MLP_SIZES,
         STUDENT_SIZES,
         image_student_kwargs,
         mlp_param_count,
@@ -84,7 +85,7 @@ def cmd_students(args: argparse.Namespace) -> int:
     obs_dim = int(np.prod(obs_space.shape))
     teacher_actor = mlp_param_count(obs_dim, teacher_arch, out_dim)
     rows = []
-    for size in STUDENT_SIZES:
+    for size in MLP_SIZES:
         arch = mlp_student_arch(size, teacher_arch)
         actor = mlp_param_count(obs_dim, arch, out_dim)
         critic = mlp_param_count(obs_dim, arch, 1)

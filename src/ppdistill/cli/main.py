@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--env", help="gymnasium environment id (required)")
     p.add_argument("--method", choices=["ppd", "student-distill", "teacher-distill", "ppo"], default="ppd")
-    p.add_argument("--student", default="smaller", help="smaller, same, larger, or hidden sizes like 64,64")
+    p.add_argument(
+        "--student",
+        default="smaller",
+        help="tiny (MLP only), smaller, same, larger, or hidden sizes like 64,64",
+    )
     p.add_argument(
         "--student-obs",
         choices=["teacher", "raw"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 Schedule = Callable[[float], float]
 
@@ -144,6 +145,18 @@ def named_schedule(
             )
         return PerformanceBased(float(teacher_return), float(random_return), scale=value)
     return Constant(value)
+
+
+def zoo_schedule(value: Any) -> Any:
+    """rl_zoo3's ``lin_X`` (a learning rate or clip range falling linearly from X to 0 over
+    the budget) as a :class:`Linear`; any other value unchanged.
+
+    :param value: a hyperparameter's value, e.g. ``"lin_0.001"`` or ``3e-4``
+    :raises ValueError: ``lin_`` followed by something other than a number
+    """
+    if isinstance(value, str) and value.startswith("lin_"):
+        return Linear(float(value[4:]), 0.0)
+    return value
 
 
 def as_schedule(value: float | Schedule) -> Schedule:

@@ -51,10 +51,13 @@ _RESERVED = {
 }
 # Keys understood by the runner rather than the algorithm (see ppdistill.experiment.runner):
 # n_envs (training environments), temperature (τ of a value-based teacher), lambda_schedule
-# (PPD), then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune pipeline of
+# (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
+# std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
+# then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune pipeline of
 # student-distill or teacher-distill). Each acts; tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
     "n_envs",
+    "normalize_reward",
     "temperature",
     "lambda_schedule",
     "then_finetune",
@@ -66,8 +69,9 @@ NOT_HYPERPARAMETERS = {
     "timesteps": "the budget is --timesteps (a suite's `timesteps`)",
     "n_timesteps": "the budget is --timesteps (a suite's `timesteps`)",
     "normalize": (
-        "the student does not train inside VecNormalize; a teacher's own VecNormalize statistics "
-        "are applied to its inputs and given to the student inside its network (student_obs_norm)"
+        "observations are not normalized by a VecNormalize around the student: a teacher's own "
+        "statistics are applied to its inputs and given to the student inside its network "
+        "(student_obs_norm); for the reward part, set normalize_reward: true"
     ),
 }
 PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp")
@@ -256,8 +260,18 @@ def _is_bool(value: Any) -> bool:
 
 
 def _schedule(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """A number that ``check`` accepts, or (from Python) a schedule: a callable that is not a class."""
-    return lambda v: check(v) or (callable(v) and not isinstance(v, str | type))
+    """A number that ``check`` accepts, rl_zoo3's ``lin_X`` with such an X, or (from Python) a
+    schedule: a callable that is not a class."""
+
+    def ok(v: Any) -> bool:
+        if isinstance(v, str) and v.startswith("lin_"):
+            try:
+                return check(float(v[4:]))
+            except ValueError:
+                return False
+        return check(v) or (callable(v) and not isinstance(v, str | type))
+
+    return ok
 
 
 def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -304,14 +318,14 @@ _PYTHON_CLASS = HpRule("a class (from Python only; YAML and --hp cannot give one
 # ``policy_kwargs`` has its own rules (:func:`check_policy_kwargs`); lambda_schedule,
 # then_finetune, critic_warmup and finetune_hp are checked by :func:`check_runner_keys`.
 HYPERPARAMETERS: dict[str, HpRule] = {
-    "learning_rate": HpRule("a finite number > 0", _schedule(_positive), 0.0003),
+    "learning_rate": HpRule("a finite number > 0 (or lin_X: X falling to 0)", _schedule(_positive), 0.0003),
     "n_steps": HpRule("a whole number > 0 (steps per environment per rollout)", lambda v: _is_int(v, 1), 64),
     "batch_size": HpRule("a whole number > 0", _or_none(lambda v: _is_int(v, 1)), 64),
     "n_epochs": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 4),
     "n_envs": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 8, option="--n-envs"),
     "gamma": HpRule("a number in [0, 1]", _probability, 0.99),
     "gae_lambda": HpRule("a number in [0, 1]", _probability, 0.95),
-    "clip_range": HpRule("a finite number > 0", _schedule(_positive), 0.2),
+    "clip_range": HpRule("a finite number > 0 (or lin_X: X falling to 0)", _schedule(_positive), 0.2),
     "clip_range_vf": HpRule(
         "a finite number > 0, or null (no value clipping)", _or_none(_schedule(_positive)), 0.2
     ),
@@ -324,6 +338,7 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "sde_sample_freq": HpRule("a whole number >= -1 (-1: once per rollout)", lambda v: _is_int(v, -1), 4),
     "stats_window_size": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 100),
     "use_sde": _BOOL,
+    "normalize_reward": _BOOL,
     "normalize_advantage": _BOOL,
     "detach_ratio": _BOOL,
     "log_std_from_teacher": _BOOL,
@@ -406,7 +421,7 @@ def _value_error(key: str, rule: HpRule, value: Any, source: _Source, hint: str 
 def _hint(key: str, value: Any) -> str:
     schedules = ("learning_rate", "clip_range", "clip_range_vf")
     if isinstance(value, str) and key in schedules and value.startswith(("lin_", "linear_")):
-        return " (rl_zoo3's lin_ schedules are not read: give a constant)"
+        return " (rl_zoo3's schedules are read in the form lin_X, X a number > 0)"
     if isinstance(value, float) and not math.isfinite(value):
         return " (NaN and infinity are refused)"
     return ""
@@ -621,6 +636,11 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
             )
         check_keys("ppo", extra, "finetune_hp")
         check_values("ppo", extra, "--finetune-hp")
+        if extra.get("normalize_reward"):
+            raise ConfigError(
+                "normalize_reward is not taken by the fine-tuning phase (it keeps the distilled "
+                "student's environments); remove it from finetune_hp"
+            )
 
 
 def run_hyperparameters(

@@ -8,9 +8,10 @@ from typing import Any
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.schedules import Schedule
+from ppdistill.core.schedules import Schedule, zoo_schedule
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.recipe import EnvRecipe, RecipeError, raw_view
 from ppdistill.experiment.checkpoints import (
@@ -95,7 +96,7 @@ def build_model(
     :param verbose: SB3 verbosity
     :param distill_lambda: PPD's λ schedule, replacing ``spec.hp["distill_lambda"]``
     """
-    hp = {k: v for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
+    hp = {k: zoo_schedule(v) for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
     if distill_lambda is not None:
         hp["distill_lambda"] = distill_lambda
     n_envs = int(spec.hp.get("n_envs", 1))
@@ -103,6 +104,9 @@ def build_model(
     seed = SeedPlan(spec.seed).training
     recipe = student_env(spec, teacher)
     env = recipe.make(n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
+    if spec.hp.get("normalize_reward"):
+        # the RL Zoo's reward normalization; observations are normalized inside the network
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=float(spec.hp.get("gamma", 0.99)))
     policy_kwargs = student_policy_kwargs(spec, teacher)
     cls = algorithm_class(spec.method)
     policy = policy_name(teacher.observation_space)

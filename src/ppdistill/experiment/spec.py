@@ -12,7 +12,7 @@ from ppdistill.experiment.config import (
     check_runner_keys,
     check_values,
 )
-from ppdistill.networks.presets import STUDENT_SIZES, mlp_student_arch
+from ppdistill.networks.presets import MLP_SIZES, mlp_student_arch
 
 STUDENT_OBS = ("teacher", "raw")
 
@@ -25,7 +25,7 @@ class RunSpec:
     :param method: "ppd", "student-distill", "teacher-distill" or "ppo" (from scratch)
     :param teacher: path of the teacher (also used by "ppo" for the student size and the ratio)
     :param timesteps: environment steps
-    :param student: "smaller", "same", "larger" or a comma list of hidden sizes
+    :param student: "tiny" (MLP only), "smaller", "same", "larger" or a comma list of hidden sizes
     :param seed: seed of the model, the training envs and (offset) the evaluation envs
     :param hp: hyperparameters (from :func:`ppdistill.experiment.config.hyperparameters`, overrides applied)
     :param eval_freq: env steps between evaluations (0: ten evaluations per run)
@@ -79,7 +79,7 @@ class RunSpec:
         check_runner_keys(self.method, self.hp)
         check_values(self.method, self.hp)
         if not isinstance(self.student, str):
-            raise ConfigError(f"student must be {', '.join(STUDENT_SIZES)} or hidden sizes like 64,64")
+            raise ConfigError(f"student must be {', '.join(MLP_SIZES)} or hidden sizes like 64,64")
         try:
             mlp_student_arch(self.student, [64, 64])
         except ValueError as exc:

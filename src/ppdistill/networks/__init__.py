@@ -9,6 +9,7 @@ from ppdistill.networks.cnn import ImpalaCNNExtractor, NatureCNNExtractor
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
 from ppdistill.networks.presets import (
+    MLP_SIZES,
     STUDENT_SIZES,
     image_student_kwargs,
     mlp_param_count,
@@ -17,6 +18,7 @@ from ppdistill.networks.presets import (
 )
 
 __all__ = [
+    "MLP_SIZES",
     "STUDENT_SIZES",
     "ImpalaCNNExtractor",
     "NatureCNNExtractor",

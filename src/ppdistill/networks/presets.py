@@ -10,6 +10,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from ppdistill.networks.cnn import ImpalaCNNExtractor, NatureCNNExtractor
 
 STUDENT_SIZES = ("smaller", "same", "larger")
+"""The paper's three sizes, for MLP and image students."""
+MLP_SIZES = ("tiny", *STUDENT_SIZES)
+"""MLP students also come ``tiny``: one hidden layer a sixteenth of the teacher's width, small
+enough that capacity binds (at about 1% of a (64, 64) teacher's actor)."""
 
 
 def teacher_mlp_width(net_arch: Any) -> list[int]:
@@ -28,13 +32,17 @@ def mlp_student_arch(size: str, teacher_arch: list[int]) -> list[int]:
 
     Around the paper's (256, 256) teacher: smaller (128, 64), same (256, 256), larger (512, 512),
     i.e. 0.15×, 1× and 3.8× the actor's parameters on HalfCheetah; other widths keep those ratios
-    (a (64, 64) teacher gives (32, 16), (64, 64), (128, 128)). A custom size is a comma list.
+    (a (64, 64) teacher gives (32, 16), (64, 64), (128, 128)). ``tiny`` is one layer a sixteenth
+    of the teacher's width ((4,) and (16,) for (64, 64) and (256, 256) teachers), for tasks where
+    the paper's sizes all reach the teacher. A custom size is a comma list.
 
-    :param size: "smaller", "same", "larger", or e.g. "64,64"
+    :param size: "tiny", "smaller", "same", "larger", or e.g. "64,64"
     :param teacher_arch: the teacher actor's hidden layers
     :return: the student's hidden layers (used for both actor and critic, kept separate)
     """
     width = teacher_arch[0] if teacher_arch else 64
+    if size == "tiny":
+        return [max(2, width // 16)]
     if size == "smaller":
         return [max(1, width // 2), max(1, width // 4)]
     if size == "same":
@@ -47,7 +55,7 @@ def mlp_student_arch(size: str, teacher_arch: list[int]) -> list[int]:
         layers = []
     if not layers or any(n < 1 for n in layers):
         raise ValueError(
-            f"student size must be smaller, same, larger or a comma list like 64,64; got {size!r}"
+            f"student size must be tiny, smaller, same, larger or a comma list like 64,64; got {size!r}"
         )
     return layers
 

@@ -61,6 +61,8 @@ class Located:
     env_settings: dict[str, Any] = field(default_factory=dict)
     """What the run's ``config.yml`` / ``args.yml`` say about its environment (``env_wrapper``,
     ``frame_stack``, ``env_kwargs``): see :func:`env_recipe`."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The run's whole ``config.yml`` (the hyperparameters the zoo trained it with), if it has one."""
 
 
 def _present(path: Path, what: str) -> bool:
@@ -114,6 +116,7 @@ def locate(path: Path, role: str = "teacher") -> Located:
     )
     env_id = None
     settings: dict[str, Any] = {}
+    config_data: dict[str, Any] = {}
     for args in (folder / f"{zip_path.stem}.args.yml", side / "args.yml", folder / "args.yml"):
         if _present(args, "an rl-zoo args.yml"):
             loaded = _read_zoo_yaml(args, "an rl-zoo args.yml")
@@ -125,8 +128,9 @@ def locate(path: Path, role: str = "teacher") -> Located:
         if _present(config, "an rl-zoo config.yml"):
             loaded = _read_zoo_yaml(config, "an rl-zoo config.yml")
             settings.update({k: loaded[k] for k in ENV_SETTINGS if loaded.get(k)})
+            config_data = loaded
             break
-    return Located(zip_path, vecnormalize, env_id, place, settings)
+    return Located(zip_path, vecnormalize, env_id, place, settings, config_data)
 
 
 ENV_SETTINGS = ("env_wrapper", "frame_stack", "env_kwargs")
