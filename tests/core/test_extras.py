@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 from ppdistill.bench.execute import _run_ray
-from ppdistill.bench.stats import iqm_with_ci
 from ppdistill.core.errors import MissingExtraError
 from ppdistill.core.extras import require_extra
 from ppdistill.integrations.zoo import register
@@ -33,7 +31,6 @@ def test_require_extra_returns_the_module_or_names_the_extra():
     [
         ("rl_zoo3", "zoo", register),
         ("ray", "ray", lambda: list(_run_ray([], jobs=1, address=None))),
-        ("rliable", "bench", lambda: iqm_with_ci(np.ones((2, 2)), reps=10)),
     ],
 )
 def test_each_optional_feature_names_its_extra(monkeypatch, module, extra, use):

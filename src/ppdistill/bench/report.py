@@ -1,10 +1,18 @@
-"""``ppdistill bench report DIR``: tables, aggregate statistics, plots and a Markdown report.
+"""``ppdistill bench report DIR``: tables, paired statistics, the paper's claims, plots.
 
-Scores are normalized per env: ``(R - R_random) / (R_teacher - R_random)``, so 1 is the
-teacher (the *uncorrupted* teacher in an imperfect suite) and 0 a random policy; where the
-random policy scores 0 this is the paper's student/teacher ratio. Aggregates are
-interquartile means over envs × seeds with 95% stratified-bootstrap confidence intervals
-(rliable), per student size, laid out like the paper's Table 1.
+Scores are normalized per env: ``(R − R_random) / (R_teacher − R_random)``, so 1 is the
+teacher (the *uncorrupted* teacher in an imperfect suite) and 0 a random policy, each scored
+on the very episodes the student was scored on. Two scores per run: the final one, and the
+mean over training (the area under the evaluation curve, AUC), which separates methods that
+all end at the teacher. Aggregates are interquartile means over envs × teachers × seeds;
+method differences are paired (same env, teacher, seed and episodes), averaged over envs.
+Every interval is a 95% bootstrap interval of :class:`~ppdistill.bench.bootstrap.Bootstrap`
+(envs as strata, then teachers, seeds and episodes), which carries the teacher's own
+uncertainty; where a difference's interval covers 0 the word is "tie".
+
+Besides ``report.md``, the folder gets ``aggregate.json`` (the IQMs), ``claims.json`` (the
+verdicts, which ``benchmarks/claims_table.py`` turns into the README's table), ``aggregate.png``
+and ``curves-<suite>-<env>.png``.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
+from ppdistill.bench.claims import Verdict, paper_claims, show
 from ppdistill.bench.execute import read_records
 from ppdistill.bench.plots import plot_aggregate, plot_env_curves
-from ppdistill.bench.stats import Interval, iqm_with_ci, median_steps_to_90, score_matrix
+from ppdistill.bench.stats import Interval
 from ppdistill.core.errors import PPDistillError
 
 METHOD_ORDER = ["teacher-distill", "student-distill", "ppd", "ppo"]
@@ -29,103 +39,153 @@ METHOD_LABELS = {
     "ppo": "PPO from scratch",
 }
 SIZE_ORDER = ["tiny", "smaller", "same", "larger"]
-
-
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
+# the comparisons a report makes among the paper's methods, first minus second
+PAIRS = [
+    ("ppd", "student-distill"),
+    ("ppd", "teacher-distill"),
+    ("student-distill", "teacher-distill"),
+    ("ppd", "ppo"),
+    ("student-distill", "ppo"),
+    ("teacher-distill", "ppo"),
+]
 
 Groups = dict[tuple[str, str, str, str], list[dict[str, Any]]]
-"""(suite, env, student size, method) → its finished runs, one per seed."""
+"""(suite, env, student size, method) → its finished runs."""
+
+
+def _name(label: str) -> str:
+    return METHOD_LABELS.get(label, label)
+
+
+def _cell(interval: Interval | None, digits: int = 2) -> str:
+    if interval is None:
+        return "incomplete"
+    point, low, high = interval
+    if not np.isfinite(point):
+        return "undefined"
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _has(boot: Bootstrap, *labels: str) -> bool:
+    return bool(boot.units) and all(all(label in u.final for u in boot.units) for label in labels)
+
+
+def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, str]]:
+    """The paper's comparisons among the methods present; an ablation's variants are each
+    compared with the first variant of the same algorithm."""
+    present = [(a, b) for a, b in PAIRS if a in labels and b in labels]
+    base_of = {str(r["label"]): r["spec"]["method"] for r in records}
+    labels = [label for label in labels if label in base_of]
+    first: dict[str, str] = {}
+    for label in labels:
+        if label not in METHOD_ORDER:
+            first.setdefault(base_of[label], label)
+    variants = [(label, first[base_of[label]]) for label in labels if label not in METHOD_ORDER]
+    return present + [(a, b) for a, b in variants if a != b]
 
 
 def build_report(out: Path, reps: int = 2000) -> Path:
-    """Write ``report.md``, ``aggregate.json``, ``aggregate.png`` and ``curves-<suite>-<env>.png``
-    into ``out``; return the report's path.
+    """Write ``report.md``, ``aggregate.json``, ``claims.json``, ``aggregate.png`` and
+    ``curves-<suite>-<env>.png`` into ``out``; return the report's path.
 
     :param out: a folder written by ``ppdistill bench run``
-    :param reps: bootstrap repetitions
+    :param reps: bootstrap replicates
     """
     out = Path(out)
     records = [r for r in read_records(out) if r.get("status") == "ok"]
     errors = [r for r in read_records(out) if r.get("status") != "ok"]
     if not records:
         raise PPDistillError(f"{out} holds no finished runs (records.jsonl); run `ppdistill bench run` first")
-    suites = sorted({r["suite"] for r in records})
-    envs = sorted({r["spec"]["env_id"] for r in records})
     for r in records:
         r.setdefault("label", r["spec"]["method"])  # a method, or an ablation variant's name
+    suites = sorted({r["suite"] for r in records})
+    envs = sorted({r["spec"]["env_id"] for r in records})
     labels: set[str] = {str(r["label"]) for r in records}
-    methods = [m for m in METHOD_ORDER if m in labels] + sorted(labels - set(METHOD_ORDER))
+    in_order = list(dict.fromkeys(str(r["label"]) for r in records))
+    methods = [m for m in METHOD_ORDER if m in labels] + [m for m in in_order if m not in METHOD_ORDER]
     sizes = [s for s in SIZE_ORDER if any(r["spec"]["student"] == s for r in records)]
-    # explicit hidden sizes ("32,16") after the presets, in the order they first appear
     sizes += list(
-        dict.fromkeys(str(r["spec"]["student"]) for r in records if r["spec"]["student"] not in SIZE_ORDER)
+        dict.fromkeys(str(r["spec"]["student"]) for r in records if r["spec"]["student"] not in sizes)
     )
     groups: Groups = defaultdict(list)
     for r in records:
         s = r["spec"]
         groups[(r["suite"], s["env_id"], s["student"], r["label"])].append(r)
 
-    aggregate = _aggregate(records, suites, sizes, methods, reps)
+    cells: dict[tuple[str, str], Bootstrap] = {}
+    for suite in suites:
+        for size in sizes:
+            rs = [r for r in records if r["suite"] == suite and r["spec"]["student"] == size]
+            if rs:
+                cells[(suite, size)] = Bootstrap(units_from(rs, lambda r: str(r["label"])), reps)
+    final = {(*k, m): b.iqm(m) for k, b in cells.items() for m in methods if _has(b, m)}
+    auc = {(*k, m): b.iqm(m, "auc") for k, b in cells.items() for m in methods if _has(b, m)}
+    keys = [k for k in ((s, z) for s in suites for z in sizes) if k in cells]
+
     lines = _header(out, records, errors, suites, reps)
-    lines += _aggregate_table(aggregate, suites, sizes, methods)
-    if aggregate:
-        lines += ["", "![aggregate scores](aggregate.png)"]
+    lines += _aggregate_table("Final score", final, keys, methods)
+    if final:
+        lines += ["", "![final scores](aggregate.png)"]
+    lines += _aggregate_table("Mean score over training (AUC)", auc, keys, methods)
+    lines += _differences(cells, keys, records, methods)
+    claims = _claims(records, suites, sizes, reps)
     lines += ["", "## Claims of the paper, checked on these runs", ""]
-    lines += _claims(aggregate, suites, sizes)
-    lines += _ppd_against_student_distill(groups, suites, envs, sizes)
+    lines += [f"- **{c.verdict}**: {c.claim} ({c.suite}). {c.evidence}." for c in claims] or [
+        "- these runs do not bear on the paper's claims (an ablation, or methods missing)"
+    ]
     lines += ["", "## Per environment", ""]
     for suite in suites:
         for env in envs:
-            lines += _env_section(out, groups, records, suite, env, sizes, methods)
-    if aggregate:
-        keys = [(s, z) for s in suites for z in sizes]
-        plot_aggregate(aggregate, keys, methods, METHOD_LABELS, out / "aggregate.png")
+            lines += _env_section(out, groups, records, suite, env, sizes, methods, reps)
+    if final:
+        plot_aggregate(final, keys, methods, METHOD_LABELS, out / "aggregate.png")
     if errors:
         lines += ["## Failed runs", ""]
         lines += [f"- {r['id']} (attempt {r.get('attempt', '?')}): {r.get('error')}" for r in errors]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     (out / "aggregate.json").write_text(
-        json.dumps({f"{k[0]}|{k[1]}|{k[2]}": v for k, v in aggregate.items()}, indent=2)
+        json.dumps(
+            {
+                f"{k[0]}|{k[1]}|{k[2]}": {"final": v, "auc": auc.get(k)}
+                for k, v in final.items()  # keyed suite|size|method
+            },
+            indent=2,
+        )
     )
+    (out / "claims.json").write_text(json.dumps([c.as_dict() for c in claims], indent=2))
     return report
-
-
-def _aggregate(
-    records: list[dict[str, Any]], suites: list[str], sizes: list[str], methods: list[str], reps: int
-) -> dict[tuple[str, str, str], Interval]:
-    """IQM with its CI per (suite, student size, method), where the env × seed grid is complete."""
-    aggregate: dict[tuple[str, str, str], Interval] = {}
-    for suite in suites:
-        for size in sizes:
-            for m in methods:
-                rs = [
-                    r
-                    for r in records
-                    if r["suite"] == suite and r["spec"]["student"] == size and r["label"] == m
-                ]
-                matrix = score_matrix(rs)
-                if matrix is not None:
-                    aggregate[(suite, size, m)] = iqm_with_ci(matrix, reps)
-    return aggregate
 
 
 def _header(
     out: Path, records: list[dict[str, Any]], errors: list[dict[str, Any]], suites: list[str], reps: int
 ) -> list[str]:
+    seeds = sorted({int(r["spec"]["seed"]) for r in records})
+    episodes = sorted({len(r.get("returns") or []) for r in records})
+    paired = all(r.get("reference_returns") for r in records)
     lines = [f"# Benchmark report: {', '.join(suites)}", ""]
     lines += [
         "Scores are normalized per env, (R − R_random) / (R_teacher − R_random): 1.00 is the teacher "
-        "(the uncorrupted one for imperfect teachers), 0 a random policy. Aggregates: interquartile "
-        f"mean over envs × seeds, [95% stratified bootstrap CI] ({reps} resamples, rliable).",
+        "(the uncorrupted one for imperfect teachers), 0 a random policy, both scored on the episodes "
+        "the student was scored on. *Final*: the final evaluation; *AUC*: the mean score over training "
+        "(area under the evaluation curve). Aggregates: interquartile mean over envs × teachers × seeds. "
+        "Differences: paired (same env, teacher, seed and episodes), the mean over envs of the mean per "
+        "env. Intervals: 95% bootstrap, envs as strata, then teachers, seeds"
+        + (" and episodes (which carries the teacher's own uncertainty)" if paired else "")
+        + f", {reps} replicates. Where a difference's interval covers 0 the verdict is *tie*.",
         "",
         f"{len(records)} finished runs"
         + (f", {len(errors)} failed (listed at the end)" if errors else "")
-        + ".",
+        + f"; seeds {', '.join(map(str, seeds))}; final evaluations of "
+        + " or ".join(map(str, episodes))
+        + " episodes."
+        + (
+            ""
+            if paired
+            else " These records predate per-episode references: the teacher's and the random "
+            "policy's scores are taken as exact."
+        ),
         "",
-        # where the numbers came from: the commands and the machines, as recorded by each run
         "Made by `"
         + "`, `".join(f"ppdistill bench run benchmarks/suites/{s}.yaml --out {out}" for s in suites)
         + f"` and `ppdistill bench report {out}`, on "
@@ -141,25 +201,83 @@ def _header(
 
 
 def _aggregate_table(
-    aggregate: dict[tuple[str, str, str], Interval], suites: list[str], sizes: list[str], methods: list[str]
+    title: str,
+    aggregate: dict[tuple[str, str, str], Interval],
+    keys: list[tuple[str, str]],
+    methods: list[str],
 ) -> list[str]:
     lines = [
-        "## Aggregate (like the paper's Table 1)",
         "",
-        "| suite | student | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
+        f"## {title}: IQM [95% CI]",
+        "",
+        "| suite | student | " + " | ".join(_name(m) for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for suite in suites:
-        for size in sizes:
-            cells = []
-            for m in methods:
-                if (suite, size, m) not in aggregate:
-                    cells.append("incomplete")
-                    continue
-                point, lo, hi = aggregate[(suite, size, m)]
-                cells.append(f"{point:.2f} [{lo:.2f}, {hi:.2f}]")
-            lines.append(f"| {suite} | {size} | " + " | ".join(cells) + " |")
+    for suite, size in keys:
+        cells = [_cell(aggregate.get((suite, size, m))) for m in methods]
+        lines.append(f"| {suite} | {size} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _differences(
+    cells: dict[tuple[str, str], Bootstrap],
+    keys: list[tuple[str, str]],
+    records: list[dict[str, Any]],
+    methods: list[str],
+) -> list[str]:
+    rows = []
+    for key in keys:
+        boot = cells[key]
+        for a, b in _pairs(records, methods):
+            if not _has(boot, a, b):
+                continue
+            f, s = boot.difference(a, b), boot.difference(a, b, "auc")
+            rows.append(
+                f"| {key[0]} | {key[1]} | {_name(a)} − {_name(b)} | {show(f)} | "
+                f"{verdict(f, _name(a), _name(b))} | {show(s)} | {verdict(s, _name(a), _name(b))} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Paired differences: mean over envs [95% CI]",
+        "",
+        "| suite | student | difference | final | verdict | AUC | verdict |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _claims(records: list[dict[str, Any]], suites: list[str], sizes: list[str], reps: int) -> list[Verdict]:
+    verdicts = []
+    for suite in suites:
+        rs = [r for r in records if r["suite"] == suite and r["label"] in METHOD_ORDER]
+        if not rs:
+            continue
+        imperfect = any(r.get("teacher_score") != r.get("reference_score") for r in rs)
+        boot = Bootstrap(units_from(rs, lambda r: f"{r['label']}|{r['spec']['student']}"), reps)
+        present = [z for z in sizes if any(r["spec"]["student"] == z for r in rs)]
+        verdicts += paper_claims(boot, suite, present, imperfect)
+    return verdicts
+
+
+def _teacher_line(env_records: list[dict[str, Any]]) -> str:
+    """The teachers of an env (each corrupted one with the score it is normalized by) and the
+    random policy: means over the seeds' final episodes."""
+    by_teacher: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    randoms = []
+    for r in env_records:
+        by_teacher[Path(r["spec"]["teacher"]).name].append((r["teacher_score"], r["reference_score"]))
+        randoms.append(r["random_score"])
+    parts = []
+    for name, pairs in by_teacher.items():
+        own, ref = (float(np.mean(x)) for x in zip(*pairs, strict=True))
+        part = f"{own:.1f}" + (f" (uncorrupted {ref:.1f})" if round(own, 1) != round(ref, 1) else "")
+        parts.append(part + (f" ({name})" if len(by_teacher) > 1 else ""))
+    return (
+        f"Teacher{'s' if len(by_teacher) > 1 else ''} {', '.join(parts)}, random policy "
+        f"{np.mean(randoms):.1f} (means over the seeds' final episodes)"
+    )
 
 
 def _env_section(
@@ -170,59 +288,57 @@ def _env_section(
     env: str,
     sizes: list[str],
     methods: list[str],
+    reps: int,
 ) -> list[str]:
-    """One env of one suite: its teachers, a table per student size and method, the curves."""
+    """One env of one suite: its teachers, a table per student size and method, the paired
+    differences on this env, the curves."""
     env_records = [r for r in records if r["suite"] == suite and r["spec"]["env_id"] == env]
     if not env_records:
         return []
-    # one env may have several teachers (or budgets) in a suite: name each; a corrupted
-    # teacher is named with its own score and the one it is normalized by. Each seed scores
-    # the teacher on its own episodes (the seed plan): several seeds give a mean.
-    scores: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)  # teacher → seed → scores
-    randoms: dict[int, float] = {}
-    for r in env_records:
-        seed = r["spec"]["seed"]
-        scores[Path(r["spec"]["teacher"]).name][seed] = (r["teacher_score"], r["reference_score"])
-        randoms[seed] = r["random_score"]
-    parts = []
-    for name, by_seed in scores.items():
-        per_seed = set(by_seed.values())
-        own, ref = next(iter(per_seed)) if len(per_seed) == 1 else map(np.mean, zip(*by_seed.values()))
-        own, ref = round(float(own), 1), round(float(ref), 1)
-        part = f"{own:.1f}" + (f" (uncorrupted {ref:.1f})" if own != ref else "")
-        part += " (mean over the seeds' episodes)" if len(per_seed) > 1 else ""
-        parts.append(part + (f" ({name})" if len(scores) > 1 else ""))
-    named = ", ".join(parts)
-    random = f"{np.mean(list(randoms.values())):.1f}"
-    random += " (mean over the seeds' episodes)" if len(set(randoms.values())) > 1 else ""
     budgets = " or ".join(f"{b:,}" for b in sorted({int(r["env_steps"]) for r in env_records}))
     lines = [
         f"### {env} ({suite})",
         "",
-        f"Teacher{'s' if len(scores) > 1 else ''} {named}, random policy {random}, "
-        f"{budgets} env steps per run.",
+        f"{_teacher_line(env_records)}; {budgets} env steps per run.",
         "",
-        "| student | method | normalized (mean ± std over seeds) | return "
-        "| env steps to 90% (median; runs that got there) |",
-        "|---|---|---|---|---|",
+        "| student | method | final (mean ± sd over runs) | return | AUC | 90% held from (median; runs) |",
+        "|---|---|---|---|---|---|",
     ]
+    diffs = []
     for size in sizes:
+        rs_size = [r for r in env_records if r["spec"]["student"] == size]
+        if not rs_size:
+            continue
+        boot = Bootstrap(units_from(rs_size, lambda r: str(r["label"])), reps)
         for m in methods:
-            rs = groups.get((suite, env, size, m), [])
-            if not rs:
+            if not _has(boot, m):
                 continue
-            norm = np.array([r["normalized_score"] for r in rs])
-            ret = np.array([r["score"] for r in rs])
-            reached = [r["steps_to_90"] for r in rs if r["steps_to_90"] is not None]
-            steps = (
-                f"{int(np.median(reached)):,} ({len(reached)}/{len(rs)})"
+            norm = boot.point(m)
+            area = boot.point(m, "auc")
+            held = [u.held[m] for u in boot.units]
+            reached = [h for h in held if h is not None]
+            when = (
+                f"{int(np.median(reached)):,} ({len(reached)}/{len(held)})"
                 if reached
-                else f"never (0/{len(rs)})"
+                else f"never (0/{len(held)})"
             )
+            returns = np.mean([u.final[m].mean() for u in boot.units])
+            sd = f" ± {np.std(norm, ddof=1):.2f}" if len(norm) > 1 else ""
             lines.append(
-                f"| {size} | {METHOD_LABELS.get(m, m)} | {norm.mean():.2f} ± {norm.std():.2f} | "
-                f"{ret.mean():.1f} | {steps} |"
+                f"| {size} | {_name(m)} | {np.nanmean(norm):.2f}{sd} | {returns:.1f} | "
+                f"{np.nanmean(area):.2f} | {when} |"
             )
+        for a, b in _pairs(env_records, methods):
+            if a in METHOD_ORDER and "ppo" in (a, b):
+                continue  # PPO's distance is in the aggregate; per env, the distillers
+            if _has(boot, a, b):
+                f, s = boot.difference(a, b), boot.difference(a, b, "auc")
+                diffs.append(
+                    f"| {size} | {_name(a)} − {_name(b)} | {show(f)} ({verdict(f, _name(a), _name(b))}) "
+                    f"| {show(s)} ({verdict(s, _name(a), _name(b))}) |"
+                )
+    if diffs:
+        lines += ["", "| student | paired difference | final | AUC |", "|---|---|---|---|", *diffs]
     lines.append("")
     by_size = {
         size: {m: groups[(suite, env, size, m)] for m in methods if groups.get((suite, env, size, m))}
@@ -231,101 +347,3 @@ def _env_section(
     name = f"curves-{suite}-{env.replace('/', '-')}.png"
     plot_env_curves(by_size, METHOD_LABELS, f"{env} ({suite})", out / name)
     return [*lines, f"![{env} learning curves]({name})", ""]
-
-
-def _claims(
-    aggregate: dict[tuple[str, str, str], Interval], suites: list[str], sizes: list[str]
-) -> list[str]:
-    """The paper's claims, each marked as holding or not on these numbers (IQM, CIs)."""
-    out = []
-
-    def get(suite: str, size: str, m: str) -> Interval | None:
-        return aggregate.get((suite, size, m))
-
-    for suite in suites:
-        for size in sizes:
-            ppd, sd, td, ppo = (
-                get(suite, size, m) for m in ("ppd", "student-distill", "teacher-distill", "ppo")
-            )
-            if ppd and sd and td:
-                order = ppd[0] >= sd[0] >= td[0]
-                overlap = ppd[1] <= sd[2] and sd[1] <= ppd[2]
-                out.append(
-                    f"- {suite}, {size}: PPD ≥ student-distill ≥ teacher-distill "
-                    f"({ppd[0]:.2f} / {sd[0]:.2f} / {td[0]:.2f}): {'holds' if order else 'does not hold'}"
-                    + ("; PPD and student-distill CIs overlap" if overlap else "")
-                )
-            if size == "larger":
-                for m, v in (("PPD", ppd), ("student-distill", sd), ("teacher-distill", td)):
-                    if v:
-                        verdict = (
-                            "surpasses the teacher"
-                            if v[1] > 1.0
-                            else ("matches it" if v[2] >= 1.0 else "stays below it")
-                        )
-                        out.append(
-                            f"- {suite}, larger student, {m}: "
-                            f"IQM {v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]: {verdict}"
-                        )
-            if ppo:
-                distilled = [v for v in (ppd, sd, td) if v]
-                if distilled:
-                    ahead = all(v[1] > ppo[2] for v in distilled)
-                    out.append(
-                        f"- {suite}, {size}: every distillation method ahead of PPO from scratch "
-                        f"at equal env steps (PPO {ppo[0]:.2f} [{ppo[1]:.2f}, {ppo[2]:.2f}]): "
-                        + ("holds (CIs apart)" if ahead else "does not hold everywhere")
-                    )
-    return out or ["- not enough methods in these runs to check the claims"]
-
-
-def _steps(x: float) -> str:
-    return "never" if np.isinf(x) else f"{int(x):,}"
-
-
-def _ppd_against_student_distill(
-    groups: Groups,
-    suites: list[str],
-    envs: list[str],
-    sizes: list[str],
-) -> list[str]:
-    """Per env and student: does PPD reach 90% of the teacher wherever student-distill does, no later?
-
-    Medians over seeds, a run that never got there counting as never, so one lucky seed does
-    not make a method "reach" 90%.
-    """
-    rows, held = [], 0
-    for suite in suites:
-        for env in envs:
-            for size in sizes:
-                ppd = groups.get((suite, env, size, "ppd"))
-                sd = groups.get((suite, env, size, "student-distill"))
-                if not ppd or not sd:
-                    continue
-                p, s = median_steps_to_90(ppd), median_steps_to_90(sd)
-                if np.isinf(s):
-                    verdict = "student-distill does not get there" + ("; PPD does" if np.isfinite(p) else "")
-                elif p <= s:
-                    verdict = "holds" + (" (PPD earlier)" if p < s else "")
-                else:
-                    verdict = "**does not hold**"
-                held += p <= s
-                pn = np.mean([r["normalized_score"] for r in ppd])
-                sn = np.mean([r["normalized_score"] for r in sd])
-                cells = [suite, env, size, _steps(p), _steps(s), f"{pn:.2f}", f"{sn:.2f}", verdict]
-                rows.append("| " + " | ".join(cells) + " |")
-    if not rows:
-        return []
-    return [
-        "",
-        "## PPD against student-distill, env by env",
-        "",
-        "Wherever student-distill reaches 90% of the teacher, does PPD reach it too, in no more env "
-        "steps? Env steps to 90%: median over seeds, a seed that never got there counting as never "
-        f"(evaluations are spaced, so equal steps mean the same evaluation). Holds in {held} of {len(rows)}.",
-        "",
-        "| suite | env | student | PPD: steps to 90% | student-distill: steps to 90% "
-        "| PPD final | student-distill final | PPD no later |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]

@@ -1,5 +1,6 @@
-"""The numbers of a benchmark: normalized scores, steps to 90% of the teacher, IQM with
-bootstrap confidence intervals, curves on a common grid.
+"""The numbers of one run of a benchmark: its normalized score, its steps to 90% of the
+teacher, its curve on a common grid (the statistics over runs are in
+:mod:`ppdistill.bench.bootstrap`).
 
 Scores are normalized per env: ``(R - R_random) / (R_teacher - R_random)``, so 1 is the
 teacher (the *uncorrupted* teacher in an imperfect suite) and 0 a random policy.
@@ -7,12 +8,10 @@ teacher (the *uncorrupted* teacher in an imperfect suite) and 0 a random policy.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from ppdistill.core.extras import require_extra
 from ppdistill.core.scores import normalized_score
 
 Interval = tuple[float, float, float]
@@ -47,42 +46,10 @@ def steps_to_fraction(
     return None
 
 
-def iqm_with_ci(scores: np.ndarray, reps: int, seed: int = 0) -> Interval:
-    """IQM of a (runs, tasks) matrix with a 95% stratified bootstrap CI (rliable).
-
-    :param scores: normalized scores, one row per seed, one column per env
-    :param reps: bootstrap resamples
-    :param seed: seed of the resampling
-    """
-    rly = require_extra("rliable.library", "bench", "bench report")
-    metrics = require_extra("rliable.metrics", "bench", "bench report")
-
-    def iqm(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(x)])
-
-    np.random.seed(seed)  # rliable draws from numpy's global generator
-    point, interval = rly.get_interval_estimates({"m": scores}, iqm, reps=reps)
-    return float(point["m"][0]), float(interval["m"][0][0]), float(interval["m"][1][0])
-
-
-def score_matrix(records: list[dict[str, Any]]) -> np.ndarray | None:
-    """(seeds, envs) normalized scores; None when the grid is incomplete.
-
-    :param records: finished runs of one method and student size
-    """
-    by_env: dict[str, dict[int, float]] = defaultdict(dict)
-    for r in records:
-        by_env[r["spec"]["env_id"]][r["spec"]["seed"]] = r["normalized_score"]
-    seeds = sorted({s for v in by_env.values() for s in v})
-    if not by_env or any(set(v) != set(seeds) for v in by_env.values()):
-        return None
-    return np.array([[by_env[e][s] for e in sorted(by_env)] for s in seeds])
-
-
 def curve_grid(
     records: list[dict[str, Any]], n: int = 25
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Mean and std over seeds of the normalized curve on a common grid of env steps.
+    """Mean and sample std over runs of the normalized curve on a common grid of env steps.
 
     :param records: finished runs of one method, env and student size
     :param n: grid points
@@ -99,12 +66,4 @@ def curve_grid(
     end = min(x[-1] for x, _ in curves)
     grid = np.linspace(0, end, n)
     ys = np.array([np.interp(grid, x, y) for x, y in curves])
-    return grid, ys.mean(0), ys.std(0)
-
-
-def median_steps_to_90(records: list[dict[str, Any]]) -> float:
-    """Median over seeds of the env steps to 90% of the teacher; a run that never got there counts as ∞.
-
-    :param records: finished runs of one method, env and student size (one per seed)
-    """
-    return float(np.median([np.inf if r["steps_to_90"] is None else r["steps_to_90"] for r in records]))
+    return grid, ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros_like(grid)

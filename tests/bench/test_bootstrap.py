@@ -1,0 +1,96 @@
+"""The paired, hierarchical bootstrap behind the reports' intervals, on hand-made units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ppdistill.bench.bootstrap import Bootstrap, Unit, curve_auc, held_from, units_from, verdict
+
+
+def unit(final, reference, random, env="E", teacher="t", seed=0, auc=None):
+    final = {k: np.asarray(v, float) for k, v in final.items()}
+    return Unit(
+        env=env, teacher=teacher, seed=seed, reference=np.asarray(reference, float),
+        random=np.asarray(random, float), final=final,
+        auc=auc or {k: float(v.mean()) for k, v in final.items()}, held={k: None for k in final},
+    )  # fmt: skip
+
+
+def test_curve_auc_is_the_mean_return_over_training_and_held_needs_the_end():
+    curve = [{"timesteps": 0, "mean": 0.0}, {"timesteps": 10, "mean": 10.0}, {"timesteps": 20, "mean": 10.0}]
+    assert curve_auc(curve) == pytest.approx((5 * 10 + 10 * 10) / 20)
+    assert held_from(curve, teacher=10.0, random=0.0) == 10
+    dips = [*curve, {"timesteps": 30, "mean": 5.0}, {"timesteps": 40, "mean": 9.5}]
+    assert held_from(dips, teacher=10.0, random=0.0) == 40  # held again only from the last one
+    assert held_from([*curve, {"timesteps": 30, "mean": 5.0}], teacher=10.0, random=0.0) is None
+
+
+def test_a_student_equal_to_its_teacher_episode_by_episode_is_exactly_one():
+    rng = np.random.default_rng(0)
+    teacher = 100 + 30 * rng.standard_normal(50)
+    boot = Bootstrap([unit({"a": teacher}, teacher, np.zeros(50))], reps=500)
+    assert boot.iqm("a") == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_the_teachers_own_uncertainty_widens_the_interval():
+    rng = np.random.default_rng(0)
+    teacher = 100 + 30 * rng.standard_normal(50)
+    steady = np.full(50, teacher.mean())  # a student that always scores the teacher's mean
+    point, low, high = Bootstrap([unit({"a": steady}, teacher, np.zeros(50))], reps=2000).iqm("a")
+    assert point == pytest.approx(1.0)
+    # the teacher's mean has a standard error of about 30/sqrt(50)/100 = 0.042 of the scale
+    assert 0.05 < high - low < 0.3 and low < 1.0 < high
+
+
+def test_paired_differences_see_through_episode_noise_shared_by_both_methods():
+    rng = np.random.default_rng(1)
+    units = []
+    for seed in range(5):
+        start = 50 * rng.standard_normal(50)  # how hard each episode is, the same for everyone
+        luck = 40 * rng.standard_normal()  # how well this seed's training went, for both methods
+        units.append(unit({"a": start + luck + 10, "b": start + luck}, start + 100, start - 100, seed=seed))
+    boot = Bootstrap(units, reps=1000)
+    point, low, high = boot.difference("a", "b")
+    assert point == pytest.approx(0.05, abs=0.01) and low > 0.03 and high < 0.07
+    assert verdict((point, low, high), "a", "b") == "a ahead"
+    # unpaired, the methods' own intervals overlap: only pairing separates them
+    a_low, b_high = boot.iqm("a")[1], boot.iqm("b")[2]
+    assert a_low < b_high
+
+
+def test_teachers_are_drawn_before_seeds():
+    # a is ahead with one teacher and behind with the other: no verdict
+    units = [
+        unit({"a": [1.0, 1.0], "b": [0.0, 0.0]}, [1.0, 1.0], [0.0, 0.0], teacher="x", seed=s)
+        for s in range(3)
+    ] + [
+        unit({"a": [0.0, 0.0], "b": [1.0, 1.0]}, [1.0, 1.0], [0.0, 0.0], teacher="y", seed=s)
+        for s in range(3)
+    ]
+    point, low, high = Bootstrap(units, reps=1000).difference("a", "b")
+    assert point == pytest.approx(0.0) and low == pytest.approx(-1.0) and high == pytest.approx(1.0)
+    assert verdict((point, low, high), "a", "b") == "tie"
+
+
+def test_every_env_weighs_the_same_in_a_difference():
+    units = [unit({"a": [1.0], "b": [0.0]}, [1.0], [0.0], env="E", seed=s) for s in range(9)]
+    units += [unit({"a": [0.0], "b": [0.0]}, [1.0], [0.0], env="F", seed=0)]
+    assert Bootstrap(units, reps=200).difference("a", "b")[0] == pytest.approx(0.5)
+
+
+def test_units_group_records_by_env_teacher_and_seed():
+    def record(method, seed, teacher="t.zip"):
+        return {
+            "spec": {"env_id": "E", "teacher": teacher, "seed": seed}, "label": method,
+            "returns": [1.0, 2.0], "reference_returns": [2.0, 2.0], "random_returns": [0.0, 0.0],
+            "reference_score": 2.0, "random_score": 0.0, "score": 1.5,
+            "curve": [{"timesteps": 0, "mean": 0.0}, {"timesteps": 4, "mean": 2.0}],
+        }  # fmt: skip
+
+    units = units_from([record("a", 0), record("b", 0), record("a", 1, "u.zip")], lambda r: r["label"])
+    assert [(u.teacher, u.seed, sorted(u.final)) for u in units] == [
+        ("t.zip", 0, ["a", "b"]),
+        ("u.zip", 1, ["a"]),
+    ]
+    assert units[0].paired and units[0].auc["a"] == 1.0 and units[0].held["a"] == 4
