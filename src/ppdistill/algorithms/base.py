@@ -23,7 +23,7 @@ from ppdistill.core.errors import MissingTeacherError, PPDistillError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
-from ppdistill.envs.views import find_student_view
+from ppdistill.envs.views import check_teacher_reads, find_student_view, statistics_view
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import with_normalization
 from ppdistill.teachers.base import Teacher
@@ -106,7 +106,9 @@ class DistillationMixin:
         where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
         check_spaces_compatible("action", teacher.action_space, self.action_space, where, "the student")
         view = find_student_view(self.env)
-        if view is not None:  # the environment gives the teacher's observation, the student a part
+        if view is not None:  # the teacher reads its part of the environment's observation
+            groups = getattr(view.teacher_view, "keys", None)
+            check_teacher_reads(teacher.observation_space, view.teacher_observation_space, where, groups)
             check_spaces_compatible(
                 "observation", teacher.observation_space, view.teacher_observation_space, where,
                 "the environment's teacher observation",
@@ -127,12 +129,17 @@ class DistillationMixin:
         assert self.teacher is not None
         vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
         student_view = find_student_view(self.env)
+        applies, cut = (
+            statistics_view(student_view.view, student_view.teacher_view)
+            if student_view is not None
+            else (True, None)
+        )
         self.policy_kwargs = with_normalization(
             self.policy_kwargs,
-            self.teacher.obs_normalizer,
+            self.teacher.obs_normalizer if applies else None,
             self.observation_space,
             env_normalizes=vecnorm is not None and vecnorm.norm_obs,
-            view=student_view.view if student_view is not None else None,
+            view=cut,
         )
 
     @property
@@ -159,14 +166,20 @@ class DistillationMixin:
             dict_obs = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = DistillDictRolloutBuffer if dict_obs else DistillRolloutBuffer
         super()._setup_model()  # type: ignore[misc]
+        self._connect_rollout_buffer()
+
+    def _connect_rollout_buffer(self) -> None:
+        """Point the rollout buffer at what it records for the teacher besides the student's
+        observations: the teacher's own observations and, for a masked teacher, the action masks."""
         self.rollout_buffer.raw_obs_source = self._raw_observations  # type: ignore[attr-defined]
         if not self.rollout_buffer.keeps_action_masks:  # type: ignore[attr-defined]
             self.rollout_buffer.action_mask_source = self._recorded_action_masks  # type: ignore[attr-defined]
 
     def _raw_observations(self) -> RawObs | None:
-        """The teacher's current observation when it is not the student's: the whole one when
-        the student sees a part (a :class:`~ppdistill.envs.views.StudentView`), the
-        unnormalized one when the student's VecEnv normalizes."""
+        """The teacher's current observation when it is not the student's: its part of the
+        environment's observation when the student sees another (a
+        :class:`~ppdistill.envs.views.StudentView`), the unnormalized one when the student's
+        VecEnv normalizes."""
         view = find_student_view(self.env)
         if view is not None:
             return view.teacher_observations()

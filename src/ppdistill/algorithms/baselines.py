@@ -29,6 +29,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -119,7 +120,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
             use_sde=use_sde,
             sde_sample_freq=sde_sample_freq,
             _init_setup_model=False,
-            supported_action_spaces=SUPPORTED_ACTION_SPACES,
+            **self._algorithm_kwargs(),
             **kwargs,
         )
         if value_target not in ("returns", "teacher", "none"):
@@ -135,9 +136,21 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         if _init_setup_model:
             self._setup_model()
 
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        """Arguments of the SB3 base class that this class sets (its action spaces)."""
+        return {"supported_action_spaces": SUPPORTED_ACTION_SPACES}
+
     @property
     def _needs_teacher_values(self) -> bool:
         return self.value_target == "teacher"
+
+    def _minibatch_forward(
+        self, batch: DistillRolloutBufferSamples, with_values: bool
+    ) -> tuple[Distribution, th.Tensor | None, th.Tensor | None]:
+        """The student's distribution and values on a minibatch, and which of its samples count
+        (None: all; a recurrent student's minibatch has padded steps)."""
+        distribution, values = self._student_forward(batch.observations, with_values=with_values)
+        return distribution, values, None
 
     def set_teacher(self, teacher: Teacher | str | pathlib.Path) -> None:
         super().set_teacher(teacher)
@@ -161,21 +174,23 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
                 assert batch.teacher_params is not None
-                distribution, values = self._student_forward(batch.observations, with_values=train_values)
+                distribution, values, mask = self._minibatch_forward(batch, train_values)
                 student_params = params_from_distribution(distribution)
                 kl = distillation_kl(
                     self.action_space, batch.teacher_params, student_params, self.kl_direction
                 )
+                kl = _counted(kl, mask)  # a recurrent student's padded steps left out
                 loss = kl.mean()
                 if values is not None:
                     target = batch.returns if self.value_target == "returns" else batch.teacher_values
                     assert target is not None
-                    value_loss = F.mse_loss(values.flatten(), target)
+                    value_loss = F.mse_loss(_counted(values.flatten(), mask), _counted(target, mask))
                     loss = loss + self.vf_coef * value_loss
                     value_losses.append(value_loss.item())
                 if self.ent_coef != 0:
                     entropy = distribution.entropy()
                     assert entropy is not None
+                    entropy = _counted(entropy, mask)
                     loss = loss - self.ent_coef * entropy.mean()
                     entropies.append(entropy.mean().item())
 
@@ -189,8 +204,9 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
 
                 kls.append(kl.mean().item())
                 if epoch == 0:  # the policy that collected the rollout
+                    teacher_params = _counted(batch.teacher_params, mask)
                     agreements.append(
-                        action_agreement(self.action_space, batch.teacher_params, student_params)
+                        action_agreement(self.action_space, teacher_params, _counted(student_params, mask))
                     )
             self._n_updates += 1
 
@@ -204,6 +220,11 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+
+def _counted(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
+    """The samples of a minibatch that count: all of them, or those of ``mask``."""
+    return values if mask is None else values[mask]
 
 
 class StudentDistill(KLDistillation):
@@ -281,12 +302,7 @@ class TeacherDistill(KLDistillation):
                 except ValueError:
                     params = None
                 raise teacher_distribution_error(exc, where, params) from exc
-            with th.no_grad():
-                student_obs = obs_as_tensor(self._last_obs, self.device)
-                if need_values:
-                    values = self.policy.predict_values(student_obs)
-                else:
-                    values = th.zeros(env.num_envs, 1, device=self.device)
+            values = self._student_step(self._last_obs, need_values)
 
             new_obs, rewards, dones, infos = env.step(actions)
             self.num_timesteps += env.num_envs
@@ -305,13 +321,13 @@ class TeacherDistill(KLDistillation):
                         and infos[idx].get("TimeLimit.truncated", False)
                     ):
                         terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
-                        with th.no_grad():
-                            rewards[idx] += self.gamma * self.policy.predict_values(terminal_obs)[0].item()
+                        rewards[idx] += self.gamma * self._terminal_value(terminal_obs, idx).item()
 
             stored_actions = (
                 actions.reshape(-1, 1) if isinstance(self.action_space, spaces.Discrete) else actions
             )
-            buffer.add(
+            self._add_step(
+                buffer,
                 self._last_obs,
                 stored_actions,
                 rewards,
@@ -325,8 +341,7 @@ class TeacherDistill(KLDistillation):
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
-        with th.no_grad():
-            last_values = self.policy.predict_values(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
+        last_values = self._last_values(self._last_obs, dones)
         buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
         # (n_steps, n_envs, P) -> the buffer's flat order (env-major), like swap_and_flatten
         params = th.stack(params_steps).transpose(0, 1).reshape(-1, params_steps[0].shape[-1]).float()
@@ -336,6 +351,28 @@ class TeacherDistill(KLDistillation):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    # -- the student along the teacher's steps (a recurrent student overrides these) ----------
+    def _student_step(self, obs: Any, need_values: bool) -> th.Tensor:
+        """The student's values of the observations the teacher acts on (zeros when not needed)."""
+        with th.no_grad():
+            if need_values:
+                return self.policy.predict_values(obs_as_tensor(obs, self.device))
+            return th.zeros(self.n_envs, 1, device=self.device)
+
+    def _terminal_value(self, terminal_obs: Any, index: int) -> th.Tensor:
+        """The student's value of env ``index``'s terminal observation (a truncated episode)."""
+        with th.no_grad():
+            return self.policy.predict_values(terminal_obs)[0]
+
+    def _add_step(self, buffer: RolloutBuffer, *step: Any) -> None:
+        """One step into the rollout buffer."""
+        buffer.add(*step)
+
+    def _last_values(self, obs: Any, dones: np.ndarray) -> th.Tensor:
+        """The student's values of the observations after the rollout (to bootstrap it)."""
+        with th.no_grad():
+            return self.policy.predict_values(obs_as_tensor(obs, self.device))
 
     def _recorded_action_masks(self) -> np.ndarray | None:
         return None  # a masked teacher's outputs are taken as it acts, with that step's masks

@@ -10,6 +10,11 @@ observation of every step from ``raw_obs_source`` (VecNormalize.get_original_obs
 whose target depends on the environment's action masks (MaskablePPO's) gets the masks of every
 step the same way, from ``action_mask_source``; the buffers of a MaskablePPO student
 (:class:`DistillMaskableRolloutBuffer`) hold them already.
+
+A recurrent student (sb3-contrib's RecurrentPPO) trains on padded sequences, not on samples:
+its buffers (:class:`DistillRecurrentRolloutBuffer`) cut the teacher's outputs of a minibatch
+into the same sequences and pad them the same way, so that they line up with the student's
+outputs step for step (padded steps are masked out of every loss).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch as th
 from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -51,6 +58,22 @@ class DistillMaskableRolloutBufferSamples(NamedTuple):
     advantages: th.Tensor
     returns: th.Tensor
     action_masks: th.Tensor
+    teacher_params: th.Tensor | None
+    teacher_values: th.Tensor | None
+
+
+class DistillRecurrentRolloutBufferSamples(NamedTuple):
+    """sb3-contrib's RecurrentRolloutBufferSamples plus the teacher's outputs, padded as the rest."""
+
+    observations: TensorObs
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    lstm_states: RNNStates
+    episode_starts: th.Tensor
+    mask: th.Tensor
     teacher_params: th.Tensor | None
     teacher_values: th.Tensor | None
 
@@ -192,3 +215,49 @@ class DistillMaskableDictRolloutBuffer(DistillDictRolloutBuffer, MaskableDictRol
         return (
             masks.reshape(self.buffer_size * self.n_envs, -1) if self.generator_ready else self._flat(masks)
         )
+
+
+class _PaddedTeacher(_TeacherStorage):
+    """The teacher's outputs of a minibatch of a recurrent buffer, cut into its sequences and
+    padded as sb3-contrib pads the rest (``seq_start_indices`` of the minibatch)."""
+
+    samples_class = DistillRecurrentRolloutBufferSamples
+    seq_start_indices: Any  # set by sb3-contrib's _get_samples
+
+    def _padded(self, values: th.Tensor, batch_inds: np.ndarray) -> th.Tensor:
+        rows = values[th.as_tensor(batch_inds, device=values.device)]
+        starts = [int(i) for i in self.seq_start_indices]
+        ends = [*starts[1:], len(batch_inds)]
+        sequences = [rows[start:end] for start, end in zip(starts, ends)]
+        padded = th.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=0.0)
+        return padded.reshape(-1, *rows.shape[1:])
+
+    def _with_padded_teacher(self, base: Any, batch_inds: np.ndarray) -> DistillRecurrentRolloutBufferSamples:
+        if self.teacher_skipped:
+            return self.samples_class._make((*base, None, None))
+        if self.teacher_params is None:
+            raise RuntimeError("the teacher's outputs were not computed for this rollout")
+        params = self._padded(self.teacher_params, batch_inds)
+        values = self._padded(self.teacher_values, batch_inds) if self.teacher_values is not None else None
+        return self.samples_class._make((*base, params, values))
+
+
+class DistillRecurrentRolloutBuffer(_PaddedTeacher, RecurrentRolloutBuffer):
+    """sb3-contrib's :class:`~sb3_contrib.common.recurrent.buffers.RecurrentRolloutBuffer` (a
+    RecurrentPPO student's) with teacher outputs."""
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRecurrentRolloutBufferSamples:
+        base = super()._get_samples(batch_inds, env_change, env)  # sets seq_start_indices
+        return self._with_padded_teacher(base, batch_inds)
+
+
+class DistillRecurrentDictRolloutBuffer(_PaddedTeacher, RecurrentDictRolloutBuffer):
+    """:class:`~sb3_contrib.common.recurrent.buffers.RecurrentDictRolloutBuffer` with teacher outputs."""
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
+    ) -> DistillRecurrentRolloutBufferSamples:
+        base = super()._get_samples(batch_inds, env_change, env)  # sets seq_start_indices
+        return self._with_padded_teacher(base, batch_inds)

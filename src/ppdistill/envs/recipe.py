@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 from ppdistill.core.errors import PPDistillError
 from ppdistill.envs.ids import canonical_env_id, env_family
 from ppdistill.envs.make import make_vec_env, policy_observation_space
-from ppdistill.envs.views import StudentView
+from ppdistill.envs.views import ObservationEntries, ObservationGroups, StudentView
 
 WRAPPER_MODULES = (
     "sb3_contrib.common.wrappers",
@@ -94,10 +94,38 @@ class ObservationSlice:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return obs[..., self.start : self.stop]
 
-    def space(self, teacher_space: spaces.Box) -> spaces.Box:
+    def space(self, teacher_space: spaces.Space) -> spaces.Box:
         """The student's observation space."""
+        assert isinstance(teacher_space, spaces.Box)
         low, high = self(teacher_space.low), self(teacher_space.high)
         return spaces.Box(low, high, low.shape, teacher_space.dtype)
+
+    def describe(self) -> str:
+        return f"entries [{self.start}:{self.stop if self.stop is not None else ''}]"
+
+
+StudentPart = ObservationSlice | ObservationEntries | ObservationGroups
+"""A part of the environment's observation that a recipe can record (see :mod:`ppdistill.envs.views`)."""
+
+
+def _part_as_data(part: StudentPart | None) -> Any:
+    if part is None:
+        return None
+    if isinstance(part, ObservationSlice):
+        return [part.start, part.stop]  # the form of ppdistill 0.1's recipes
+    if isinstance(part, ObservationEntries):
+        return {"entries": list(part.indices), "name": part.name}
+    return {"groups": list(part.keys)}
+
+
+def _part_from_data(data: Any) -> StudentPart | None:
+    if not data:
+        return None
+    if isinstance(data, dict) and "groups" in data:
+        return ObservationGroups(tuple(str(k) for k in data["groups"]))
+    if isinstance(data, dict) and "entries" in data:
+        return ObservationEntries(tuple(int(i) for i in data["entries"]), str(data.get("name", "entries")))
+    return ObservationSlice(int(data[0]), None if data[1] is None else int(data[1]))
 
 
 @dataclass(frozen=True)
@@ -109,19 +137,24 @@ class EnvRecipe:
     :param wrappers: wrappers applied to each copy, innermost first (outside its Monitor)
     :param frame_stack: stack this many observations (0: none)
     :param student_view: the student's part of each observation, when it does not see all
-        of it (the environment then gives the teacher's; see :mod:`ppdistill.envs.views`)
+        of it (see :mod:`ppdistill.envs.views`)
+    :param teacher_view: the teacher's part of each observation, when it does not read all of
+        it (groups of a Dict observation; only with a ``student_view``)
     """
 
     env_id: str
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     wrappers: tuple[WrapperSpec, ...] = ()
     frame_stack: int = 0
-    student_view: ObservationSlice | None = None
+    student_view: StudentPart | None = None
+    teacher_view: ObservationGroups | None = None
 
     @property
     def plain(self) -> bool:
         """Nothing beyond the id: what :func:`~ppdistill.envs.make.make_vec_env` builds."""
-        return not (self.env_kwargs or self.wrappers or self.frame_stack or self.student_view)
+        return not (
+            self.env_kwargs or self.wrappers or self.frame_stack or self.student_view or self.teacher_view
+        )
 
     def make(
         self,
@@ -152,10 +185,18 @@ class EnvRecipe:
         )
         if self.frame_stack and env_family(self.env_id) != "atari":  # Atari is stacked already
             vec_env = VecFrameStack(vec_env, n_stack=self.frame_stack)
+        if self.teacher_view is not None and self.student_view is None:
+            raise RecipeError("a recipe's teacher_view needs a student_view (what the student reads)")
         if self.student_view is not None:
-            teacher_space = vec_env.observation_space
-            assert isinstance(teacher_space, spaces.Box)
-            vec_env = StudentView(vec_env, self.student_view, self.student_view.space(teacher_space))
+            whole = vec_env.observation_space
+            teacher = self.teacher_view
+            vec_env = StudentView(
+                vec_env,
+                self.student_view,
+                self.student_view.space(whole),
+                teacher,
+                teacher.space(whole) if teacher is not None else None,
+            )
         return vec_env
 
     def spaces(self) -> tuple[spaces.Space, spaces.Space]:
@@ -177,9 +218,8 @@ class EnvRecipe:
             "env_kwargs": dict(self.env_kwargs),
             "wrappers": [{"path": w.path, "kwargs": dict(w.kwargs)} for w in self.wrappers],
             "frame_stack": self.frame_stack,
-            "student_view": None
-            if self.student_view is None
-            else [self.student_view.start, self.student_view.stop],
+            "student_view": _part_as_data(self.student_view),
+            "teacher_view": _part_as_data(self.teacher_view),
         }
 
     @classmethod
@@ -188,13 +228,16 @@ class EnvRecipe:
         wrappers = tuple(
             WrapperSpec(w["path"], dict(w.get("kwargs") or {})) for w in data.get("wrappers", [])
         )
-        view = data.get("student_view")
+        teacher_view = _part_from_data(data.get("teacher_view"))
+        if teacher_view is not None and not isinstance(teacher_view, ObservationGroups):
+            raise RecipeError("a recipe's teacher_view names observation groups only")
         return cls(
             str(data["env_id"]),
             dict(data.get("env_kwargs") or {}),
             wrappers,
             int(data.get("frame_stack") or 0),
-            ObservationSlice(int(view[0]), None if view[1] is None else int(view[1])) if view else None,
+            _part_from_data(data.get("student_view")),
+            teacher_view,
         )
 
     def describe(self) -> str:
@@ -206,9 +249,9 @@ class EnvRecipe:
         if self.env_kwargs:
             parts.append(f"env_kwargs {self.env_kwargs}")
         if self.student_view is not None:
-            parts.append(
-                f"the student sees entries [{self.student_view.start}:{self.student_view.stop or ''}]"
-            )
+            parts.append(f"the student sees {self.student_view.describe()}")
+        if self.teacher_view is not None:
+            parts.append(f"the teacher reads {self.teacher_view.describe()}")
         return " + ".join(parts)
 
 

@@ -1,0 +1,377 @@
+"""Recurrent students: PPD, student-distill and teacher-distill on sb3-contrib's RecurrentPPO.
+
+A student that sees only part of the state (positions without velocities, a cue shown once)
+needs memory. These classes give it RecurrentPPO's LSTM policy (``MlpLstmPolicy``,
+``CnnLstmPolicy``, ``MultiInputLstmPolicy``) and RecurrentPPO's sequence rollout buffer:
+
+- the student acts with its LSTM state carried from step to step and reset at episode starts
+  (RecurrentPPO's rollout; teacher-distill runs the student's LSTM along the teacher's steps);
+- each minibatch is RecurrentPPO's: whole sequences cut at episode starts, padded to one length,
+  each starting from the LSTM state recorded at its first step. The teacher's outputs, computed
+  once per rollout as for any student, are cut and padded the same way
+  (:class:`~ppdistill.algorithms.buffers.DistillRecurrentRolloutBuffer`), and the KL term is
+  averaged over the same steps as RecurrentPPO's own terms (padded steps masked out);
+- with λ = 0, :class:`RecurrentPPD` is RecurrentPPO bit for bit (tested);
+- ``_last_lstm_states``, the state at the rollout boundary, is kept in checkpoints
+  (:mod:`ppdistill.experiment.checkpoints`), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+
+from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
+from ppdistill.algorithms.baselines import StudentDistill, TeacherDistill
+from ppdistill.algorithms.buffers import (
+    DistillRecurrentDictRolloutBuffer,
+    DistillRecurrentRolloutBuffer,
+    DistillRecurrentRolloutBufferSamples,
+)
+from ppdistill.algorithms.guards import nonfinite_loss
+from ppdistill.core.distributions import params_from_distribution
+from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl, ppd_term
+from ppdistill.core.schedules import Schedule, as_schedule
+from ppdistill.networks.forward import TensorObs, recurrent_actor_critic_forward
+from ppdistill.teachers.base import Teacher
+
+
+class RecurrentStudentMixin:
+    """What a recurrent student changes in a distillation algorithm (mixed in first, before
+    :class:`~ppdistill.algorithms.base.DistillationMixin`, with ``RecurrentPPO`` as the SB3 base):
+    RecurrentPPO's policies, its sequence buffer holding the teacher's outputs, and forward passes
+    that carry LSTM states."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = RecurrentPPO.policy_aliases
+
+    # provided by SB3 / RecurrentPPO
+    policy: Any
+    rollout_buffer: RolloutBuffer
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    device: th.device
+    n_steps: int
+    n_envs: int
+    gamma: float
+    gae_lambda: float
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        return {}  # RecurrentPPO declares its own action spaces
+
+    def _connect_rollout_buffer(self) -> None:
+        # RecurrentPPO builds its own buffer class: the same one, holding the teacher's outputs
+        built = self.rollout_buffer
+        cls = (
+            DistillRecurrentDictRolloutBuffer
+            if isinstance(self.observation_space, spaces.Dict)
+            else DistillRecurrentRolloutBuffer
+        )
+        self.rollout_buffer = cls(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            built.hidden_state_shape,  # type: ignore[attr-defined]
+            self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+        )
+        super()._connect_rollout_buffer()  # type: ignore[misc]
+
+    def initial_lstm_states(self, n: int) -> RNNStates:
+        """Zero LSTM states for ``n`` environments (what an episode starts from)."""
+        layers, _, hidden = self.policy.lstm_hidden_state_shape
+        zeros = th.zeros(layers, n, hidden, device=self.device)
+        return RNNStates((zeros, zeros.clone()), (zeros.clone(), zeros.clone()))
+
+    def _student_forward(
+        self, obs: TensorObs, with_values: bool = True
+    ) -> tuple[Distribution, th.Tensor | None]:
+        """The student on observations each taken as the first of an episode (zero state)."""
+        first = next(iter(obs.values())) if isinstance(obs, dict) else obs
+        n = int(first.shape[0])
+        starts = th.ones(n, device=self.device)
+        distribution, values, _ = recurrent_actor_critic_forward(
+            self.policy, obs, self.initial_lstm_states(n), starts, with_values=with_values
+        )
+        return distribution, values
+
+    def _minibatch_forward(
+        self, batch: DistillRecurrentRolloutBufferSamples, with_values: bool
+    ) -> tuple[Distribution, th.Tensor | None, th.Tensor | None]:
+        """The student over the minibatch's padded sequences; the mask of the steps that count."""
+        distribution, values, _ = recurrent_actor_critic_forward(
+            self.policy, batch.observations, batch.lstm_states, batch.episode_starts, with_values=with_values
+        )
+        return distribution, values, batch.mask > 1e-8
+
+
+class RecurrentPPD(RecurrentStudentMixin, DistillationMixin, RecurrentPPO):  # type: ignore[misc]
+    """Proximal Policy Distillation into a RecurrentPPO (LSTM) student.
+
+    The student collects its own experience with its LSTM and learns with RecurrentPPO's loss
+    plus, on every minibatch of sequences::
+
+        loss = RecurrentPPO(θ) + λ · mean_mask( max(ρ, 1−ε) · KL(π_T(·|s) ‖ π_θ(·|h)) )
+
+    where π_θ(·|h) is the student's distribution given its LSTM's memory of the episode so far,
+    π_T the teacher's (any kind, recurrent included, run once per rollout on what it reads), and
+    the mean is over the steps RecurrentPPO's own terms average over (padded steps masked out).
+    With λ = 0 it is RecurrentPPO, bit for bit.
+
+    :param policy: a RecurrentPPO policy ("MlpLstmPolicy", "CnnLstmPolicy",
+        "MultiInputLstmPolicy" or a ``RecurrentActorCriticPolicy`` class)
+    :param env: environment or its id
+    :param teacher: a :class:`~ppdistill.teachers.Teacher` or a path to one
+    :param distill_lambda: λ, a float or a picklable schedule of ``progress_remaining``
+        (λ = 0 is RecurrentPPO)
+    :param kl_direction: "forward" (KL(π_T‖π_θ)) or "reverse"
+    :param detach_ratio: stop the gradient through ρ in the distillation term, as in
+        :class:`~ppdistill.PPD`
+    :param student_obs_norm: "teacher" or "none", as in :class:`~ppdistill.PPD`
+    :param log_std_from_teacher: as in :class:`~ppdistill.PPD`
+    :param recurrent_kwargs: every other argument of :class:`sb3_contrib.RecurrentPPO`
+        (learning_rate, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef,
+        vf_coef, max_grad_norm, target_kl, policy_kwargs with ``lstm_hidden_size``,
+        ``n_lstm_layers``, ``enable_critic_lstm``, ``shared_lstm``, seed, device, ...)
+    """
+
+    def __init__(
+        self,
+        policy: str | type,
+        env: GymEnv | str,
+        teacher: Teacher | str | pathlib.Path | None = None,
+        distill_lambda: float | Schedule = 1.0,
+        kl_direction: KLDirection = "forward",
+        detach_ratio: bool = True,
+        student_obs_norm: StudentObsNorm = "teacher",
+        log_std_from_teacher: bool = True,
+        _init_setup_model: bool = True,
+        **recurrent_kwargs: Any,
+    ) -> None:
+        super().__init__(policy, env, _init_setup_model=False, **recurrent_kwargs)
+        self.distill_lambda = distill_lambda
+        self.lambda_schedule = as_schedule(distill_lambda)
+        self._lambda: float | None = None
+        self.detach_ratio = detach_ratio
+        self._init_distillation(teacher, kl_direction, student_obs_norm, log_std_from_teacher)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _next_lambda(self) -> float:
+        """λ for the update that follows the rollout just collected (as in :class:`~ppdistill.PPD`)."""
+        total = max(1, getattr(self, "_total_timesteps", 1))
+        progress = 1.0 - float(self.num_timesteps) / float(total)
+        observe = getattr(self.lambda_schedule, "observe", None)
+        if observe is not None and self.ep_info_buffer:
+            observe([float(e["r"]) for e in self.ep_info_buffer])
+        return float(self.lambda_schedule(progress))
+
+    def _store_teacher_outputs(self, rollout_buffer: Any) -> None:
+        # λ is decided once per rollout; with λ = 0 the teacher is not run at all (as PPD)
+        self._lambda = self._next_lambda()
+        if self._lambda == 0.0:
+            rollout_buffer.skip_teacher()
+            self._teacher_state = None
+            self._log_std_initialized = True
+            return
+        super()._store_teacher_outputs(rollout_buffer)
+
+    def train(self) -> None:
+        """RecurrentPPO's update with the distillation term added to each minibatch's loss.
+
+        Lines that differ from ``sb3_contrib.RecurrentPPO.train`` are marked ``# PPD:``.
+        """
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
+        if self.clip_range_vf is not None:
+            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+        lam = self._lambda if self._lambda is not None else self._next_lambda()  # PPD: λ of this rollout
+        self._lambda = None
+
+        entropy_losses: list[float] = []
+        pg_losses: list[float] = []
+        value_losses: list[float] = []
+        clip_fractions: list[float] = []
+        kls: list[th.Tensor] = []  # PPD: diagnostics, kept as tensors and read once per update
+        distill_losses: list[th.Tensor] = []
+        agreements: list[float] = []
+        weight_clipped: list[th.Tensor] = []
+        approx_kl_divs: list[float] = []
+
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            batch: DistillRecurrentRolloutBufferSamples
+            for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
+                actions = batch.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = batch.actions.long().flatten()
+
+                mask = batch.mask > 1e-8
+
+                # PPD: one forward pass gives log-probs, values, entropy and the distribution for the KL
+                distribution, values, _ = recurrent_actor_critic_forward(
+                    self.policy, batch.observations, batch.lstm_states, batch.episode_starts
+                )
+                assert values is not None
+                log_prob = distribution.log_prob(actions)
+                entropy = distribution.entropy()
+                values = values.flatten()
+
+                advantages = batch.advantages
+                if self.normalize_advantage:
+                    advantages = (advantages - advantages[mask].mean()) / (advantages[mask].std() + 1e-8)
+
+                ratio = th.exp(log_prob - batch.old_log_prob)
+                policy_loss_1 = advantages * ratio
+                policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+                policy_loss = -th.mean(th.min(policy_loss_1, policy_loss_2)[mask])
+                pg_losses.append(policy_loss.item())
+                clip_fractions.append(th.mean((th.abs(ratio - 1) > clip_range).float()[mask]).item())
+
+                if self.clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = batch.old_values + th.clamp(
+                        values - batch.old_values, -clip_range_vf, clip_range_vf
+                    )
+                value_loss = th.mean(((batch.returns - values_pred) ** 2)[mask])
+                value_losses.append(value_loss.item())
+
+                if entropy is None:
+                    entropy_loss = -th.mean(-log_prob[mask])
+                else:
+                    entropy_loss = -th.mean(entropy[mask])
+                entropy_losses.append(entropy_loss.item())
+
+                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                if lam > 0:  # PPD: + λ · mean over the unpadded steps of max(ρ, 1−ε) · KL(π_T ‖ π_θ)
+                    assert batch.teacher_params is not None
+                    student_params = params_from_distribution(distribution)[mask]
+                    teacher_params = batch.teacher_params[mask]
+                    kl = distillation_kl(self.action_space, teacher_params, student_params, self.kl_direction)
+                    term = ppd_term(kl, ratio[mask], clip_range, detach_ratio=self.detach_ratio)
+                    loss = loss + lam * term.loss
+                    kls.append(term.kl)
+                    weight_clipped.append(term.clipped_fraction)
+                    distill_losses.append(lam * term.loss.detach())
+                    if epoch == 0:  # agreement of the policy that collected the rollout
+                        agreements.append(action_agreement(self.action_space, teacher_params, student_params))
+
+                with th.no_grad():
+                    log_ratio = log_prob - batch.old_log_prob
+                    approx_kl = th.mean(((th.exp(log_ratio) - 1) - log_ratio)[mask])
+                    # PPD: approx_kl + 0·loss is approx_kl exactly, or NaN when the loss is not finite
+                    approx_kl_div = approx_kl.add_(loss.detach(), alpha=0.0).cpu().numpy()
+                    approx_kl_divs.append(float(approx_kl_div))
+                if not math.isfinite(approx_kl_divs[-1]):  # PPD: stop before a NaN reaches the weights
+                    raise nonfinite_loss("the PPD loss", self._n_updates + 1, self.num_timesteps)
+
+                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                    break
+
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        explained_var = explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
+
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if self.clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+        # PPD: distillation diagnostics (as PPD's, docs/metrics.md)
+        self.logger.record("distill/lambda", lam)
+        if kls:  # not when λ = 0: the teacher did not run
+            self.logger.record("distill/kl", th.stack(kls).mean().item())
+            self.logger.record("distill/loss", th.stack(distill_losses).mean().item())
+            self.logger.record("distill/agreement", np.mean(agreements))
+            self.logger.record("distill/weight_clipped_fraction", th.stack(weight_clipped).mean().item())
+
+
+class RecurrentStudentDistill(RecurrentStudentMixin, StudentDistill, RecurrentPPO):  # type: ignore[misc]
+    """Student-distill into a RecurrentPPO (LSTM) student: the student acts with its LSTM and
+    learns ``KL(π_T ‖ π_θ)`` over RecurrentPPO's sequences (padded steps masked out).
+
+    Parameters as in :class:`~ppdistill.algorithms.baselines.KLDistillation`, with a
+    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``.
+    """
+
+
+class RecurrentTeacherDistill(RecurrentStudentMixin, TeacherDistill, RecurrentPPO):  # type: ignore[misc]
+    """Teacher-distill into a RecurrentPPO (LSTM) student: the teacher acts; the student's LSTM
+    runs along the teacher's steps (its states recorded for its sequences, reset at episode
+    starts), and it learns ``KL(π_T ‖ π_θ)`` over RecurrentPPO's sequences.
+
+    Parameters as in :class:`~ppdistill.algorithms.baselines.TeacherDistill`, with a
+    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``.
+    """
+
+    _last_lstm_states: RNNStates  # type: ignore[assignment]
+    _next_lstm_states: RNNStates
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_next_lstm_states"]
+
+    def _student_step(self, obs: Any, need_values: bool) -> th.Tensor:
+        # the student's LSTM advances along the teacher's steps, whatever the value target
+        starts = th.as_tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
+        with th.no_grad():
+            _, values, self._next_lstm_states = recurrent_actor_critic_forward(
+                self.policy, obs_as_tensor(obs, self.device), self._last_lstm_states, starts
+            )
+        assert values is not None
+        return values
+
+    def _terminal_value(self, terminal_obs: Any, index: int) -> th.Tensor:
+        # as RecurrentPPO: from the critic's state after the step, not a new episode
+        vf = self._next_lstm_states.vf
+        state = (vf[0][:, index : index + 1, :].contiguous(), vf[1][:, index : index + 1, :].contiguous())
+        with th.no_grad():
+            starts = th.zeros(1, dtype=th.float32, device=self.device)
+            return self.policy.predict_values(terminal_obs, state, starts)[0]
+
+    def _add_step(self, buffer: RolloutBuffer, *step: Any) -> None:
+        # the state before the step, as RecurrentPPO records it
+        buffer.add(*step, lstm_states=self._last_lstm_states)  # type: ignore[call-arg]
+        self._last_lstm_states = self._next_lstm_states
+
+    def _last_values(self, obs: Any, dones: np.ndarray) -> th.Tensor:
+        starts = th.as_tensor(dones, dtype=th.float32, device=self.device)
+        with th.no_grad():
+            return self.policy.predict_values(
+                obs_as_tensor(obs, self.device), self._last_lstm_states.vf, starts
+            )
