@@ -9,6 +9,8 @@ update), and holds everything the rest of the run depends on:
 - the last observations and episode starts, and the episode-statistics buffers;
 - the Python, NumPy and torch random states (and the gSDE noise matrices);
 - VecNormalize's statistics, running returns and last raw observation, when the env has one;
+- a recurrent student's LSTM states (RecurrentPPO's ``_last_lstm_states``: the actor's and the
+  critic's hidden and cell states at the rollout boundary), and a recurrent teacher's;
 - the state of every training environment, as a replay log (see :class:`EpisodeRecorder`);
 - whatever the caller adds (``extra``: the evaluation history, timings).
 
@@ -47,6 +49,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -236,7 +239,28 @@ def capture_state(model: BaseAlgorithm) -> dict[str, Any]:
         "vecnormalize": vecnorm_state,
         "wrappers": _wrapper_state(env),
         "distillation": distillation() if callable(distillation) else None,
+        "lstm_states": _lstm_state(model),
     }
+
+
+_LSTM_NAMES = (("pi", 0, "pi_h"), ("pi", 1, "pi_c"), ("vf", 0, "vf_h"), ("vf", 1, "vf_c"))
+
+
+def _lstm_state(model: BaseAlgorithm) -> dict[str, np.ndarray] | None:
+    """A recurrent model's LSTM states (RecurrentPPO's ``_last_lstm_states``) as plain arrays."""
+    states = getattr(model, "_last_lstm_states", None)
+    if states is None:
+        return None
+    return {name: getattr(states, part)[i].detach().cpu().numpy().copy() for part, i, name in _LSTM_NAMES}
+
+
+def _restore_lstm_state(model: BaseAlgorithm, arrays: dict[str, np.ndarray]) -> None:
+    def get(name: str) -> th.Tensor:
+        return th.as_tensor(np.asarray(arrays[name]), dtype=th.float32, device=model.device)
+
+    model._last_lstm_states = RNNStates(  # type: ignore[attr-defined]
+        (get("pi_h"), get("pi_c")), (get("vf_h"), get("vf_c"))
+    )
 
 
 def _wrapper_state(env: VecEnv | None) -> dict[str, Any]:
@@ -247,8 +271,8 @@ def _wrapper_state(env: VecEnv | None) -> dict[str, Any]:
     if stack is not None:
         state["stacked_obs"] = copy.deepcopy(stack.stacked_obs.stacked_obs)
     view = find_student_view(env)
-    if view is not None:
-        state["teacher_obs"] = copy.deepcopy(view.teacher_observations())
+    if view is not None:  # the environment's whole observation (the teacher reads its part)
+        state["teacher_obs"] = copy.deepcopy(view.environment_observations())
     return state
 
 
@@ -263,7 +287,7 @@ def _find_wrapper(env: Any, cls: type) -> Any:
 def _replayed_target(model: BaseAlgorithm, vecnorm: VecNormalize | None, stack: Any, view: Any) -> Any:
     """The observation a replay must give back: the model's last one as the envs returned it,
     before a student's view cut it and a frame stack stacked it."""
-    target = view.teacher_observations() if view is not None else _raw_last_obs(model, vecnorm)
+    target = view.environment_observations() if view is not None else _raw_last_obs(model, vecnorm)
     if stack is not None:  # the newest frame of the stack
         frame = stack.venv.observation_space.shape[stack.stacked_obs.stack_dimension]
         target = np.take(target, range(-frame, 0), axis=stack.stacked_obs.stack_dimension)
@@ -308,7 +332,9 @@ def restore_state(model: BaseAlgorithm, state: dict[str, Any], seed: int) -> boo
     if stack is not None and "stacked_obs" in wrappers:
         stack.stacked_obs.stacked_obs = copy.deepcopy(wrappers["stacked_obs"])
     if view is not None and "teacher_obs" in wrappers:
-        view._teacher_obs = copy.deepcopy(wrappers["teacher_obs"])
+        view._env_obs = copy.deepcopy(wrappers["teacher_obs"])
+    if state.get("lstm_states") is not None:
+        _restore_lstm_state(model, state["lstm_states"])
     distillation = getattr(model, "restore_distillation_state", None)
     if callable(distillation):  # after the counters: it reads num_timesteps
         distillation(state.get("distillation") or {})
