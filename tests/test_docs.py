@@ -75,6 +75,30 @@ def test_api_examples_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cartpole-small.onnx").is_file()
 
 
+@pytest.mark.slow
+def test_privileged_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/privileged.md's worked example, with 512 steps: a Dict environment's policy group for
+    the student, an ONNX file whose observation input is that group alone."""
+    pytest.importorskip("onnxruntime", reason="the export example needs the [onnx] extra")
+    zoo_path("ppo/CartPole-v1_1")
+    monkeypatch.setenv("PPDISTILL_ZOO_DIR", str(zoo_dir().resolve()))
+    monkeypatch.setenv("PPDISTILL_DOCS_STEPS", "512")
+    monkeypatch.setenv("PPDISTILL_DOCS_EPISODES", "2")
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(DOCS / "privileged.md")
+    assert len(blocks) == 3
+    namespace: dict = {"__name__": "__docs__"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/privileged.md, python block {i + 1}", "exec"), namespace)
+    out = capsys.readouterr().out
+    for expected in ("LSTM student on the policy group", "state_h (1, batch, 32) float32",
+                     "ONNX LSTM student, one episode", "LSTM student on positions"):  # fmt: skip
+        assert expected in out, expected
+    assert namespace["student"].observation_space.shape == (3,)  # the policy group, not privileged
+    assert namespace["report"].input.startswith("obs (batch, 3) float32, state_h")
+    assert (tmp_path / "cue-student.onnx").is_file()
+
+
 def readme_example() -> str:
     (block,) = re.findall(r"```python\n(.*?)```", sections(README.read_text())["In Python"], flags=re.S)
     return block
@@ -235,6 +259,10 @@ REFERENCED = (
     "ppdistill.evaluation",
     "ppdistill.experiment.runner",
     "ppdistill.deploy.export",
+    "ppdistill.algorithms.recurrent",
+    "ppdistill.envs.views",
+    "ppdistill.envs.masked",
+    "ppdistill.envs.memory",
 )
 
 

@@ -197,3 +197,74 @@ def test_teacher_inspect_says_how_a_teacher_will_be_read(tmp_path, capsys):
     assert found["kind"] == "actor-critic" and found["action_space"].startswith("Box(-1.0, 1.0, (3,)")
     assert found["normalization"].startswith("frozen VecNormalize statistics")
     assert float(found["score"].split(" ± ")[0]) > 1000
+
+
+@pytest.fixture(scope="module")
+def cue_teacher(tmp_path_factory):
+    """A PPO teacher of the memory task reading both of its groups, policy and privileged (its
+    quality does not matter here)."""
+    from stable_baselines3 import PPO
+
+    from ppdistill.envs.memory import CueMemory
+
+    model = PPO("MultiInputPolicy", CueMemory(), n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs={"net_arch": [16]})  # fmt: skip
+    model.learn(64)
+    path = tmp_path_factory.mktemp("cue") / "teacher.zip"
+    model.save(path)
+    return path
+
+
+def cue_distill(teacher, out, *options):
+    return ("distill", "--teacher", teacher, "--env", "ppdistill/CueMemory-v0", "--timesteps", 256,
+            "--hp", "n_steps=32", "--hp", "batch_size=32", "--out", out, *options, *FAST)  # fmt: skip
+
+
+def test_a_privileged_teacher_distilled_into_an_lstm_student_exports_on_the_students_observation(
+    tmp_path, cue_teacher
+):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="export needs the [onnx] extra")
+    out = tmp_path / "run"
+    views = ("--student-obs", "policy", "--teacher-obs", "policy,privileged")
+    proc = ppdistill(*cue_distill(cue_teacher, out, *views, "--student-policy", "lstm"))
+    assert (
+        "the student sees groups policy" in proc.stdout
+        and "the teacher reads groups policy, privileged" in proc.stdout
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert result["spec"]["student_obs"] == "policy" and result["spec"]["teacher_obs"] == "policy,privileged"
+    assert result["student_policy"] == "lstm" and result["agreement"] is None
+    assert result["env"]["student"]["student_view"] == {"groups": ["policy"]}
+    assert result["env"]["student"]["teacher_view"] == {"groups": ["policy", "privileged"]}
+    onnx_file = tmp_path / "student.onnx"
+    proc = ppdistill("export", out / "student.zip", "--out", onnx_file, "--check", 64)
+    assert "actions identical" in proc.stdout
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert list(inputs) == ["obs", "state_h", "state_c", "episode_start"]  # the policy group, and memory
+    assert inputs["obs"][1:] == [3]
+    proc = ppdistill(
+        "evaluate", "--model", out / "student.zip", "--env", "ppdistill/CueMemory-v0", "--episodes", 2
+    )
+    assert "IQM" in proc.stdout
+
+
+def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue_teacher):
+    out = tmp_path / "run"
+    refused = {
+        ("--student-obs", "policy,privileged"): "observation group 'privileged', which is privileged",
+        (
+            "--student-obs",
+            "policy",
+            "--teacher-obs",
+            "policy",
+        ): "reads observation group 'privileged', which it is not given",
+        ("--student-obs", "camera"): "no observation group 'camera' (it has policy, privileged)",
+        ("--teacher-obs", "policy,privileged"): "give the student's with --student-obs KEYS",
+    }
+    for options, fragment in refused.items():
+        assert_clean_error(ppdistill(*cue_distill(cue_teacher, out, *options), check=False), fragment)
+        assert not out.exists(), options
+    proc = ppdistill(*distill_args(tmp_path, **{"--student-obs": "policy", "--timesteps": 1024}), check=False)
+    assert_clean_error(proc, "names observation groups, but CartPole-v1's observation is Box")
+    assert not out.exists()

@@ -194,3 +194,81 @@ def test_missing_extra_is_named(monkeypatch, saved_students, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now raises ImportError
     with pytest.raises(MissingExtraError, match=r"\[onnx\]"):
         export_onnx(saved_students("CartPole-v1"), tmp_path / "x.onnx")
+
+
+def recurrent_student(env_id: str, teacher_dir: str):
+    """A RecurrentPPD student that sees the positions only (velocities masked), trained a little."""
+    from ppdistill.algorithms import RecurrentPPD
+    from ppdistill.envs.masked import positions_view
+    from ppdistill.envs.recipe import EnvRecipe
+
+    recipe = EnvRecipe(env_id, student_view=positions_view(EnvRecipe(env_id)))
+    teacher = load_teacher(zoo_path(teacher_dir))
+    small = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 0, "device": "cpu"}
+    memory = {"lstm_hidden_size": 16, "net_arch": [16]}
+    env = recipe.make(n_envs=2, seed=0)
+    model = RecurrentPPD("MlpLstmPolicy", env, teacher=teacher, policy_kwargs=memory, **small)
+    model.learn(128)
+    return model, recipe
+
+
+@pytest.mark.parametrize(
+    ("env_id", "teacher_dir"), [("CartPole-v1", "ppo/CartPole-v1_1"), ("Pendulum-v1", "ppo/Pendulum-v1_1")]
+)
+def test_a_recurrent_student_exports_with_its_state_and_acts_as_pytorch_step_by_step(
+    tmp_path, env_id, teacher_dir
+):
+    """The exported model takes the LSTM state and returns the next one: fed back, over whole
+    episodes of the real environment, it takes the actions RecurrentPPO's predict takes."""
+    import onnxruntime
+
+    model, recipe = recurrent_student(env_id, teacher_dir)
+    report = export_onnx(model, tmp_path / "student.onnx", n_check=256)
+    assert report.parity.ok and "state_h (1, batch, 16) float32" in report.input
+    session = onnxruntime.InferenceSession(str(tmp_path / "student.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["obs", "state_h", "state_c", "episode_start"]
+    names = [o.name for o in session.get_outputs()]
+    env = recipe.make(n_envs=3, seed=11, training=False)
+    obs = env.reset()
+    starts = np.ones(3, dtype=bool)
+    theirs_state = None
+    h = c = np.zeros((1, 3, 16), np.float32)
+    worst, resets = 0.0, 0
+    for _ in range(60):  # CartPole's first episodes end within these; Pendulum runs 60 of its 200 steps
+        theirs, theirs_state = model.predict(obs, theirs_state, starts, deterministic=True)
+        out = dict(zip(names, session.run(names, {"obs": obs, "state_h": h, "state_c": c,
+                                                   "episode_start": starts.astype(np.float32)})))  # fmt: skip
+        h, c = out["state_h_out"], out["state_c_out"]
+        worst = max(worst, float(np.abs(h - theirs_state[0]).max()), float(np.abs(c - theirs_state[1]).max()))
+        if isinstance(model.action_space, spaces.Box):
+            np.testing.assert_allclose(out["action"], theirs, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(out["action"], theirs)
+        obs, _, starts, _ = env.step(theirs)
+        resets += int(starts.sum())
+    assert worst < 1e-4, worst
+    assert resets > 0 or env_id == "Pendulum-v1"  # states reset by episode_start mid-run (CartPole)
+    env.close()
+
+
+def test_a_student_of_a_privileged_teacher_exports_with_the_students_observation_only(tmp_path):
+    """The teacher read the policy and privileged groups; the ONNX model takes the policy group alone."""
+    import onnxruntime
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from ppdistill.envs.memory import CueMemory
+    from ppdistill.envs.views import split_observations
+    from ppdistill.teachers.callable import CallableTeacher
+
+    teacher = CallableTeacher(lambda obs: 6 * obs["privileged"] - 3, CueMemory().observation_space,
+                              spaces.Discrete(2), info={"kind": "callable"})  # fmt: skip
+    env = split_observations(make_vec_env(CueMemory, n_envs=2, seed=0), student_keys=["policy"])
+    student = PPD(
+        "MlpPolicy", env, teacher=teacher, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu"
+    )
+    student.learn(64)
+    student.save(tmp_path / "student.zip")
+    report = export_onnx(tmp_path / "student.zip", tmp_path / "student.onnx", n_check=64)
+    assert report.input == "obs (batch, 3) float32" and report.parity.ok
+    session = onnxruntime.InferenceSession(str(tmp_path / "student.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [("obs", [3])]

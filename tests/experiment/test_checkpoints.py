@@ -22,7 +22,7 @@ from ppdistill.experiment.checkpoints import (
     read_checkpoint,
     write_checkpoint,
 )
-from ppdistill.experiment.config import hyperparameters
+from ppdistill.experiment.config import algorithm_class, hyperparameters
 from ppdistill.experiment.runner import CHECKPOINT_DIR, RUN_FILE, resume, run
 from ppdistill.experiment.spec import RunSpec
 
@@ -255,3 +255,41 @@ def test_a_gaussian_student_resumes_bit_for_bit_without_taking_its_teachers_std_
     assert_same_tensors(
         weights(tmp_path / "cut" / "student.zip"), weights(tmp_path / "whole" / "student.zip")
     )
+
+
+@pytest.mark.parametrize("method", ["ppd", "teacher-distill", "ppo"])
+def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeypatch, method):
+    """The student's LSTM states at the rollout boundary are part of the checkpoint: without
+    them the resumed student would act from a blank memory mid-episode. The student sees
+    CartPole's positions only (its velocities masked), the zoo teacher the whole state."""
+    settings = hyperparameters("CartPole-v1", method)
+    settings.update(n_envs=2, n_steps=32, batch_size=32, student_policy="lstm")
+    spec = RunSpec(env_id="CartPole-v1", method=method, teacher=str(zoo_path(CARTPOLE)), timesteps=512,
+                   student="8,8", seed=4, hp=settings, eval_episodes=1, final_episodes=2,
+                   student_obs="positions")  # fmt: skip
+    whole = run(spec, out=tmp_path / "whole", checkpoint_freq=128)
+    assert whole["env"]["student"]["student_view"] == {"entries": [0, 2], "name": "positions"}
+    assert whole["student_policy"] == "lstm" and whole["agreement"] is None
+    cls = algorithm_class(method, "lstm")
+    train, calls = cls.train, [0]
+
+    def failing_train(self):  # on the class: a model holding a view's wrapper is not picklable
+        calls[0] += 1
+        if calls[0] > 5:
+            raise Interrupt
+        train(self)
+
+    monkeypatch.setattr(cls, "train", failing_train)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=128)
+    monkeypatch.setattr(cls, "train", train)
+    saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
+    states = saved.state["lstm_states"]
+    assert set(states) == {"pi_h", "pi_c", "vf_h", "vf_c"} and states["pi_h"].shape == (1, 2, 8)
+    assert np.abs(states["pi_h"]).sum() > 0  # a memory mid-episode, not a fresh one
+    result = resume(tmp_path / "cut")
+    assert [r["exact"] for r in result["resumed"]] == [True]
+    assert_same_tensors(
+        weights(tmp_path / "cut" / "student.zip"), weights(tmp_path / "whole" / "student.zip")
+    )
+    assert result["returns"] == whole["returns"]

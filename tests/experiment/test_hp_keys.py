@@ -61,7 +61,7 @@ def test_every_algorithm_key_reaches_the_algorithm(monkeypatch, cartpole_teacher
             env.close()
             received.update(kwargs)
 
-    monkeypatch.setattr(models, "algorithm_class", lambda _method: Spy)
+    monkeypatch.setattr(models, "algorithm_class", lambda _method, _student_policy="feedforward": Spy)
     marker = marker_for(key)
     models.build_model(spec(method, **{key: marker}), cartpole_teacher)
     assert received[key] is marker
@@ -72,6 +72,39 @@ def test_policy_kwargs_reach_the_student_with_the_preset(cartpole_teacher, metho
     model = models.build_model(spec(method, policy_kwargs={"ortho_init": False}), cartpole_teacher)
     assert model.policy.ortho_init is False
     assert model.policy_kwargs["net_arch"] == {"pi": [8, 8], "vf": [8, 8]}  # the preset is kept
+
+
+RECURRENT_CLASSES = {
+    "ppd": "RecurrentPPD",
+    "student-distill": "RecurrentStudentDistill",
+    "teacher-distill": "RecurrentTeacherDistill",
+    "ppo": "RecurrentPPO",
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_student_policy_lstm_gives_each_method_its_recurrent_student(cartpole_teacher, method):
+    model = models.build_model(spec(method, student_policy="lstm"), cartpole_teacher)
+    assert type(model).__name__ == RECURRENT_CLASSES[method]
+    # the preset (8, 8): an LSTM of 8 units, then the layers after the first
+    assert model.policy.lstm_hidden_state_shape == (1, 1, 8)
+    assert model.policy_kwargs["net_arch"] == {"pi": [8], "vf": [8]}
+    model = models.build_model(spec(method, student_policy="lstm", policy_kwargs={"lstm_hidden_size": 5}),
+                               cartpole_teacher)  # fmt: skip
+    assert model.policy.lstm_hidden_state_shape == (1, 1, 5)
+
+
+def test_lstm_settings_and_a_ppo_hand_over_are_refused_without_or_with_an_lstm_student():
+    with pytest.raises(
+        PPDistillError, match="lstm_hidden_size is for LSTM students: add --student-policy lstm"
+    ):
+        spec("ppd", policy_kwargs={"lstm_hidden_size": 8})
+    with pytest.raises(PPDistillError, match="then_finetune hands the student to PPO, which has no LSTM"):
+        spec("student-distill", student_policy="lstm", then_finetune=128)
+    with pytest.raises(PPDistillError, match="student_policy must be one of feedforward, lstm"):
+        spec("ppd", student_policy="gru")
+    with pytest.raises(PPDistillError, match="unknown hyperparameter 'rollout_buffer_class' for ppd"):
+        spec("ppd", student_policy="lstm", rollout_buffer_class=None)  # RecurrentPPO builds its own
 
 
 def test_n_envs_sets_the_training_environments(cartpole_teacher):

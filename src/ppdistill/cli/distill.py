@@ -28,7 +28,14 @@ QUICKSTART_ENV = "LunarLander-v3"
 _RUN_OPTIONS = ("teacher", "env", "timesteps", "out")
 
 
-_SPEC_OPTIONS = ("lambda_schedule", "then_finetune", "critic_warmup", "finetune_hp")
+_SPEC_OPTIONS = (
+    "lambda_schedule",
+    "then_finetune",
+    "critic_warmup",
+    "finetune_hp",
+    "teacher_obs",
+    "student_policy",
+)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -67,6 +74,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         overrides["distill_lambda"] = args.distill_lambda
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
+    if args.student_policy is not None:
+        overrides["student_policy"] = args.student_policy
     overrides.update(parse_overrides(args.hp))
     if args.lambda_schedule is not None:
         if args.method != "ppd":
@@ -99,6 +108,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         deterministic=not args.stochastic,
         tensorboard=str(args.tensorboard) if args.tensorboard else None,
         student_obs=args.student_obs,
+        teacher_obs=args.teacher_obs,
     )
     check_out_folder(args.out, force=args.force)
     with _pointing_at_checkpoint(args.out):

@@ -54,10 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--student-obs",
-        choices=["teacher", "raw"],
         default="teacher",
-        help="when the teacher's environment adds inputs for it (an rl-zoo time feature or frame stack): "
-        "the student sees the same observation, or the environment's own",
+        metavar="teacher|raw|positions|KEYS",
+        help="what the student sees: the teacher's observation; the environment's own where the "
+        "teacher's adds inputs (an rl-zoo time feature or frame stack); the positions without the "
+        "velocities; or groups of a Dict observation, comma separated (e.g. policy)",
+    )
+    p.add_argument(
+        "--teacher-obs",
+        default=None,
+        metavar="KEYS",
+        help="with --student-obs KEYS: the groups the teacher reads, comma separated "
+        "(e.g. policy,privileged; default: those of the teacher's observation space)",
+    )
+    p.add_argument(
+        "--student-policy",
+        choices=["feedforward", "lstm"],
+        default=None,
+        help="the student's network: feedforward (MLP or CNN, default) or lstm (sb3-contrib's "
+        "RecurrentPPO policy; ppo: RecurrentPPO)",
     )
     p.add_argument("--timesteps", type=positive_int, help="env steps (required)")
     p.add_argument("--seed", type=int, default=0)

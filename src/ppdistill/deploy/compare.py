@@ -27,13 +27,14 @@ import torch as th
 from torch import nn
 
 from ppdistill.core.scores import format_score, normalized_score, return_ratio
-from ppdistill.deploy.export import DeterministicPolicy, obs_dtype
+from ppdistill.deploy.export import DeterministicPolicy, RecurrentDeterministicPolicy, obs_dtype
 from ppdistill.evaluation import EvalResult, evaluate, random_policy_score
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_agent
 from ppdistill.teachers.offpolicy import SquashedGaussianTeacher
 from ppdistill.teachers.q_values import QValueTeacher
+from ppdistill.teachers.recurrent import RecurrentTeacher
 
 LATENCY_BATCHES = (1, 256)
 
@@ -73,7 +74,23 @@ def acting_module(agent: Teacher) -> nn.Module:
     """
     if isinstance(agent, ActorCriticTeacher):
         return DeterministicPolicy(agent.policy, agent.obs_normalizer).eval()
+    if isinstance(agent, RecurrentTeacher):  # one step, from the state an episode starts with
+        return _FirstStep(RecurrentDeterministicPolicy(agent.policy, agent.obs_normalizer).eval())
     return agent  # a Teacher's forward: normalization + network → distribution parameters
+
+
+class _FirstStep(nn.Module):
+    """A recurrent policy's step from a zero state (an episode's first), as a function of the
+    observations alone (for latency and parameter counts)."""
+
+    def __init__(self, policy: RecurrentDeterministicPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: th.Tensor) -> Any:
+        layers, _, hidden = self.policy.state_shape
+        zeros = th.zeros(layers, obs.shape[0], hidden)
+        return self.policy(obs, zeros, zeros.clone(), th.ones(obs.shape[0]))
 
 
 def count_actor_params(agent: Teacher) -> int:

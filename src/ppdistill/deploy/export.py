@@ -25,6 +25,16 @@ trained on a normalizing VecEnv has a ``vecnormalize.pkl`` beside its zip (found
 frozen :class:`~ppdistill.networks.ObsNormalizer`. Either way the ONNX model takes raw
 observations.
 
+A recurrent student (an LSTM policy: RecurrentPPD, RecurrentStudentDistill,
+RecurrentTeacherDistill, RecurrentPPO) is exported one step at a time with its memory as
+inputs and outputs: besides ``obs`` it takes ``state_h`` and ``state_c``, the actor LSTM's
+hidden and cell states ``(layers, batch, hidden)`` (zeros at the start), and ``episode_start``
+``(batch,)`` (1.0 where an episode starts: the state is reset there, as RecurrentPPO does);
+besides the action and its parameters it returns ``state_h_out`` and ``state_c_out``, to feed
+back at the next step. Its parity check runs ONNX Runtime and PyTorch side by side over
+sequences of steps, each step from the state PyTorch reached (an LSTM amplifies float rounding
+over many steps; the check is that each step computes the same function, states included).
+
 The exporter is PyTorch's ``torch.export``-based one (``dynamo=True``): the TorchScript
 exporter is deprecated since PyTorch 2.9 and warns that it will be removed. It needs
 ``onnxscript``, installed with the ``[onnx]`` extra, and works offline.
@@ -37,13 +47,14 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
@@ -58,6 +69,7 @@ from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNorm
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_agent
+from ppdistill.teachers.recurrent import RecurrentTeacher
 
 PARITY_TOLERANCE = 1e-5
 """Largest absolute difference between ONNX Runtime and PyTorch that an export accepts."""
@@ -126,7 +138,10 @@ class DeterministicPolicy(nn.Module):
         if isinstance(act_space, spaces.Box):
             self.register_buffer("low", th.as_tensor(act_space.low, dtype=th.float32).reshape(-1))
             self.register_buffer("high", th.as_tensor(act_space.high, dtype=th.float32).reshape(-1))
-        self.output_names = ("action", "mean" if isinstance(act_space, spaces.Box) else "logits")
+        self.output_names: tuple[str, ...] = (
+            "action",
+            "mean" if isinstance(act_space, spaces.Box) else "logits",
+        )
 
     @property
     def obs_dtype(self) -> np.dtype:
@@ -144,13 +159,22 @@ class DeterministicPolicy(nn.Module):
         :param obs: ``(batch, *obs_shape)`` raw observations
         :return: ``(action, logits)`` or ``(action, mean)`` (see the module's table)
         """
+        return self._head(self.action_net(self.policy_net(self._features(obs))))
+
+    def _features(self, obs: th.Tensor) -> th.Tensor:
+        """The actor's features of raw observations (normalized, preprocessed, extracted)."""
         if self.obs_normalizer is not None:
             normalized = self.obs_normalizer(obs)
             assert isinstance(normalized, th.Tensor)
             obs = normalized
         x = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
         assert isinstance(x, th.Tensor)
-        out = self.action_net(self.policy_net(self.features_extractor(x)))
+        features = self.features_extractor(x)
+        assert isinstance(features, th.Tensor)
+        return features
+
+    def _head(self, out: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """The deterministic action and the distribution parameters from the action net's output."""
         space = self.action_space
         if isinstance(space, spaces.Discrete):
             logits = th.log_softmax(out, dim=-1)
@@ -170,6 +194,39 @@ class DeterministicPolicy(nn.Module):
         return action.reshape(-1, *space.shape), out
 
 
+class RecurrentDeterministicPolicy(DeterministicPolicy):
+    """The acting path of sb3-contrib's recurrent actor-critic, one step at a time: raw
+    observation, LSTM state and episode start → (action, logits or mean, next LSTM state).
+
+    :param policy: an sb3-contrib ``RecurrentActorCriticPolicy`` (flat or image observations)
+    :param obs_normalizer: frozen normalization applied to raw observations first
+    """
+
+    def __init__(
+        self, policy: RecurrentActorCriticPolicy, obs_normalizer: ObsNormalizer | None = None
+    ) -> None:
+        super().__init__(policy, obs_normalizer)
+        self.lstm = policy.lstm_actor
+        self.state_shape = tuple(policy.lstm_hidden_state_shape)  # (layers, 1, hidden)
+        self.output_names = (*self.output_names, "state_h_out", "state_c_out")
+
+    def forward(  # type: ignore[override]
+        self, obs: th.Tensor, state_h: th.Tensor, state_c: th.Tensor, episode_start: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """One step of the policy for a batch of environments.
+
+        :param obs: ``(batch, *obs_shape)`` raw observations
+        :param state_h: ``(layers, batch, hidden)`` the actor LSTM's hidden state before the step
+        :param state_c: ``(layers, batch, hidden)`` its cell state
+        :param episode_start: ``(batch,)`` 1.0 where the observation starts an episode (state reset)
+        :return: ``(action, logits or mean, state_h_out, state_c_out)``
+        """
+        keep = (1.0 - episode_start.float()).view(1, -1, 1)
+        latent, (h, c) = self.lstm(self._features(obs).unsqueeze(0), (keep * state_h, keep * state_c))
+        action, params = self._head(self.action_net(self.policy_net(latent.squeeze(0))))
+        return action, params, h, c
+
+
 @dataclass
 class LoadedStudent:
     """An actor-critic policy ready to act on raw observations.
@@ -186,6 +243,11 @@ class LoadedStudent:
     normalizer_source: str | None = None
 
     @property
+    def recurrent(self) -> bool:
+        """Whether the policy has an LSTM (its export takes and returns the state)."""
+        return isinstance(self.policy, RecurrentActorCriticPolicy)
+
+    @property
     def normalization(self) -> str:
         """Which observation normalization the exported model applies, in words."""
         parts = []
@@ -197,6 +259,8 @@ class LoadedStudent:
 
     def module(self) -> DeterministicPolicy:
         """The deterministic acting path as a torch module, in eval mode."""
+        if isinstance(self.policy, RecurrentActorCriticPolicy):
+            return RecurrentDeterministicPolicy(self.policy, self.obs_normalizer).eval()
         return DeterministicPolicy(self.policy, self.obs_normalizer).eval()
 
 
@@ -230,7 +294,7 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
         policy = student.policy
         policy.set_training_mode(False)
         return LoadedStudent(policy, normalizer, type(student).__name__, "the model's VecNormalize")
-    if isinstance(student, ActorCriticTeacher):
+    if isinstance(student, ActorCriticTeacher | RecurrentTeacher):
         return LoadedStudent(
             student.policy,
             student.obs_normalizer,
@@ -245,6 +309,114 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
             "StudentDistill, TeacherDistill, PPO or A2C zips (distill a DQN or SAC into one first)"
         )
     raise TypeError(f"cannot export a {type(student).__name__}")
+
+
+def recurrent_inputs(
+    student: LoadedStudent, n: int, seed: int = 0, n_envs: int = 8
+) -> list[dict[str, np.ndarray]]:
+    """Steps to check a recurrent export on: ``n`` observations from the space as sequences of
+    ``n_envs`` environments, each step with its episode starts (all at the first step, then one
+    in ten at random), seeded.
+
+    :return: one ``{"obs": ..., "episode_start": ...}`` per step
+    """
+    n_envs = max(1, min(n_envs, n))
+    observations = sample_observations(student, -(-n // n_envs) * n_envs, seed)
+    rng = np.random.default_rng(seed)
+    steps = []
+    for t, start in enumerate(range(0, len(observations), n_envs)):
+        starts = np.ones(n_envs, np.float32) if t == 0 else (rng.random(n_envs) < 0.1).astype(np.float32)
+        steps.append({"obs": observations[start : start + n_envs], "episode_start": starts})
+    return steps
+
+
+RecurrentStates = list[tuple[np.ndarray, np.ndarray]]
+
+
+def recurrent_torch_outputs(
+    student: LoadedStudent, steps: list[dict[str, np.ndarray]]
+) -> tuple[dict[str, np.ndarray], RecurrentStates]:
+    """A recurrent student's outputs over ``steps``, computed the sb3-contrib way (``predict``
+    with the state fed back; parameters from ``get_distribution``), concatenated over steps.
+
+    :param student: from :func:`load_student`, a recurrent one
+    :param steps: from :func:`recurrent_inputs`
+    :return: ``{"action", "logits" or "mean", "state_h_out", "state_c_out"}``, and the state
+        ``(h, c)`` before each step
+    """
+    policy = student.policy
+    assert isinstance(policy, RecurrentActorCriticPolicy)
+    layers, _, hidden = policy.lstm_hidden_state_shape
+    zeros = np.zeros((layers, len(steps[0]["episode_start"]), hidden), np.float32)
+    state: tuple[np.ndarray, ...] = (zeros, zeros)
+    befores: RecurrentStates = []
+    parts: dict[str, list[np.ndarray]] = {}
+    for step in steps:
+        obs = step["obs"]
+        if student.obs_normalizer is not None:
+            with th.no_grad():
+                normalized = student.obs_normalizer(th.as_tensor(obs))
+            assert isinstance(normalized, th.Tensor)
+            obs = normalized.numpy()
+        h, c = state
+        befores.append((np.asarray(h, np.float32), np.asarray(c, np.float32)))
+        actions, following = policy.predict(
+            obs, state, step["episode_start"].astype(bool), deterministic=True
+        )
+        assert following is not None
+        state = following
+        with th.no_grad():
+            obs_t, _ = policy.obs_to_tensor(obs)
+            dist, _ = policy.get_distribution(
+                obs_t,  # type: ignore[arg-type]
+                (th.as_tensor(h, dtype=th.float32), th.as_tensor(c, dtype=th.float32)),
+                th.as_tensor(step["episode_start"]),
+            )
+            params = params_from_distribution(dist).cpu().numpy()
+        name = "mean" if isinstance(policy.action_space, spaces.Box) else "logits"
+        values = {
+            "action": actions,
+            name: params[:, : params.shape[1] // 2] if name == "mean" else params,
+            "state_h_out": state[0],
+            "state_c_out": state[1],
+        }
+        for key, value in values.items():
+            parts.setdefault(key, []).append(np.asarray(value).reshape(-1))
+    return {k: np.concatenate(v) for k, v in parts.items()}, befores
+
+
+def recurrent_onnx_outputs(
+    onnx_path: str | Path,
+    steps: list[dict[str, np.ndarray]],
+    state_shape: tuple[int, ...],
+    states: RecurrentStates | None = None,
+) -> dict[str, np.ndarray]:
+    """Run a recurrent export with ONNX Runtime over ``steps``, its own states fed back, or
+    each step from ``states``.
+
+    :param onnx_path: the ``.onnx`` file
+    :param steps: from :func:`recurrent_inputs`
+    :param state_shape: ``(layers, 1, hidden)``, the shape of one environment's state
+    :param states: the state ``(h, c)`` before each step (None: zeros, then the model's own)
+    :return: as :func:`recurrent_torch_outputs` (the outputs)
+    """
+    require_onnx("running an ONNX model")
+    ort = importlib.import_module("onnxruntime")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    n = len(steps[0]["episode_start"])
+    h = np.zeros((state_shape[0], n, state_shape[2]), np.float32)
+    c = h.copy()
+    parts: dict[str, list[np.ndarray]] = {}
+    for i, step in enumerate(steps):
+        if states is not None:
+            h, c = states[i]
+        feed = {"obs": step["obs"], "state_h": h, "state_c": c, "episode_start": step["episode_start"]}
+        out = dict(zip(names, session.run(names, feed)))
+        h, c = out["state_h_out"], out["state_c_out"]
+        for key, value in out.items():
+            parts.setdefault(key, []).append(np.asarray(value).reshape(-1))
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def sample_observations(student: LoadedStudent, n: int, seed: int = 0) -> np.ndarray:
@@ -322,9 +494,10 @@ class Parity:
 
 
 def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray]) -> Parity:
-    """Compare ONNX outputs with PyTorch's (see :func:`torch_outputs`, :func:`onnx_outputs`)."""
+    """Compare ONNX outputs with PyTorch's (see :func:`torch_outputs`, :func:`onnx_outputs`;
+    a recurrent model's states too)."""
     diff = 0.0
-    for name in ("logits", "mean"):
+    for name in ("logits", "mean", "state_h_out", "state_c_out"):
         if name in reference:
             diff = max(diff, float(np.max(np.abs(reference[name] - exported[name]))))
     ref_a, out_a = np.asarray(reference["action"]), np.asarray(exported["action"])
@@ -342,7 +515,7 @@ class ExportReport:
     """What :func:`export_onnx` wrote.
 
     :param path: the ``.onnx`` file
-    :param input: name, shape and dtype of the input
+    :param input: name, shape and dtype of the input (a recurrent model's: all of them)
     :param outputs: name, shape and dtype of each output
     :param normalization: the observation normalization folded in, in words
     :param parity: ONNX Runtime against PyTorch on sampled observations
@@ -388,7 +561,11 @@ def export_onnx(
         raise ExportError(f"{out} is a folder; give the path of the .onnx file to write")
     loaded = load_student(student)
     module = loaded.module()
-    example = th.as_tensor(sample_observations(loaded, 2, seed))
+    example: tuple[th.Tensor, ...] = (th.as_tensor(sample_observations(loaded, 2, seed)),)
+    if isinstance(module, RecurrentDeterministicPolicy):
+        layers, _, hidden = module.state_shape
+        zeros = th.zeros(layers, 2, hidden)
+        example = (*example, zeros, zeros.clone(), th.ones(2))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
     os.close(fd)
@@ -404,13 +581,26 @@ def export_onnx(
             "ppdistill.action_space": str(module.action_space),
             "ppdistill.outputs": ", ".join(module.output_names),
         }
+        if isinstance(module, RecurrentDeterministicPolicy):
+            layers, _, hidden = module.state_shape
+            meta["ppdistill.recurrent"] = (
+                f"state_h, state_c ({layers}, batch, {hidden}): zeros at the start, fed back from "
+                "state_h_out, state_c_out; episode_start (batch,) 1.0 resets them"
+            )
         for key, value in meta.items():
             prop = model.metadata_props.add()
             prop.key, prop.value = key, value
         onnx.save(model, str(tmp))
 
-        observations = sample_observations(loaded, n_check, seed)
-        parity = compare_outputs(torch_outputs(loaded, observations), onnx_outputs(tmp, observations))
+        if isinstance(module, RecurrentDeterministicPolicy):
+            steps = recurrent_inputs(loaded, n_check, seed)
+            reference, befores = recurrent_torch_outputs(loaded, steps)
+            exported = recurrent_onnx_outputs(tmp, steps, module.state_shape, befores)
+            parity = compare_outputs(reference, exported)
+            parity = replace(parity, n_observations=sum(len(step["obs"]) for step in steps))
+        else:
+            observations = sample_observations(loaded, n_check, seed)
+            parity = compare_outputs(torch_outputs(loaded, observations), onnx_outputs(tmp, observations))
         if not parity.ok:
             raise ExportError(f"the ONNX model does not reproduce PyTorch ({parity}); nothing was written")
         atomic_write(out, tmp.read_bytes())
@@ -418,21 +608,35 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
 
     with th.no_grad():
-        action, params = module(example)
+        action, params, *_ = module(*example)
+    inputs = [_signature("obs", module.obs_shape, module.obs_dtype)]
+    outputs = [
+        _signature("action", tuple(action.shape[1:]), action.numpy().dtype),
+        _signature(module.output_names[1], tuple(params.shape[1:]), params.numpy().dtype),
+    ]
+    if isinstance(module, RecurrentDeterministicPolicy):
+        layers, _, hidden = module.state_shape
+        states = [f"{name} ({layers}, batch, {hidden}) float32" for name in ("state_h", "state_c")]
+        inputs += [*states, "episode_start (batch) float32"]
+        outputs += [f"{name}_out{text[len(name) :]}" for name, text in zip(("state_h", "state_c"), states)]
     return ExportReport(
         path=out,
-        input=_signature("obs", module.obs_shape, module.obs_dtype),
-        outputs=[
-            _signature("action", tuple(action.shape[1:]), action.numpy().dtype),
-            _signature(module.output_names[1], tuple(params.shape[1:]), params.numpy().dtype),
-        ],
+        input=", ".join(inputs),
+        outputs=outputs,
         normalization=loaded.normalization,
         parity=parity,
     )
 
 
-def _torch_export(module: DeterministicPolicy, example: th.Tensor, path: Path, opset: int | None) -> None:
+def _torch_export(
+    module: DeterministicPolicy, example: tuple[th.Tensor, ...], path: Path, opset: int | None
+) -> None:
     batch = th.export.Dim("batch")
+    names = ["obs"]
+    dynamic: dict[str, dict[int, Any]] = {"obs": {0: batch}}
+    if isinstance(module, RecurrentDeterministicPolicy):
+        names += ["state_h", "state_c", "episode_start"]
+        dynamic.update(state_h={1: batch}, state_c={1: batch}, episode_start={0: batch})
     # The exporter logs missing optional ops (torchvision's) and warns about internals: noise here.
     quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export")]
     levels = [lg.level for lg in quiet]
@@ -443,13 +647,13 @@ def _torch_export(module: DeterministicPolicy, example: th.Tensor, path: Path, o
             warnings.simplefilter("ignore")
             th.onnx.export(
                 module,
-                (example,),
+                example,
                 str(path),
                 dynamo=True,
                 external_data=False,
-                input_names=["obs"],
+                input_names=names,
                 output_names=list(module.output_names),
-                dynamic_shapes={"obs": {0: batch}},
+                dynamic_shapes=dynamic,
                 opset_version=opset,
                 verbose=False,
             )

@@ -27,15 +27,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
+from ppdistill.algorithms import (
+    PPD,
+    RecurrentPPD,
+    RecurrentStudentDistill,
+    RecurrentTeacherDistill,
+    StudentDistill,
+    TeacherDistill,
+)
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.schedules import parse_schedule_name
 
 METHODS = ("ppd", "student-distill", "teacher-distill", "ppo")
+STUDENT_POLICIES = ("feedforward", "lstm")
+"""The student's network: ``feedforward`` (an MLP, or a CNN for images) or ``lstm``
+(sb3-contrib's RecurrentPPO policies: a recurrent student for each method, RecurrentPPO for ppo)."""
 
 # Keys that the run itself provides, or that are not hyperparameters of the model.
 _RESERVED = {
@@ -54,9 +66,11 @@ _RESERVED = {
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
 # then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune pipeline of
-# student-distill or teacher-distill). Each acts; tests/experiment/test_hp_keys.py checks that.
+# student-distill or teacher-distill), student_policy (feedforward or lstm: which class the
+# method's student is). Each acts; tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
     "n_envs",
+    "student_policy",
     "normalize_reward",
     "temperature",
     "lambda_schedule",
@@ -83,10 +97,11 @@ class ConfigError(PPDistillError, ValueError):
     """A configuration file or override is invalid."""
 
 
-def algorithm_class(method: str) -> type:
+def algorithm_class(method: str, student_policy: str = "feedforward") -> type:
     """The SB3 class behind a method name.
 
     :param method: one of :data:`METHODS`
+    :param student_policy: one of :data:`STUDENT_POLICIES` (``lstm``: the method's recurrent class)
     """
 
     classes: dict[str, type] = {
@@ -95,15 +110,25 @@ def algorithm_class(method: str) -> type:
         "teacher-distill": TeacherDistill,
         "ppo": PPO,
     }
+    recurrent: dict[str, type] = {
+        "ppd": RecurrentPPD,
+        "student-distill": RecurrentStudentDistill,
+        "teacher-distill": RecurrentTeacherDistill,
+        "ppo": RecurrentPPO,
+    }
     if method not in classes:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return classes[method]
+    if student_policy not in STUDENT_POLICIES:
+        raise ConfigError(
+            f"unknown student_policy {student_policy!r}; choose one of {', '.join(STUDENT_POLICIES)} "
+            "(--student-policy)"
+        )
+    return (recurrent if student_policy == "lstm" else classes)[method]
 
 
-@functools.cache
-def valid_keys(method: str) -> frozenset[str]:
-    """Hyperparameters a method accepts (its constructor's, PPO's for PPD, and the runner's)."""
-    cls = algorithm_class(method)
+def _constructor_keys(cls: type) -> set[str]:
+    """The keyword arguments a class's constructor takes (through its bases while they pass
+    ``**kwargs`` on)."""
     keys: set[str] = set()
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
@@ -112,7 +137,27 @@ def valid_keys(method: str) -> frozenset[str]:
         keys |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             break
+    return keys
+
+
+@functools.cache
+def valid_keys(method: str, student_policy: str = "feedforward") -> frozenset[str]:
+    """Hyperparameters a method accepts (its constructor's, PPO's for PPD, and the runner's); for
+    an LSTM student, those that both its class and the feedforward one take.
+
+    :param method: one of :data:`METHODS`
+    :param student_policy: one of :data:`STUDENT_POLICIES`
+    """
+    keys = _constructor_keys(algorithm_class(method))
+    if student_policy != "feedforward":
+        keys &= _constructor_keys(algorithm_class(method, student_policy))
     return frozenset((keys - _RESERVED) | RUNNER_KEYS)
+
+
+def student_policy_of(values: Mapping[str, Any]) -> str:
+    """The ``student_policy`` of hyperparameters (``feedforward`` when absent or not a known one)."""
+    value = values.get("student_policy", "feedforward")
+    return value if value in STUDENT_POLICIES else "feedforward"
 
 
 def coerce_numbers(value: Any) -> Any:
@@ -211,7 +256,7 @@ def check_keys(method: str, values: dict[str, Any], where: str) -> None:
             raise ConfigError(
                 f"{key!r} in {where} is not a hyperparameter of a run: {NOT_HYPERPARAMETERS[key]}"
             )
-    allowed = valid_keys(method)
+    allowed = valid_keys(method, student_policy_of(values))
     unknown = sorted(set(values) - allowed)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
@@ -347,6 +392,13 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "kl_direction": _choice("forward", "reverse"),
     "student_obs_norm": _choice("teacher", "none"),
     "value_target": _choice("returns", "teacher", "none"),
+    "student_policy": HpRule(
+        f"one of {', '.join(STUDENT_POLICIES)}",
+        lambda v: v in STUDENT_POLICIES,
+        "lstm",
+        option="--student-policy",
+        choices=STUDENT_POLICIES,
+    ),
     "rollout_buffer_class": _PYTHON_CLASS,
     "rollout_buffer_kwargs": HpRule("a mapping, or null", _mapping_or_none, None),
 }
@@ -360,7 +412,16 @@ POLICY_KWARGS = frozenset(inspect.signature(ActorCriticPolicy.__init__).paramete
     "lr_schedule",
     "use_sde",
 }
+# ... and those that only sb3-contrib's recurrent policies take (student_policy: lstm)
+LSTM_POLICY_KWARGS = frozenset(inspect.signature(RecurrentActorCriticPolicy.__init__).parameters) - (
+    POLICY_KWARGS | {"self", "observation_space", "action_space", "lr_schedule", "use_sde"}
+)
 _POLICY_RULES: dict[str, HpRule] = {
+    "lstm_hidden_size": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 64),
+    "n_lstm_layers": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 1),
+    "shared_lstm": _BOOL,
+    "enable_critic_lstm": _BOOL,
+    "lstm_kwargs": HpRule("a mapping, or null", _mapping_or_none, None),
     "ortho_init": _BOOL,
     "full_std": _BOOL,
     "use_expln": _BOOL,
@@ -459,7 +520,7 @@ def check_values(method: str, values: Mapping[str, Any], source: str = "--hp") -
         if rule is not None and not rule.check(value):
             raise _value_error(key, rule, value, where, _hint(key, value))
         if key == "policy_kwargs":
-            check_policy_kwargs(value, source)
+            check_policy_kwargs(value, source, recurrent=student_policy_of(values) == "lstm")
 
 
 def check_ppo_sizes(method: str, values: Mapping[str, Any], source: str = "--hp") -> None:
@@ -501,7 +562,7 @@ def check_ppo_sizes(method: str, values: Mapping[str, Any], source: str = "--hp"
         )
 
 
-def check_policy_kwargs(value: Any, source: str = "--hp") -> None:
+def check_policy_kwargs(value: Any, source: str = "--hp", recurrent: bool = False) -> None:
     """Check ``policy_kwargs``: a mapping of SB3 policy arguments, the known ones' values.
 
     ``net_arch``: a list of positive layer sizes, or ``{pi: [...], vf: [...]}`` (also in
@@ -511,6 +572,7 @@ def check_policy_kwargs(value: Any, source: str = "--hp") -> None:
 
     :param value: the ``policy_kwargs`` of a run
     :param source: as in :func:`check_values`
+    :param recurrent: for an LSTM student (which also takes :data:`LSTM_POLICY_KWARGS`)
     :raises ConfigError: one line naming the key and what to give instead
     """
     where = _Source(source)
@@ -526,13 +588,18 @@ def check_policy_kwargs(value: Any, source: str = "--hp") -> None:
             f"{label} must be a mapping like {example}, got {_shown(value)}{hint}; "
             f"{where.fix('policy_kwargs', example)}"
         )
+    allowed = POLICY_KWARGS | LSTM_POLICY_KWARGS if recurrent else POLICY_KWARGS
     for key, item in value.items():
-        if key not in POLICY_KWARGS:
-            close = difflib.get_close_matches(str(key), sorted(POLICY_KWARGS), n=1)
+        if key in LSTM_POLICY_KWARGS and not recurrent:
+            raise ConfigError(
+                f"{label} {key} is for LSTM students: add --student-policy lstm (student_policy: lstm)"
+            )
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             did_you_mean = f" (did you mean {close[0]}?)" if close else ""
             if key == "use_sde":
                 did_you_mean = " (use_sde is a hyperparameter of its own: --hp use_sde=true)"
-            valid = ", ".join(sorted(POLICY_KWARGS))
+            valid = ", ".join(sorted(allowed))
             raise ConfigError(f"unknown key {key!r} in {label}{did_you_mean}; valid keys: {valid}")
         name = f"{label} {key}"
         if key == "net_arch":
@@ -618,6 +685,11 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     finetune = _count(hp.get("then_finetune") or 0, "then_finetune")
+    if finetune and hp.get("student_policy") == "lstm":
+        raise ConfigError(
+            "then_finetune hands the student to PPO, which has no LSTM: not with student_policy lstm "
+            "(PPD: lambda_schedule 'distill-then-finetune:FRACTION' fine-tunes the LSTM student in place)"
+        )
     if finetune and method not in PIPELINE_METHODS:
         hint = " (PPD: lambda_schedule 'distill-then-finetune:FRACTION')" if method == "ppd" else ""
         raise ConfigError(f"then_finetune applies to {' and '.join(PIPELINE_METHODS)}, not {method}{hint}")

@@ -124,7 +124,7 @@ def summarize(
     :param teacher_score: the teacher's mean return on the same episodes
     :param random_score: a random policy's mean return on the same episodes
     :param agreement: teacher-student action agreement on the final evaluation's observations
-        (None where it is not defined: a recurrent teacher)
+        (None where it is not defined: a recurrent teacher or student)
     :param curve: the periodic evaluations
     :param train_time: training wall time, resumes included
     :param checkpoint_freq: env steps between checkpoints (0: none were taken)
@@ -133,12 +133,15 @@ def summarize(
     :param schedule: PPD's λ schedule, when it had a named one
     :param finetune: where a pipeline's fine-tuning began (None: not a pipeline)
     """
-    policy_kwargs = student_policy_kwargs(spec, teacher)
+    policy_kwargs = student_policy_kwargs(spec, teacher, model.observation_space)
     n_params = sum(p.numel() for p in model.policy.parameters())
     result: dict[str, Any] = {
         "spec": asdict(spec),
         "seeds": SeedPlan(spec.seed).as_dict(),
         "student_net_arch": policy_kwargs.get("net_arch"),
+        "student_policy": spec.student_policy,
+        # an LSTM student's memory (its layers after the LSTM are student_net_arch)
+        "student_lstm_hidden_size": getattr(model.policy, "lstm_hidden_state_shape", (None,) * 3)[2],
         "student_parameters": int(n_params),
         "score": final.mean,
         "score_std": final.std,

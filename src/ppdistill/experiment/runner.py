@@ -61,6 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
@@ -459,8 +460,9 @@ class Run:
 
     def _agreement(self, model: BaseAlgorithm, final: EvalResult) -> float | None:
         """Teacher-student action agreement on the final evaluation's observations (None for a
-        recurrent teacher, whose outputs depend on the episode so far, not on one observation)."""
-        if self.teacher.recurrent:
+        recurrent teacher or student, whose outputs depend on the episode so far, not on one
+        observation)."""
+        if self.teacher.recurrent or isinstance(model.policy, RecurrentActorCriticPolicy):
             return None
         return action_agreement_on(model, self.teacher, final.observations, final.teacher_observations)
 

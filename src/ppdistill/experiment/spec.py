@@ -14,7 +14,25 @@ from ppdistill.experiment.config import (
 )
 from ppdistill.networks.presets import MLP_SIZES, mlp_student_arch
 
-STUDENT_OBS = ("teacher", "raw")
+STUDENT_OBS = ("teacher", "raw", "positions")
+"""The words ``student_obs`` takes; anything else names observation groups (see :class:`RunSpec`)."""
+
+
+def observation_groups(text: str) -> tuple[str, ...]:
+    """``"policy,proprio"`` → ``("policy", "proprio")`` (a trailing comma makes one group of a
+    word of :data:`STUDENT_OBS`: ``"teacher,"`` is the group named ``teacher``).
+
+    :raises ConfigError: an empty name, or a name given twice
+    """
+    names = [part.strip() for part in text.split(",")]
+    if names and names[-1] == "" and len(names) > 1:
+        names = names[:-1]
+    if not names or any(not n or " " in n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(
+            f"observation groups must be distinct names separated by commas, like policy,privileged; "
+            f"got {text!r}"
+        )
+    return tuple(names)
 
 
 @dataclass
@@ -33,10 +51,16 @@ class RunSpec:
     :param final_episodes: episodes of the final evaluation (student and teacher)
     :param deterministic: evaluate with the policy's mode
     :param tensorboard: TensorBoard log folder
-    :param student_obs: what the student observes when the teacher's environment adds inputs
-        for the teacher (an rl-zoo run's ``TimeFeatureWrapper`` or ``frame_stack``):
-        ``"teacher"``, the same observation; ``"raw"``, the environment's own, without them
-        (the teacher still reads its own; see :mod:`ppdistill.envs.recipe`)
+    :param student_obs: what the student observes: ``"teacher"``, the teacher's observation;
+        ``"raw"``, the environment's own where the teacher's environment adds inputs for it (an
+        rl-zoo run's ``TimeFeatureWrapper`` or ``frame_stack``; see :mod:`ppdistill.envs.recipe`);
+        ``"positions"``, the positions of the state without its velocities
+        (:mod:`ppdistill.envs.masked`); or observation groups of a Dict observation, comma
+        separated (``"policy"``; a trailing comma for one group named like a word above). The
+        teacher reads its own observation in each case.
+    :param teacher_obs: the observation groups the teacher reads, comma separated
+        (``"policy,privileged"``), when the student reads groups too (None: the groups of the
+        teacher's own observation space)
 
     ``hp`` may hold the runner's keys besides the algorithm's: ``n_envs``, ``temperature``
     (DQN teachers), ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
@@ -66,6 +90,7 @@ class RunSpec:
     deterministic: bool = True
     tensorboard: str | None = None
     student_obs: str = "teacher"
+    teacher_obs: str | None = None
 
     def __post_init__(self) -> None:
         if not _whole(self.timesteps, 1):
@@ -89,10 +114,38 @@ class RunSpec:
         for name in ("eval_episodes", "final_episodes"):
             if not _whole(getattr(self, name), 1):
                 raise ConfigError(f"{name} must be a whole number > 0, got {getattr(self, name)!r}")
-        if self.student_obs not in STUDENT_OBS:
+        if not isinstance(self.student_obs, str) or not self.student_obs:
             raise ConfigError(
-                f"student_obs must be {' or '.join(STUDENT_OBS)}, got {self.student_obs!r} (--student-obs)"
+                f"student_obs must be {', '.join(STUDENT_OBS)} or observation groups, got "
+                f"{self.student_obs!r} (--student-obs)"
             )
+        if self.student_obs not in STUDENT_OBS:
+            observation_groups(self.student_obs)
+        if self.teacher_obs is not None:
+            if not isinstance(self.teacher_obs, str):
+                raise ConfigError(f"teacher_obs must name observation groups, got {self.teacher_obs!r}")
+            observation_groups(self.teacher_obs)
+            if self.student_groups is None:
+                raise ConfigError(
+                    "--teacher-obs names the groups the teacher reads when the student reads groups "
+                    "too: give the student's with --student-obs KEYS"
+                )
+
+    @property
+    def student_groups(self) -> tuple[str, ...] | None:
+        """The observation groups the student reads (None: ``student_obs`` is a word of
+        :data:`STUDENT_OBS`)."""
+        return None if self.student_obs in STUDENT_OBS else observation_groups(self.student_obs)
+
+    @property
+    def teacher_groups(self) -> tuple[str, ...] | None:
+        """The observation groups the teacher reads, when given."""
+        return None if self.teacher_obs is None else observation_groups(self.teacher_obs)
+
+    @property
+    def student_policy(self) -> str:
+        """The student's network: ``feedforward`` or ``lstm`` (the hyperparameter ``student_policy``)."""
+        return str(self.hp.get("student_policy", "feedforward"))
 
     @property
     def finetune_steps(self) -> int:

@@ -365,6 +365,11 @@ def _load_onnx(
             f"{path} (made by ppdistill export) gives the Gaussian's mean, not its log-std: "
             "use output='deterministic'"
         )
+    if "ppdistill.recurrent" in meta:
+        raise ModelLoadError(
+            f"{path} is a recurrent student's export, which takes and returns its LSTM state; it is "
+            "not read as a teacher or an agent here: use the student's zip"
+        )
     outputs = [chosen] if chosen is not None else list(names)
     inputs = session.get_inputs()
     keys = None
