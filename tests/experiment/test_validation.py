@@ -304,6 +304,19 @@ def test_a_rollout_larger_than_the_budget_is_refused(cartpole_teacher):
     validate_run(spec(timesteps=1024, n_envs=16, n_steps=64), cartpole_teacher)  # exactly one rollout
 
 
+def test_a_minibatch_larger_than_a_rollout_is_said_to_have_no_effect(cartpole_teacher, recwarn):
+    """The whole rollout is then one minibatch: 128 of a 64-step rollout trains as 64 does."""
+    with pytest.warns(UserWarning) as caught:
+        validate_run(spec("student-distill", n_envs=8, n_steps=8, batch_size=128), cartpole_teacher)
+    (message,) = [str(w.message) for w in caught if "batch_size" in str(w.message)]
+    assert "batch_size 128 is larger than one rollout of n_steps × n_envs = 8 × 8 = 64" in message
+    assert "no effect" in message and "--hp batch_size=N" in message and "\n" not in message
+    recwarn.clear()
+    validate_run(spec("student-distill", n_envs=8, n_steps=8, batch_size=64), cartpole_teacher)  # equal
+    validate_run(spec("student-distill", n_envs=8, n_steps=8, batch_size=None), cartpole_teacher)
+    assert not [w for w in recwarn if "batch_size" in str(w.message)]
+
+
 def test_a_fine_tuning_rollout_larger_than_its_budget_is_refused(cartpole_teacher):
     finetune = {**hyperparameters("CartPole-v1", "ppo"), "n_envs": 8, "n_steps": 512}
     made = spec("student-distill", n_envs=2, then_finetune=2048, finetune_hp=finetune)

@@ -11,6 +11,8 @@ before an environment, a model or a file is made:
   ``then_finetune`` for the fine-tuning phase of a pipeline): SB3 always collects whole
   rollouts, so a larger one trains past the budget, and every evaluation due inside it
   runs before the first update;
+- a minibatch (``batch_size``) larger than a rollout is warned of (not refused): every
+  minibatch is then the whole rollout, so the value has no effect;
 - the rollout buffer and the student network must fit in memory: at most half of the
   machine's memory (:func:`memory_limit`, the smallest of the physical memory, the
   process's address-space limit and its cgroup's limit), and at most
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -189,6 +192,17 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
     # a rollout within the budget
     for i, (method, hp, budget_steps) in enumerate(phases):
         n_steps, n_envs = _rollout(method, hp)
+        batch = hp.get("batch_size", default_hyperparameter(method, "batch_size"))
+        if batch is not None and batch > n_steps * n_envs:
+            # not an error (the whole rollout is one minibatch), but a value that does nothing
+            # should not pass unseen: SB3 says so for PPO only, and a sweep over it measured noise
+            option = "--finetune-hp" if i else "--hp"
+            warnings.warn(
+                f"batch_size {batch} is larger than one rollout of n_steps × n_envs = {n_steps} × {n_envs} "
+                f"= {n_steps * n_envs} steps: every minibatch is the whole rollout, so batch_size has no "
+                f"effect; to change the minibatch, lower {option} batch_size=N or raise n_steps or n_envs",
+                stacklevel=2,
+            )
         if n_steps * n_envs > budget_steps:
             if i == 0:
                 raise ConfigError(
