@@ -252,6 +252,7 @@ REFERENCED = (
     "ppdistill.load_teacher",
     "ppdistill.evaluate",
     "ppdistill.Teacher",
+    "ppdistill.recommended",
     "ppdistill.teachers",
     "ppdistill.core.losses",
     "ppdistill.core.schedules",

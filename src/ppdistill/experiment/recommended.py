@@ -1,0 +1,54 @@
+"""The measured settings, for Python users: what ``ppdistill distill`` runs with.
+
+The classes keep SB3's and the paper's defaults (``PPD(...)`` is the paper's PPD at PPO's
+settings, λ 1), so that a class is what its documentation says. The settings this project
+measured (``ppdistill/configs/distill.yml``: for PPD λ 3, lr 1e-3, minibatch 64, 64-step
+rollouts of 8 environments, γ 0.999, GAE 0.9) are one call away, the same ones the command
+line and the benchmark harness use::
+
+    from stable_baselines3.common.env_util import make_vec_env
+    from ppdistill import PPD, recommended, recommended_n_envs
+
+    env = make_vec_env("CartPole-v1", n_envs=recommended_n_envs("ppd"), seed=0)
+    student = PPD("MlpPolicy", env, teacher=teacher, **recommended("ppd", "CartPole-v1"))
+
+Any keyword given after them overrides one (``**recommended("ppd"), distill_lambda=1.0``), so
+the paper's form stays one argument away.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ppdistill.experiment.config import METHODS, RUNNER_KEYS, ConfigError, hyperparameters
+
+
+def _section(method: str, env_id: str | None, config: Path | None) -> dict[str, Any]:
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return hyperparameters(env_id or "default", method, config)
+
+
+def recommended(method: str = "ppd", env_id: str | None = None, config: Path | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``method``'s class that ``ppdistill distill`` uses.
+
+    :param method: ``"ppd"``, ``"student-distill"``, ``"teacher-distill"`` or ``"ppo"``
+    :param env_id: an environment id with its own entry in the config (Pendulum-v1 has one);
+        None: the settings every environment starts from
+    :param config: a YAML file to read instead of the shipped ``distill.yml``
+    :returns: a new dict (changing it changes nothing else); the runner's own keys, such as
+        ``n_envs``, are left out (:func:`recommended_n_envs`)
+    :raises ConfigError: an unknown method, or a config file that cannot be read
+    """
+    return {k: v for k, v in _section(method, env_id, config).items() if k not in RUNNER_KEYS}
+
+
+def recommended_n_envs(method: str = "ppd", env_id: str | None = None, config: Path | None = None) -> int:
+    """How many environments the settings of :func:`recommended` were measured with.
+
+    :param method: as in :func:`recommended`
+    :param env_id: as in :func:`recommended`
+    :param config: as in :func:`recommended`
+    """
+    return int(_section(method, env_id, config).get("n_envs", 1))

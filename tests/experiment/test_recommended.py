@@ -1,0 +1,59 @@
+"""``recommended``: Python users get the settings the command line runs with, from one file."""
+
+from __future__ import annotations
+
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+
+from ppdistill import PPD, recommended, recommended_n_envs
+from ppdistill.experiment.config import (
+    METHODS,
+    RUNNER_KEYS,
+    ConfigError,
+    algorithm_class,
+    run_hyperparameters,
+)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_settings_are_the_command_lines_without_the_runners_keys(method):
+    cli = run_hyperparameters("CartPole-v1", method)
+    assert recommended(method, "CartPole-v1") == {k: v for k, v in cli.items() if k not in RUNNER_KEYS}
+    assert recommended_n_envs(method, "CartPole-v1") == cli.get("n_envs", 1)
+    assert not RUNNER_KEYS & set(recommended(method))
+
+
+def test_an_environments_own_entry_is_used():
+    assert recommended("ppd", "Pendulum-v1")["n_steps"] == 1024
+    assert recommended("ppd", "Pendulum-v1")["n_steps"] != recommended("ppd")["n_steps"]
+    assert recommended_n_envs("ppd", "Pendulum-v1") == 4
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_class_takes_its_settings(method, cartpole_teacher):
+    env = make_vec_env("CartPole-v1", n_envs=recommended_n_envs(method), seed=0)
+    teacher = {} if method == "ppo" else {"teacher": cartpole_teacher}
+    model = algorithm_class(method)("MlpPolicy", env, **teacher, **recommended(method), seed=0)
+    for key, value in recommended(method).items():
+        assert getattr(model, key) == value, key
+
+
+def test_the_measured_ppd_differs_from_the_class_defaults_and_one_argument_gives_the_papers(cartpole_teacher):
+    settings = recommended("ppd")
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    measured = PPD("MlpPolicy", env, teacher=cartpole_teacher, **settings)
+    plain = PPD("MlpPolicy", env, teacher=cartpole_teacher)
+    assert (measured.distill_lambda, measured.learning_rate, measured.batch_size) == (3.0, 1.0e-3, 64)
+    assert (plain.distill_lambda, plain.learning_rate) == (1.0, 3.0e-4)
+    paper = PPD("MlpPolicy", env, teacher=cartpole_teacher, **{**settings, "distill_lambda": 1.0})
+    assert paper.distill_lambda == 1.0 and paper.learning_rate == 1.0e-3
+
+
+def test_a_copy_is_returned():
+    recommended("ppd")["learning_rate"] = 123.0
+    assert recommended("ppd")["learning_rate"] == 1.0e-3
+
+
+def test_an_unknown_method_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="method must be one of ppd, student-distill"):
+        recommended("dagger")
