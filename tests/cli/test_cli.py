@@ -247,6 +247,11 @@ def test_a_privileged_teacher_distilled_into_an_lstm_student_exports_on_the_stud
         "evaluate", "--model", out / "student.zip", "--env", "ppdistill/CueMemory-v0", "--episodes", 2
     )
     assert "IQM" in proc.stdout
+    # compare: the teacher timed on both groups, the student on its view of the environment
+    proc = ppdistill("compare", cue_teacher, out / "student.zip", "--env", "ppdistill/CueMemory-v0",
+                     "--episodes", 2, "--json", tmp_path / "compare.json")  # fmt: skip
+    rows = json.loads((tmp_path / "compare.json").read_text())
+    assert "student/teacher" in proc.stdout and [r["role"] for r in rows["agents"]] == ["teacher", "student"]
 
 
 def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue_teacher):

@@ -257,7 +257,7 @@ def test_a_gaussian_student_resumes_bit_for_bit_without_taking_its_teachers_std_
     )
 
 
-@pytest.mark.parametrize("method", ["ppd", "teacher-distill", "ppo"])
+@pytest.mark.parametrize("method", ["ppd", "student-distill", "teacher-distill", "ppo"])
 def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeypatch, method):
     """The student's LSTM states at the rollout boundary are part of the checkpoint: without
     them the resumed student would act from a blank memory mid-episode. The student sees

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from torch import nn
 
 from ppdistill.core.scores import format_score, normalized_score, return_ratio
@@ -72,6 +73,8 @@ def acting_module(agent: Teacher) -> nn.Module:
 
     :param agent: from :func:`~ppdistill.teachers.loading.load_agent`
     """
+    if isinstance(agent.observation_space, spaces.Dict):  # export takes one observation; time the Teacher's
+        return agent
     if isinstance(agent, ActorCriticTeacher):
         return DeterministicPolicy(agent.policy, agent.obs_normalizer).eval()
     if isinstance(agent, RecurrentTeacher):  # one step, from the state an episode starts with
@@ -106,15 +109,15 @@ def count_actor_params(agent: Teacher) -> int:
 
 
 def measure_latency(
-    forward: Callable[[th.Tensor], Any],
-    observations: th.Tensor,
+    forward: Callable[[Any], Any],
+    observations: th.Tensor | dict[str, th.Tensor],
     repeats: int = 200,
     warmup: int = 20,
 ) -> float:
     """Median wall time of one call, in microseconds per observation.
 
     :param forward: the function to time (called under ``no_grad``)
-    :param observations: one batch, already a tensor
+    :param observations: one batch, already a tensor (a Dict observation's: one per group)
     :param repeats: timed calls
     :param warmup: untimed calls first (allocations, lazy initialization)
     """
@@ -126,7 +129,23 @@ def measure_latency(
             t0 = time.perf_counter()
             forward(observations)
             times[i] = time.perf_counter() - t0
-    return float(np.median(times)) * 1e6 / int(observations.shape[0])
+    first = next(iter(observations.values())) if isinstance(observations, dict) else observations
+    return float(np.median(times)) * 1e6 / int(first.shape[0])
+
+
+def observation_pool(space: spaces.Space, n: int, seed: int) -> Callable[[int], Any]:
+    """``n`` observations sampled from ``space`` (seeded), as a function of a batch size giving
+    the first ones as a tensor (a Dict observation's: a tensor per group)."""
+    space.seed(seed)
+    samples = [space.sample() for _ in range(n)]
+    if isinstance(space, spaces.Dict):
+        groups = {
+            key: np.stack([np.asarray(s[key]) for s in samples]).astype(obs_dtype(sub))
+            for key, sub in space.spaces.items()
+        }
+        return lambda b: {key: th.as_tensor(value[:b]) for key, value in groups.items()}
+    pool = np.stack([np.asarray(s) for s in samples]).astype(obs_dtype(space))
+    return lambda b: th.as_tensor(pool[:b])
 
 
 def agent_stats(
@@ -138,16 +157,10 @@ def agent_stats(
     repeats: int,
 ) -> AgentStats:
     """Size, latency and return of one agent (see the module's docstring)."""
-    space = agent.observation_space
-    space.seed(seed)
-    pool = np.stack([np.asarray(space.sample()) for _ in range(max(LATENCY_BATCHES))]).astype(
-        obs_dtype(space)
-    )
+    pool = observation_pool(agent.observation_space, max(LATENCY_BATCHES), seed)
     module = acting_module(agent)
     latency = {
-        b: measure_latency(
-            module, th.as_tensor(pool[:b]), repeats=repeats if b == 1 else max(5, repeats // 4)
-        )
+        b: measure_latency(module, pool(b), repeats=repeats if b == 1 else max(5, repeats // 4))
         for b in LATENCY_BATCHES
     }
     path = Path(str(agent.info.get("path", "")))
