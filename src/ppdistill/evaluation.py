@@ -130,7 +130,7 @@ def evaluate(
     owned = isinstance(env, str | EnvRecipe)
     copies = max(1, min(n_envs, n_episodes))
     # with a seed, every episode its own (the same ones for every agent: paired returns)
-    per_episode = functools.partial(EpisodeSeeds, stride=copies) if seed is not None else None
+    per_episode = functools.partial(EpisodeSeeds, base=seed) if seed is not None else None
     if isinstance(env, EnvRecipe):  # an environment with its wrappers (a zoo run's, a student's view)
         vec_env: VecEnv = env.make(n_envs=copies, training=False, wrapper_class=per_episode)
     elif isinstance(env, str):

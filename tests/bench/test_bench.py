@@ -256,3 +256,65 @@ def test_ppo_takes_the_teachers_zoo_hyperparameters_instead_of_the_distillation_
     assert ppo["policy_kwargs"] == {"log_std_init": -2, "ortho_init": False, "activation_fn": "relu"}
     assert "zoo_hyperparameters" not in ppo and "n_timesteps" not in ppo
     assert specs["ppd"].hp["gamma"] == 0.999  # the distillation settings stay PPD's
+
+
+def references_suite(tmp_path):
+    path = tmp_path / "refs.yaml"
+    path.write_text(
+        "name: refs\nseeds: [0, 1, 2]\nstudents: [smaller]\ntimesteps: 1024\nfinal_episodes: 3\n"
+        "envs:\n  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n"
+    )
+    return load_suite(path)
+
+
+def test_references_taken_side_by_side_equal_those_taken_one_by_one(tmp_path):
+    from ppdistill.bench.execute import prepare_references
+
+    suite = references_suite(tmp_path)
+    serial = prepare_references(suite, tmp_path / "serial", log=lambda m: None, jobs=1)
+    parallel = prepare_references(suite, tmp_path / "parallel", log=lambda m: None, jobs=2)
+    assert serial == parallel
+    (item,) = serial.values()
+    assert sorted(item["seeds"]) == ["0", "1", "2"]
+    # each seed's episodes are its own: a random policy's returns differ from seed to seed
+    randoms = [tuple(item["seeds"][s]["random_returns"]) for s in ("0", "1", "2")]
+    assert len(set(randoms)) == 3
+
+
+def test_references_of_another_episode_seeding_are_taken_again_and_current_ones_kept(tmp_path, monkeypatch):
+    from ppdistill.bench import execute
+    from ppdistill.envs.episode_seeds import SCHEME
+
+    suite = references_suite(tmp_path)
+    out = tmp_path / "out"
+    first = execute.prepare_references(suite, out, log=lambda m: None)
+    (key,) = first
+    assert first[key]["episode_seeding"] == SCHEME
+
+    def refuse(task):
+        raise AssertionError("references taken again although they were current")
+
+    monkeypatch.setattr(execute, "_score_references", refuse)
+    assert execute.prepare_references(suite, out, log=lambda m: None) == first
+
+    stale = json.loads((out / "references.json").read_text())
+    del stale[key]["episode_seeding"]  # a folder made when seeds were counted up
+    for scores in stale[key]["seeds"].values():
+        scores["teacher_score"] = -1.0
+    (out / "references.json").write_text(json.dumps(stale))
+    monkeypatch.undo()
+    lines: list[str] = []
+    again = execute.prepare_references(suite, out, log=lines.append)
+    assert again == first and any("older episode seeding" in line for line in lines)
+
+
+@pytest.mark.parametrize("name", ["claims", "imperfect-calibrated", "imperfect-sigma005"])
+def test_reporting_suites_give_every_method_the_same_env_steps(name):
+    """SB3 collects whole rollouts: a budget that is not a multiple of a method's rollout gives
+    that method more steps (the zoo's 16 x 1024 PPO rollout made 50,000 into 65,536)."""
+    steps: dict[str, set[int]] = {}
+    for rid, spec, _ in load_suite(REPO / "benchmarks" / "suites" / f"{name}.yaml").runs():
+        rollout = int(spec.hp.get("n_steps", 2048)) * int(spec.hp.get("n_envs", 1))
+        taken = -(-spec.timesteps // rollout) * rollout
+        steps.setdefault(spec.env_id, set()).add(taken)
+    assert all(len(taken) == 1 for taken in steps.values()), steps

@@ -19,7 +19,9 @@ process, Ray in its own task.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write, check_out_folder
 from ppdistill.core.seeds import SeedPlan
+from ppdistill.envs.episode_seeds import SCHEME
 from ppdistill.evaluation import evaluate, random_policy_result
 from ppdistill.experiment.runner import run
 from ppdistill.experiment.spec import RunSpec
@@ -97,7 +100,34 @@ def _teacher_of(entry: EnvEntry, out: Path, log: Any) -> dict[str, Any]:
     return {"env": entry.env, "teacher": str(target), "sigma": sigma, "corrupted_from": entry.teacher}
 
 
-def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, dict[str, Any]]:
+def _score_references(task: dict[str, Any]) -> dict[str, Any]:
+    """One seed's references (in a worker process with ``jobs`` > 1): the teacher's, the
+    uncorrupted teacher's and a random policy's returns on that seed's final episodes."""
+    th.set_num_threads(1)
+    episodes_seed = SeedPlan(task["seed"]).final_evaluation
+    env, episodes, deterministic = task["env"], task["episodes"], task["deterministic"]
+    teacher = load_teacher(task["teacher"], env_id=env)
+    played = evaluate(teacher, env, episodes, deterministic, seed=episodes_seed)
+    randomly = random_policy_result(env, episodes, seed=episodes_seed)
+    scores: dict[str, Any] = {
+        "teacher_score": played.mean,
+        "original_teacher_score": None,
+        "random_score": randomly.mean,
+        # episode by episode, in the order of their seeds (the students' are too): what the
+        # report's paired statistics resample
+        "teacher_returns": [float(x) for x in played.returns],
+        "original_teacher_returns": None,
+        "random_returns": [float(x) for x in randomly.returns],
+    }
+    if task["original"] is not None:
+        original = load_teacher(task["original"], env_id=env)
+        uncorrupted = evaluate(original, env, episodes, deterministic, seed=episodes_seed)
+        scores["original_teacher_score"] = uncorrupted.mean
+        scores["original_teacher_returns"] = [float(x) for x in uncorrupted.returns]
+    return scores
+
+
+def prepare_references(suite: Suite, out: Path, log: Any = print, jobs: int = 1) -> dict[str, dict[str, Any]]:
     """Per env: the teacher (corrupted if the suite says so), and per seed the returns that the
     runs of that seed are normalized by.
 
@@ -105,7 +135,14 @@ def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, d
     are each scored on the final evaluation's episodes of that seed
     (``SeedPlan(seed).final_evaluation``, ``final_episodes`` of them), the very episodes the
     students of that seed are scored on, so that a normalized score compares like with like.
-    Kept in ``references.json`` and reused when the suite is run again.
+    Kept in ``references.json`` and reused when the suite is run again, unless they were
+    taken under another episode seeding (:data:`ppdistill.envs.episode_seeds.SCHEME`), when
+    they are taken again. Seeds are scored ``jobs`` at a time, each in its own process.
+
+    :param suite: the parsed suite
+    :param out: the suite's output folder
+    :param log: where progress lines go
+    :param jobs: processes scoring seeds side by side
     """
     path = out / REFERENCES
     cached: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
@@ -114,44 +151,54 @@ def prepare_references(suite: Suite, out: Path, log: Any = print) -> dict[str, d
         legacy = json.loads(old.read_text())
         cached = {k: {key: v.get(key) for key in ("env", "teacher", "sigma")} for k, v in legacy.items()}
         log(f"{old.name} of ppdistill 0.1: its teachers are kept; scores are taken again, per seed")
-    episodes = suite.final_episodes
+    tasks: list[tuple[str, int, dict[str, Any]]] = []
     for entry in suite.envs:
         key = _references_key(entry)
         if key not in cached:
             cached[key] = _teacher_of(entry, out, log)
         item = cached[key]
         item.setdefault("corrupted_from", entry.teacher if entry.corrupt else None)
+        if item.get("episode_seeding") != SCHEME:
+            if item.get("seeds"):
+                log(f"references {entry.env}: taken under an older episode seeding; taking them again")
+            item["seeds"], item["episode_seeding"] = {}, SCHEME
         by_seed: dict[str, Any] = item.setdefault("seeds", {})
-        missing = [s for s in suite.seeds if str(s) not in by_seed]
-        if not missing:
-            continue
-        teacher = load_teacher(item["teacher"], env_id=entry.env)
-        original = load_teacher(entry.teacher, env_id=entry.env) if entry.corrupt else None
-        for seed in missing:
-            episodes_seed = SeedPlan(seed).final_evaluation
-            played = evaluate(teacher, entry.env, episodes, entry.deterministic, seed=episodes_seed)
-            randomly = random_policy_result(entry.env, episodes, seed=episodes_seed)
-            scores: dict[str, Any] = {
-                "teacher_score": played.mean,
-                "original_teacher_score": None,
-                "random_score": randomly.mean,
-                # episode by episode, in the order of their seeds (the students' are too): what
-                # the report's paired statistics resample
-                "teacher_returns": [float(x) for x in played.returns],
-                "original_teacher_returns": None,
-                "random_returns": [float(x) for x in randomly.returns],
-            }
-            if original is not None:
-                uncorrupted = evaluate(original, entry.env, episodes, entry.deterministic, seed=episodes_seed)
-                scores["original_teacher_score"] = uncorrupted.mean
-                scores["original_teacher_returns"] = [float(x) for x in uncorrupted.returns]
-            by_seed[str(seed)] = scores
-            log(
-                f"references {entry.env}, seed {seed}: teacher {scores['teacher_score']:.1f}"
-                + (f" (uncorrupted {scores['original_teacher_score']:.1f})" if original is not None else "")
-                + f", random {scores['random_score']:.1f}"
+        for seed in suite.seeds:
+            if str(seed) not in by_seed:
+                task = {
+                    "env": entry.env,
+                    "teacher": item["teacher"],
+                    "original": entry.teacher if entry.corrupt else None,
+                    "episodes": suite.final_episodes,
+                    "deterministic": entry.deterministic,
+                    "seed": seed,
+                }
+                tasks.append((key, seed, task))
+    atomic_write(path, json.dumps(cached, indent=2).encode())
+
+    def keep(key: str, seed: int, scores: dict[str, Any]) -> None:
+        cached[key]["seeds"][str(seed)] = scores
+        atomic_write(path, json.dumps(cached, indent=2).encode())  # each seed kept as it comes
+        log(
+            f"references {cached[key]['env']}, seed {seed}: teacher {scores['teacher_score']:.1f}"
+            + (
+                f" (uncorrupted {scores['original_teacher_score']:.1f})"
+                if scores["original_teacher_score"] is not None
+                else ""
             )
-        atomic_write(path, json.dumps(cached, indent=2).encode())
+            + f", random {scores['random_score']:.1f}"
+        )
+
+    if jobs > 1 and len(tasks) > 1:
+        # spawn, not fork: the parent has torch loaded (and maybe its threads started)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
+            futures = {pool.submit(_score_references, task): (key, seed) for key, seed, task in tasks}
+            for future in concurrent.futures.as_completed(futures):
+                keep(*futures[future], future.result())
+    else:
+        for key, seed, task in tasks:
+            keep(key, seed, _score_references(task))
     return cached
 
 
@@ -323,7 +370,7 @@ def run_suite(
     if jobs < 1:
         raise PPDistillError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
-    references = prepare_references(suite, out, log)
+    references = prepare_references(suite, out, log, jobs=jobs if backend == "local" else 1)
     done_ids = {r["id"] for r in read_records(out) if r.get("status") == "ok"}
     todo = [p for p in _payloads(suite, references) if p["id"] not in done_ids]
     total = len(todo)
