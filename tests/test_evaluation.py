@@ -35,3 +35,10 @@ def test_an_env_id_evaluates_through_the_models_frozen_statistics(normalized_mod
     with pytest.warns(UserWarning, match="trained inside VecNormalize"):
         without = evaluate(normalized_model, raw, n_episodes=4, seed=7)
     assert list(without.returns) != pytest.approx(by_hand)  # what was silently reported before
+
+
+def test_the_returns_spread_is_the_sample_standard_deviation():
+    from ppdistill.evaluation import EvalResult
+
+    assert EvalResult(np.array([1.0, 3.0])).std == pytest.approx(np.sqrt(2.0))  # not 1.0 (ddof 0)
+    assert EvalResult(np.array([5.0])).std == 0.0

@@ -74,7 +74,8 @@ class EvalResult:
 
     @property
     def std(self) -> float:
-        return float(np.std(self.returns))
+        """The returns' sample standard deviation (ddof 1; 0 for a single episode)."""
+        return float(np.std(self.returns, ddof=1)) if self.returns.size > 1 else 0.0
 
     @property
     def iqm(self) -> float:

@@ -313,7 +313,7 @@ def test_reporting_suites_give_every_method_the_same_env_steps(name):
     """SB3 collects whole rollouts: a budget that is not a multiple of a method's rollout gives
     that method more steps (the zoo's 16 x 1024 PPO rollout made 50,000 into 65,536)."""
     steps: dict[str, set[int]] = {}
-    for rid, spec, _ in load_suite(REPO / "benchmarks" / "suites" / f"{name}.yaml").runs():
+    for _, spec, _ in load_suite(REPO / "benchmarks" / "suites" / f"{name}.yaml").runs():
         rollout = int(spec.hp.get("n_steps", 2048)) * int(spec.hp.get("n_envs", 1))
         taken = -(-spec.timesteps // rollout) * rollout
         steps.setdefault(spec.env_id, set()).add(taken)

@@ -1,8 +1,9 @@
 """The paper's four claims, each given a verdict from a suite's confidence intervals.
 
 A verdict is ``shown`` (every interval it rests on excludes the opposite), ``not shown``
-(an interval covers 0: a tie, or the opposite holds) or ``not testable here`` (the
-conditions the claim needs are not met at this scale: say why). The evidence names every
+(an interval covers 0: a tie, or the opposite holds), ``not testable here`` (the
+conditions the claim needs are not met at this scale: say why) or ``incomplete`` (runs it
+needs are missing: how many). The evidence names every
 interval, so a reader checks the verdict against the numbers.
 
 1. *PPD ahead of both baselines*: PPD − student-distill and PPD − teacher-distill, paired,
@@ -10,14 +11,17 @@ interval, so a reader checks the verdict against the numbers.
 2. *Larger students surpass the teacher*: PPD's larger students above 1.0, which is only a
    test of size where larger students do better than smaller ones (the paired difference
    larger − smaller excludes 0); otherwise not testable here.
-3. *PPD most robust to imperfect teachers*: in a suite of corrupted teachers, PPD −
-   student-distill and PPD − teacher-distill in final score.
+3. *PPD most robust to imperfect teachers*, tested as PPD ahead of both baselines in a suite
+   of corrupted teachers (PPD − student-distill and PPD − teacher-distill in final score);
+   that it loses the least from a perfect to an imperfect teacher would need the same
+   budgets in both suites, and is not what is tested.
 4. *Distillation far ahead of PPO from scratch at equal env steps*: each distillation
    method − PPO in final score.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,8 +51,10 @@ class Verdict:
 
 
 def show(interval: Interval) -> str:
-    """``+0.12 [+0.03, +0.20]``."""
+    """``+0.12 [+0.03, +0.20]``; ``+0.12 [no interval]`` where there is nothing to resample."""
     point, low, high = interval
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{point:+.2f} [no interval: one seed]" if math.isfinite(point) else "undefined"
     return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
@@ -64,12 +70,25 @@ def _has(boot: Bootstrap, *labels: str) -> bool:
     return all(all(label in u.final for u in boot.units) for label in labels)
 
 
+def _incomplete(claim: str, suite: str, boot: Bootstrap, *labels: str) -> Verdict:
+    """The verdict of a claim whose runs are not all there: which, and how many."""
+    missing = [
+        f"{NAMES.get(label.split('|')[0], label)} ({label.split('|')[1]}): "
+        f"{sum(label not in u.final for u in boot.units)} of {len(boot.units)}"
+        for label in labels
+        if any(label not in u.final for u in boot.units)
+    ]
+    return Verdict(claim, suite, "incomplete", "runs missing, " + "; ".join(missing))
+
+
 def ppd_ahead(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdict]:
     """Claim 1, per student size (final score and AUC)."""
     out = []
     for size in sizes:
         ppd, sd, td = (_label(m, size) for m in DISTILLERS)
+        claim = f"PPD ahead of both baselines ({size} students)"
         if not _has(boot, ppd, sd, td):
+            out.append(_incomplete(claim, suite, boot, ppd, sd, td))
             continue
         parts, shown = [], True
         for what, name in (("final", "final score"), ("auc", "mean score over training")):
@@ -79,7 +98,7 @@ def ppd_ahead(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdict]:
                 parts.append(f"PPD − {label}, {name}: {show(interval)}")
         out.append(
             Verdict(
-                f"PPD ahead of both baselines ({size} students)",
+                claim,
                 suite,
                 "shown" if shown else "not shown",
                 "; ".join(parts),
@@ -94,8 +113,10 @@ def larger_surpass(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdic
         return []
     larger = _label("ppd", "larger")
     smaller = next((_label("ppd", s) for s in ("same", "smaller") if s in sizes), None)
-    if smaller is None or not _has(boot, larger, smaller):
+    if smaller is None:
         return []
+    if not _has(boot, larger, smaller):
+        return [_incomplete("Larger students surpass the teacher", suite, boot, larger, smaller)]
     level = boot.iqm(larger)
     gain = boot.difference(larger, smaller)
     evidence = (
@@ -121,12 +142,14 @@ def robust_to_imperfect(boot: Bootstrap, suite: str, sizes: list[str]) -> list[V
     out = []
     for size in sizes:
         ppd, sd, td = (_label(m, size) for m in DISTILLERS)
+        claim = "PPD most robust to imperfect teachers (tested as: ahead of both baselines)"
         if not _has(boot, ppd, sd, td):
+            out.append(_incomplete(claim, suite, boot, ppd, sd, td))
             continue
         a, b = boot.difference(ppd, sd), boot.difference(ppd, td)
         out.append(
             Verdict(
-                "PPD most robust to imperfect teachers",
+                claim,
                 suite,
                 "shown" if _ahead(a) and _ahead(b) else "not shown",
                 f"final score, PPD − student-distill: {show(a)}; PPD − teacher-distill: {show(b)}",
@@ -140,13 +163,17 @@ def ahead_of_ppo(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdict]
     out = []
     for size in sizes:
         ppo = _label("ppo", size)
-        present = [m for m in DISTILLERS if _has(boot, _label(m, size), ppo)]
-        if not present:
+        claim = f"Distillation ahead of PPO from scratch at equal env steps ({size} students)"
+        labels = [_label(m, size) for m in DISTILLERS]
+        if not any(any(label in u.final for u in boot.units) for label in [*labels, ppo]):
+            continue  # this size was not run
+        if not _has(boot, ppo, *labels):
+            out.append(_incomplete(claim, suite, boot, ppo, *labels))
             continue
-        intervals = {m: boot.difference(_label(m, size), ppo) for m in present}
+        intervals = {m: boot.difference(_label(m, size), ppo) for m in DISTILLERS}
         out.append(
             Verdict(
-                f"Distillation ahead of PPO from scratch at equal env steps ({size} students)",
+                claim,
                 suite,
                 "shown" if all(_ahead(i) for i in intervals.values()) else "not shown",
                 "; ".join(f"{NAMES[m]} − PPO, final score: {show(i)}" for m, i in intervals.items()),

@@ -63,6 +63,8 @@ def _cell(interval: Interval | None, digits: int = 2) -> str:
     point, low, high = interval
     if not np.isfinite(point):
         return "undefined"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{point:.{digits}f} [no interval: one seed]"
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -170,9 +172,16 @@ def _header(
         "the student was scored on. *Final*: the final evaluation; *AUC*: the mean score over training "
         "(area under the evaluation curve). Aggregates: interquartile mean over envs × teachers × seeds. "
         "Differences: paired (same env, teacher, seed and episodes), the mean over envs of the mean per "
-        "env. Intervals: 95% bootstrap, envs as strata, then teachers, seeds"
-        + (" and episodes (which carries the teacher's own uncertainty)" if paired else "")
-        + f", {reps} replicates. Where a difference's interval covers 0 the verdict is *tie*.",
+        "env (a mean: one run far below the random policy moves it; the tables above are IQMs). "
+        "Intervals: 95%, the estimate ± t·SE with SE from a bootstrap that keeps envs as strata and "
+        "draws teachers, then seeds"
+        + (", then episodes (which carries the teacher's own uncertainty)" if paired else "")
+        + f" ({reps} replicates), widened for the few teachers or seeds there are "
+        "(`ppdistill.bench.bootstrap`: a percentile interval from 5 seeds read 'ahead' under no "
+        "difference about one time in five). Where a difference's interval covers 0 the verdict is "
+        "*tie*: not distinguishable with these runs, which is not the same as equal. *90% held from*: "
+        "the first evaluation from which the score stays at or above 0.9 to the end (the last "
+        "evaluation alone counts); its median counts runs that never get there as never.",
         "",
         f"{len(records)} finished runs"
         + (f", {len(errors)} failed (listed at the end)" if errors else "")
@@ -317,13 +326,13 @@ def _env_section(
             area = boot.point(m, "auc")
             held = [u.held[m] for u in boot.units]
             reached = [h for h in held if h is not None]
-            when = (
-                f"{int(np.median(reached)):,} ({len(reached)}/{len(held)})"
-                if reached
-                else f"never (0/{len(held)})"
-            )
+            # the median over every run, a run that never holds 90% counting as infinitely late
+            middle = float(np.median([np.inf if h is None else h for h in held]))
+            when = f"{int(middle):,}" if np.isfinite(middle) else "never"
+            when += f" ({len(reached)}/{len(held)})"
             returns = np.mean([u.final[m].mean() for u in boot.units])
-            sd = f" ± {np.std(norm, ddof=1):.2f}" if len(norm) > 1 else ""
+            finite = norm[np.isfinite(norm)]
+            sd = f" ± {np.std(finite, ddof=1):.2f}" if len(finite) > 1 else ""
             lines.append(
                 f"| {size} | {_name(m)} | {np.nanmean(norm):.2f}{sd} | {returns:.1f} | "
                 f"{np.nanmean(area):.2f} | {when} |"
