@@ -153,3 +153,14 @@ def test_units_group_records_by_env_teacher_and_seed():
         ("u.zip", 1, ["a"]),
     ]
     assert units[0].paired and units[0].auc["a"] == 1.0 and units[0].held["a"] == 4
+
+
+def test_a_run_far_below_random_counts_as_a_failure_not_as_its_depth():
+    # b fails on one seed at -21 (normalized): without the floor that one run would make the
+    # mean difference about 5
+    scores_b = [0.2, 0.2, -21.0, 0.2, 0.2]
+    units = [
+        unit({"a": [1.0, 1.0], "b": [v, v]}, [1.0, 1.0], [0.0, 0.0], seed=s) for s, v in enumerate(scores_b)
+    ]
+    point = Bootstrap(units, reps=200).difference("a", "b")[0]
+    assert point == pytest.approx((0.8 * 4 + 2.0) / 5)

@@ -131,3 +131,11 @@ def test_the_held_median_counts_runs_that_never_get_there(tmp_path):
     rows = [row for row in rows if row.startswith("| smaller | student-distill |")]
     # the median over all five: never on A (3 never), the reached runs' 3,000 on B
     assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["never (2/5)", "3,000 (4/5)"], rows
+
+
+def test_a_method_the_suite_never_ran_is_not_a_missing_run(tmp_path):
+    runs = [r for r in records(np.random.default_rng(0)) if r["label"] != "teacher-distill"]
+    claims = claims_of(tmp_path, runs)
+    assert "PPD ahead of both baselines (smaller students)" not in claims  # needs teacher-distill
+    ppo = claims["Distillation ahead of PPO from scratch at equal env steps (smaller students)"]
+    assert ppo["verdict"] == "shown" and "teacher-distill" not in ppo["evidence"]

@@ -45,6 +45,11 @@ from ppdistill.bench.stats import Interval
 FRACTION = 0.9
 """The level that "held" refers to: 90% of the teacher (normalized 0.9)."""
 
+FLOOR = -1.0
+"""Differences count a normalized score below this as this: worse than a random policy by the
+teacher's whole margin over it is a failed run, and how deep it failed should not outweigh
+every other run in a mean (aggregates are IQMs, which need no floor)."""
+
 
 @dataclass
 class Unit:
@@ -236,14 +241,19 @@ class Bootstrap:
 
     def difference(self, a: str, b: str, what: str = "final") -> Interval:
         """Paired difference ``a − b``: the mean over envs of the mean over each env's units,
-        with its interval (every env weighs the same, whatever its number of teachers or seeds).
+        with its interval (every env weighs the same, whatever its number of teachers or seeds);
+        scores below :data:`FLOOR` count as it.
 
         :param a: a method
         :param b: the method it is compared with
         :param what: "final" or "auc"
         """
-        diff_point = self.point(a, what) - self.point(b, what)
-        diff_reps = self._drawn(self._per_unit(a, what) - self._per_unit(b, what))
+        # a run far below the random policy (PPO at -21 on LunarLander) would decide a mean alone:
+        # below FLOOR a score counts as FLOOR, a failure whose depth says nothing more
+        diff_point = np.maximum(self.point(a, what), FLOOR) - np.maximum(self.point(b, what), FLOOR)
+        diff_reps = self._drawn(
+            np.maximum(self._per_unit(a, what), FLOOR) - np.maximum(self._per_unit(b, what), FLOOR)
+        )
         envs = [u.env for u in self.units]
         point = float(
             np.nanmean([np.nanmean(diff_point[[e == env for e in envs]]) for env in dict.fromkeys(envs)])

@@ -70,6 +70,11 @@ def _has(boot: Bootstrap, *labels: str) -> bool:
     return all(all(label in u.final for u in boot.units) for label in labels)
 
 
+def _absent(boot: Bootstrap, *labels: str) -> bool:
+    """Whether some label was not run at all (the suite's design, not missing runs)."""
+    return any(all(label not in u.final for u in boot.units) for label in labels)
+
+
 def _incomplete(claim: str, suite: str, boot: Bootstrap, *labels: str) -> Verdict:
     """The verdict of a claim whose runs are not all there: which, and how many."""
     missing = [
@@ -87,6 +92,8 @@ def ppd_ahead(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdict]:
     for size in sizes:
         ppd, sd, td = (_label(m, size) for m in DISTILLERS)
         claim = f"PPD ahead of both baselines ({size} students)"
+        if _absent(boot, ppd, sd, td):
+            continue
         if not _has(boot, ppd, sd, td):
             out.append(_incomplete(claim, suite, boot, ppd, sd, td))
             continue
@@ -113,7 +120,7 @@ def larger_surpass(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdic
         return []
     larger = _label("ppd", "larger")
     smaller = next((_label("ppd", s) for s in ("same", "smaller") if s in sizes), None)
-    if smaller is None:
+    if smaller is None or _absent(boot, larger, smaller):
         return []
     if not _has(boot, larger, smaller):
         return [_incomplete("Larger students surpass the teacher", suite, boot, larger, smaller)]
@@ -143,6 +150,8 @@ def robust_to_imperfect(boot: Bootstrap, suite: str, sizes: list[str]) -> list[V
     for size in sizes:
         ppd, sd, td = (_label(m, size) for m in DISTILLERS)
         claim = "PPD most robust to imperfect teachers (tested as: ahead of both baselines)"
+        if _absent(boot, ppd, sd, td):
+            continue
         if not _has(boot, ppd, sd, td):
             out.append(_incomplete(claim, suite, boot, ppd, sd, td))
             continue
@@ -164,13 +173,14 @@ def ahead_of_ppo(boot: Bootstrap, suite: str, sizes: list[str]) -> list[Verdict]
     for size in sizes:
         ppo = _label("ppo", size)
         claim = f"Distillation ahead of PPO from scratch at equal env steps ({size} students)"
-        labels = [_label(m, size) for m in DISTILLERS]
-        if not any(any(label in u.final for u in boot.units) for label in [*labels, ppo]):
-            continue  # this size was not run
+        run = [m for m in DISTILLERS if not _absent(boot, _label(m, size))]  # by the suite's design
+        labels = [_label(m, size) for m in run]
+        if not run or _absent(boot, ppo):
+            continue
         if not _has(boot, ppo, *labels):
             out.append(_incomplete(claim, suite, boot, ppo, *labels))
             continue
-        intervals = {m: boot.difference(_label(m, size), ppo) for m in DISTILLERS}
+        intervals = {m: boot.difference(_label(m, size), ppo) for m in run}
         out.append(
             Verdict(
                 claim,

@@ -172,7 +172,7 @@ def _header(
         "the student was scored on. *Final*: the final evaluation; *AUC*: the mean score over training "
         "(area under the evaluation curve). Aggregates: interquartile mean over envs × teachers × seeds. "
         "Differences: paired (same env, teacher, seed and episodes), the mean over envs of the mean per "
-        "env (a mean: one run far below the random policy moves it; the tables above are IQMs). "
+        "env, a score below −1 counting as −1 (a failed run; the tables above are IQMs). "
         "Intervals: 95%, the estimate ± t·SE with SE from a bootstrap that keeps envs as strata and "
         "draws teachers, then seeds"
         + (", then episodes (which carries the teacher's own uncertainty)" if paired else "")
