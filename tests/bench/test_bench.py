@@ -318,3 +318,28 @@ def test_reporting_suites_give_every_method_the_same_env_steps(name):
         taken = -(-spec.timesteps // rollout) * rollout
         steps.setdefault(spec.env_id, set()).add(taken)
     assert all(len(taken) == 1 for taken in steps.values()), steps
+
+
+def test_a_prepared_teacher_is_kept_even_if_a_later_one_fails(tmp_path, monkeypatch):
+    from ppdistill.bench import execute
+
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "name: two\nseeds: [0]\nstudents: [smaller]\ntimesteps: 1024\nfinal_episodes: 2\nenvs:\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', corrupt: {sigma: 0.1, seed: 1}}\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', corrupt: {sigma: 0.2, seed: 2}}\n"
+    )
+    suite = load_suite(path)
+    made = []
+
+    def teacher_of(entry, out, log):
+        if made:
+            raise KeyboardInterrupt  # the session ends while the second teacher is calibrated
+        made.append(entry)
+        return {"env": entry.env, "teacher": entry.teacher, "sigma": 0.1, "corrupted_from": entry.teacher}
+
+    monkeypatch.setattr(execute, "_teacher_of", teacher_of)
+    with pytest.raises(KeyboardInterrupt):
+        execute.prepare_references(suite, tmp_path / "out", log=lambda m: None)
+    kept = json.loads((tmp_path / "out" / "references.json").read_text())
+    assert len(kept) == 1 and next(iter(kept.values()))["sigma"] == 0.1

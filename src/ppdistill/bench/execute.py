@@ -156,6 +156,8 @@ def prepare_references(suite: Suite, out: Path, log: Any = print, jobs: int = 1)
         key = _references_key(entry)
         if key not in cached:
             cached[key] = _teacher_of(entry, out, log)
+            # a calibrated corrupted teacher takes minutes: kept at once, not after the last one
+            atomic_write(path, json.dumps(cached, indent=2).encode())
         item = cached[key]
         item.setdefault("corrupted_from", entry.teacher if entry.corrupt else None)
         if item.get("episode_seeding") != SCHEME:
