@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
@@ -10,6 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill import evaluate
 from ppdistill.envs import make_vec_env
+from ppdistill.envs.episode_seeds import EpisodeSeeds
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +27,11 @@ def normalized_model():
 
 def test_an_env_id_evaluates_through_the_models_frozen_statistics(normalized_model):
     ours = evaluate(normalized_model, "Pendulum-v1", n_episodes=4, seed=7)
+    seeded = functools.partial(EpisodeSeeds, base=7)  # every episode from its own seed, as evaluate does
     frozen = VecNormalize(
-        make_vec_env("Pendulum-v1", n_envs=4, training=False), training=False, norm_reward=False
+        make_vec_env("Pendulum-v1", n_envs=4, training=False, wrapper_class=seeded),
+        training=False,
+        norm_reward=False,
     )
     frozen.obs_rms = normalized_model.get_vec_normalize_env().obs_rms
     frozen.seed(7)
