@@ -24,9 +24,9 @@ from ppdistill.teachers.sb3_zip import read_vecnormalize
 
 from ..conftest import zoo_path
 
-# (zoo run folder, minimum IQM return over 10 deterministic episodes on today's gymnasium env)
-# Thresholds sit well below what each agent scores here, well above a random policy. The IQM,
-# not the mean: ppo/Pendulum plays about one episode in ten at -1,500 (mean -280, IQM -155).
+# (zoo run folder, minimum mean return over 10 deterministic episodes on today's gymnasium env)
+# Thresholds sit well below what each agent scores here, well above a random policy. Ten
+# episodes, not five: ppo/Pendulum's returns spread widely (sd 439 over these ten, mean -280).
 ZOO_TEACHERS = [
     ("ppo/CartPole-v1_1", 475),  # random: ~22
     ("dqn/CartPole-v1_1", 475),
@@ -48,7 +48,7 @@ def test_every_zoo_teacher_loads_and_plays_competently(folder, threshold):
     teacher = load_teacher(zoo_path(folder))
     assert teacher.info["env_id"] is not None
     result = evaluate(teacher, teacher.info["env_id"], n_episodes=10, deterministic=True, seed=0)
-    assert result.iqm >= threshold, f"{folder}: {result}"
+    assert result.mean >= threshold, f"{folder}: {result}"
 
 
 def test_legacy_zoo_zips_load_without_the_old_gym_package():

@@ -190,31 +190,31 @@ class DistillDictRolloutBuffer(_TeacherStorage, DictRolloutBuffer):
         return self._with_teacher(super()._get_samples(batch_inds, env), batch_inds)
 
 
-class DistillMaskableRolloutBuffer(DistillRolloutBuffer, MaskableRolloutBuffer):  # type: ignore[misc]
+class _OwnActionMasks:
+    """For sb3-contrib's maskable buffers: the student's own recorded action masks are the
+    teacher's, flattened as the teacher's outputs are."""
+
+    samples_class = DistillMaskableRolloutBufferSamples
+    keeps_action_masks = True
+    action_masks: np.ndarray
+    buffer_size: int
+    n_envs: int
+    generator_ready: bool
+
+    def teacher_masks(self) -> np.ndarray | None:
+        masks = np.asarray(self.action_masks, dtype=bool)
+        if self.generator_ready:
+            return masks.reshape(self.buffer_size * self.n_envs, -1)
+        return self._flat(masks)  # type: ignore[attr-defined]
+
+
+class DistillMaskableRolloutBuffer(_OwnActionMasks, DistillRolloutBuffer, MaskableRolloutBuffer):  # type: ignore[misc]
     """sb3-contrib's :class:`~sb3_contrib.common.maskable.buffers.MaskableRolloutBuffer` (a
     MaskablePPO student's) with teacher outputs; its own action masks are the teacher's."""
 
-    samples_class = DistillMaskableRolloutBufferSamples
-    keeps_action_masks = True
 
-    def teacher_masks(self) -> np.ndarray | None:
-        masks = np.asarray(self.action_masks, dtype=bool)
-        return (
-            masks.reshape(self.buffer_size * self.n_envs, -1) if self.generator_ready else self._flat(masks)
-        )
-
-
-class DistillMaskableDictRolloutBuffer(DistillDictRolloutBuffer, MaskableDictRolloutBuffer):  # type: ignore[misc]
+class DistillMaskableDictRolloutBuffer(_OwnActionMasks, DistillDictRolloutBuffer, MaskableDictRolloutBuffer):  # type: ignore[misc]
     """:class:`~sb3_contrib.common.maskable.buffers.MaskableDictRolloutBuffer` with teacher outputs."""
-
-    samples_class = DistillMaskableRolloutBufferSamples
-    keeps_action_masks = True
-
-    def teacher_masks(self) -> np.ndarray | None:
-        masks = np.asarray(self.action_masks, dtype=bool)
-        return (
-            masks.reshape(self.buffer_size * self.n_envs, -1) if self.generator_ready else self._flat(masks)
-        )
 
 
 class _PaddedTeacher(_TeacherStorage):

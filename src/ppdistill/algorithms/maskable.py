@@ -17,6 +17,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.distributions import MaskableDistribution
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv
@@ -33,8 +34,9 @@ from ppdistill.algorithms.buffers import (
 from ppdistill.algorithms.guards import nonfinite_loss
 from ppdistill.core.losses import KLDirection, action_agreement, distillation_kl, ppd_term
 from ppdistill.core.schedules import Schedule, as_schedule
+from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.maskable import mask_params, maskable_forward, params_from_maskable
+from ppdistill.teachers.maskable import mask_params, params_from_maskable
 
 
 class MaskablePPD(DistillationMixin, MaskablePPO):  # type: ignore[misc]  # load() adds teacher=
@@ -161,7 +163,9 @@ class MaskablePPD(DistillationMixin, MaskablePPO):  # type: ignore[misc]  # load
                     actions = batch.actions.long().flatten()
 
                 # PPD: one forward pass gives log-probs, values, entropy and the masked distribution
-                distribution, values = maskable_forward(self.policy, batch.observations)
+                # (a MaskableActorCriticPolicy has the ActorCriticPolicy parts the shared pass uses)
+                distribution, values = actor_critic_forward(self.policy, batch.observations)
+                assert isinstance(distribution, MaskableDistribution)
                 distribution.apply_masking(batch.action_masks)
                 assert values is not None
                 log_prob = distribution.log_prob(actions)

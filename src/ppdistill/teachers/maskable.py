@@ -39,7 +39,7 @@ from stable_baselines3.common.preprocessing import maybe_transpose
 from stable_baselines3.common.utils import is_vectorized_observation, obs_as_tensor
 
 from ppdistill.core.errors import PPDistillError
-from ppdistill.networks.forward import TensorObs
+from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind, TeacherOutput
 
 MASKED_LOGIT = -1e8
@@ -125,30 +125,6 @@ def params_from_maskable(dist: MaskableDistribution) -> th.Tensor:
     raise TypeError(f"cannot read parameters from {type(dist).__name__}")
 
 
-def maskable_forward(
-    policy: MaskableActorCriticPolicy, obs: TensorObs, with_values: bool = True
-) -> tuple[MaskableDistribution, th.Tensor | None]:
-    """One pass through a MaskablePPO policy: its (unmasked) distribution and its values.
-
-    The same operations, in the same order, as ``MaskableActorCriticPolicy.evaluate_actions``
-    before it applies the masks (so a MaskablePPD step matches MaskablePPO's bit for bit).
-
-    :param policy: the maskable actor-critic policy
-    :param obs: observation tensor(s), as the policy takes them
-    :param with_values: also run the critic
-    """
-    features = policy.extract_features(obs)
-    if policy.share_features_extractor:
-        latent_pi, latent_vf = policy.mlp_extractor(features)
-    else:
-        pi_features, vf_features = features
-        latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-        latent_vf = policy.mlp_extractor.forward_critic(vf_features) if with_values else None
-    distribution = policy._get_action_dist_from_latent(latent_pi)
-    values = policy.value_net(latent_vf) if with_values else None
-    return distribution, values
-
-
 class MaskedTeacher(Teacher):
     """A MaskablePPO policy as a teacher (see the module docstring).
 
@@ -186,7 +162,10 @@ class MaskedTeacher(Teacher):
             self._masks = None
 
     def _forward(self, obs: TensorObs, with_values: bool) -> TeacherOutput:
-        distribution, values = maskable_forward(self.policy, obs, with_values=with_values)
+        # MaskableActorCriticPolicy is not an ActorCriticPolicy subclass, but has the same parts
+        # in the same order: the shared pass gives its (unmasked) MaskableDistribution
+        distribution, values = actor_critic_forward(self.policy, obs, with_values=with_values)  # type: ignore[arg-type]
+        assert isinstance(distribution, MaskableDistribution)
         params = params_from_maskable(distribution)
         if self._masks is not None:
             if self._masks.shape[0] != params.shape[0]:
