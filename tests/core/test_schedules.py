@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from ppdistill.core.schedules import Constant, DistillThenFinetune, Linear, PerformanceBased, as_schedule
+from ppdistill.core.schedules import Constant, DistillThenFinetune, Fading, Linear, PerformanceBased, as_schedule
 
 
 def test_constant_linear_and_distill_then_finetune():
@@ -19,6 +19,18 @@ def test_constant_linear_and_distill_then_finetune():
     assert as_schedule(0.5) == Constant(0.5)
     with pytest.raises(ValueError, match="distill_lambda"):
         as_schedule(-1)
+
+
+def test_fading_holds_then_falls_linearly_to_zero():
+    fading = Fading(2.0, begin=0.25, end=0.75)  # shares of the budget spent
+    values = [fading(1.0 - spent) for spent in (0.0, 0.25, 0.5, 0.7, 0.75, 1.0)]
+    assert values == pytest.approx([2.0, 2.0, 1.0, 0.2, 0.0, 0.0])
+    assert pickle.loads(pickle.dumps(fading)) == fading
+    for begin, end in ((0.5, 0.5), (-0.1, 0.5), (0.2, 1.2)):
+        with pytest.raises(ValueError, match="begin < end"):
+            Fading(1.0, begin, end)
+    with pytest.raises(ValueError, match=">= 0"):
+        Fading(-1.0, 0.0, 1.0)
 
 
 def test_performance_based_follows_the_students_returns():
@@ -37,7 +49,7 @@ def test_performance_based_follows_the_students_returns():
 
 
 @pytest.mark.parametrize(
-    "schedule", [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0)]
+    "schedule", [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0), Fading(1.0, 0.2, 0.6)]
 )
 def test_schedules_pickle(schedule):
     assert pickle.loads(pickle.dumps(schedule)) == schedule

@@ -7,6 +7,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import PPO
@@ -23,7 +24,13 @@ from ppdistill.core.schedules import (
 )
 from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from ppdistill.experiment.config import ConfigError, run_hyperparameters
-from ppdistill.experiment.pipeline import CriticWarmup, actor_parameters, critic_parameters, finetune_model
+from ppdistill.experiment.pipeline import (
+    CriticWarmup,
+    actor_parameters,
+    anchor_schedule,
+    critic_parameters,
+    finetune_model,
+)
 from ppdistill.experiment.runner import CHECKPOINT_DIR, resume, run
 from ppdistill.experiment.spec import RunSpec
 
@@ -210,12 +217,60 @@ def test_critic_warmup_freezes_the_actor_then_releases_it():
     )
 
 
-@pytest.mark.parametrize("phase", ["distill", "finetune"])
+def _policy_kl(a, b, obs):
+    """Mean KL(a ‖ b) of two categorical policies on ``obs``."""
+    with th.no_grad():
+        pa = a.get_distribution(obs).distribution.probs
+        pb = b.get_distribution(obs).distribution.probs
+    return float((pa * (pa.log() - pb.log())).sum(-1).mean())
+
+
+def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill("MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0).learn(64)
+    hp = {"n_steps": 64, "batch_size": 32, "n_epochs": 4, "learning_rate": 3e-3}
+    distilled = student.policy
+    obs = th.as_tensor(np.stack([student.observation_space.sample() for _ in range(256)]))
+    drift = {}
+    for value in (0.0, 30.0):
+        schedule = anchor_schedule(value, start=64, steps=0, total=64 + 512)
+        model = finetune_model(student, hp, student.get_env(), seed=1, anchor=(distilled, schedule))
+        assert isinstance(model, PPD) and model.lambda_schedule == schedule
+        # the anchor is a frozen copy of the distilled policy, not the one being trained
+        anchor = model.teacher.policy
+        assert anchor is not model.policy and anchor is not distilled
+        assert not any(p.requires_grad for p in anchor.parameters())
+        assert _policy_kl(anchor, distilled, obs) == 0.0
+        model.learn(512, reset_num_timesteps=False)
+        assert _policy_kl(model.teacher.policy, distilled, obs) == 0.0  # the anchor never moves
+        drift[value] = _policy_kl(distilled, model.policy, obs)
+    # the same seed, the same data at the first update: only the anchor differs
+    assert drift[30.0] < 0.5 * drift[0.0], drift
+    # λ at the switch, half-way, and from the end of the fading on
+    fading = anchor_schedule(2.0, start=100, steps=200, total=1000)
+    assert [fading(1 - t / 1000) for t in (100, 200, 300, 1000)] == pytest.approx([2.0, 1.0, 0.0, 0.0])
+
+
+def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
+    out = tmp_path / "run"
+    proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, "--finetune-anchor", 2, "--finetune-anchor-steps", 256))
+    assert "fine-tuning from env step 512" in proc.stdout
+    result = json.loads((out / "results.json").read_text())
+    finetune = result["phases"][1]
+    assert (finetune["anchor"], finetune["anchor_until_step"]) == (2.0, 768)
+    assert result["spec"]["hp"]["finetune_anchor"] == 2.0
+    assert type(PPO.load(out / "student.zip", device="cpu").policy) is type(
+        StudentDistill.load(out / "distilled.zip", device="cpu").policy
+    )
+
+
+@pytest.mark.parametrize("phase", ["distill", "finetune", "anchored"])
 def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
+    anchor = {"finetune_anchor": 1.0, "finetune_anchor_steps": 256} if phase == "anchored" else {}
     hp = run_hyperparameters(
         "CartPole-v1",
         "student-distill",
-        {"n_envs": 2, "then_finetune": 512, "critic_warmup": 128,
+        {"n_envs": 2, "then_finetune": 512, "critic_warmup": 128, **anchor,
          "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}},
     )  # fmt: skip
     spec = RunSpec(
@@ -224,7 +279,8 @@ def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
     )  # fmt: skip
     whole = run(spec, out=tmp_path / "whole", checkpoint_freq=200)
     # student-distill: 16-step rollouts; the fine-tuning PPO: 128-step rollouts
-    hook = interrupt_after(20, only=StudentDistill) if phase == "distill" else interrupt_after(2, only=PPO)
+    tuner = PPD if phase == "anchored" else PPO
+    hook = interrupt_after(20, only=StudentDistill) if phase == "distill" else interrupt_after(2, only=tuner)
     with pytest.raises(Interrupt):
         run(spec, out=tmp_path / "cut", checkpoint_freq=200, on_model=hook)
     saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
@@ -314,6 +370,12 @@ def run_spec_with(method, **hp):
         (["--method", "student-distill", "--then-finetune", "100", "--critic-warmup", "200"], "exceeds"),
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
         (["--hp", "then_finetune=100"], "then_finetune applies to"),
+        (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
+        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor-steps", "50"],
+         "finetune_anchor_steps needs finetune_anchor"),
+        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "1",
+          "--finetune-anchor-steps", "500"], r"finetune_anchor_steps (500) exceeds then_finetune (100)"),
+        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "-1"], "must be"),
     ],
 )
 def test_bad_strategy_options_are_one_line_errors(tmp_path, capsys, extra, fragment):

@@ -33,6 +33,8 @@ _SPEC_OPTIONS = (
     "then_finetune",
     "critic_warmup",
     "finetune_hp",
+    "finetune_anchor",
+    "finetune_anchor_steps",
     "teacher_obs",
     "student_policy",
 )
@@ -81,8 +83,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if args.method != "ppd":
             raise CLIError("--lambda-schedule applies to --method ppd only")
         overrides["lambda_schedule"] = args.lambda_schedule
-    if args.then_finetune is None and (args.critic_warmup is not None or args.finetune_hp):
-        raise CLIError("--critic-warmup and --finetune-hp need --then-finetune N")
+    pipeline_options = (args.critic_warmup, args.finetune_anchor, args.finetune_anchor_steps)
+    if args.then_finetune is None and (any(o is not None for o in pipeline_options) or args.finetune_hp):
+        raise CLIError("--critic-warmup, --finetune-anchor(-steps) and --finetune-hp need --then-finetune N")
     if args.then_finetune is not None:
         if args.method not in ("student-distill", "teacher-distill"):
             raise CLIError(
@@ -91,6 +94,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
             )
         overrides["then_finetune"] = args.then_finetune
         overrides["critic_warmup"] = args.critic_warmup or 0
+        if args.finetune_anchor is not None:
+            overrides["finetune_anchor"] = args.finetune_anchor
+        if args.finetune_anchor_steps is not None:
+            overrides["finetune_anchor_steps"] = args.finetune_anchor_steps
         finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
         overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp, option="--finetune-hp")}
     hp = run_hyperparameters(args.env, args.method, overrides, args.config)

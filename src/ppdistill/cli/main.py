@@ -101,6 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --then-finetune: only the critic learns in the first M fine-tuning steps",
     )
     p.add_argument(
+        "--finetune-anchor",
+        type=non_negative_float,
+        default=None,
+        metavar="LAMBDA",
+        help="with --then-finetune: hold the fine-tuned policy to the distilled student with a KL "
+        "term of this λ, fading to 0 (default 0: plain PPO)",
+    )
+    p.add_argument(
+        "--finetune-anchor-steps",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="with --finetune-anchor: env steps over which λ fades to 0 (default: all of the fine-tuning)",
+    )
+    p.add_argument(
         "--finetune-hp",
         action="append",
         default=[],

@@ -54,6 +54,33 @@ class DistillThenFinetune:
         return self.value if (1.0 - progress_remaining) < self.fraction else 0.0
 
 
+@dataclass(frozen=True)
+class Fading:
+    """``value`` until the fraction ``begin`` of the budget has passed, then linearly to 0 at
+    ``end``, then 0: the KL anchor of a fine-tuning phase that fades out.
+
+    :param value: λ at and before ``begin``
+    :param begin: share of the budget where the fading starts, in [0, 1)
+    :param end: share of the budget where λ reaches 0, in (``begin``, 1]
+    """
+
+    value: float
+    begin: float
+    end: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.begin < self.end <= 1.0:
+            raise ValueError(f"need 0 <= begin < end <= 1, got begin {self.begin}, end {self.end}")
+        if self.value < 0:
+            raise ValueError(f"value must be >= 0, got {self.value}")
+
+    def __call__(self, progress_remaining: float) -> float:
+        elapsed = 1.0 - progress_remaining
+        if elapsed <= self.begin:
+            return self.value
+        return self.value * max(0.0, (self.end - elapsed) / (self.end - self.begin))
+
+
 @dataclass
 class PerformanceBased:
     """λ from how far the student is from the teacher, as in QDagger (Agarwal et al. 2022).

@@ -65,8 +65,8 @@ _RESERVED = {
 # n_envs (training environments), temperature (τ of a value-based teacher), lambda_schedule
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
-# then_finetune / critic_warmup / finetune_hp (a distill-then-fine-tune pipeline of
-# student-distill or teacher-distill), student_policy (feedforward or lstm: which class the
+# then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps (a
+# distill-then-fine-tune pipeline of student-distill or teacher-distill), student_policy (feedforward or lstm: which class the
 # method's student is). Each acts; tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
     "n_envs",
@@ -77,6 +77,8 @@ RUNNER_KEYS = {
     "then_finetune",
     "critic_warmup",
     "finetune_hp",
+    "finetune_anchor",
+    "finetune_anchor_steps",
 }
 # Keys an rl_zoo3 user may bring that a run does not take, with what to do instead.
 NOT_HYPERPARAMETERS = {
@@ -88,7 +90,7 @@ NOT_HYPERPARAMETERS = {
         "(student_obs_norm); for the reward part, set normalize_reward: true"
     ),
 }
-PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp")
+PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp", "finetune_anchor", "finetune_anchor_steps")
 # Methods whose student can be handed over to PPO after distilling.
 PIPELINE_METHODS = ("student-distill", "teacher-distill")
 
@@ -699,6 +701,14 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
     warmup = _count(hp.get("critic_warmup") or 0, "critic_warmup")
     if warmup > finetune:
         raise ConfigError(f"critic_warmup ({warmup}) exceeds then_finetune ({finetune})")
+    anchor = hp.get("finetune_anchor") or 0.0
+    if isinstance(anchor, bool) or not isinstance(anchor, int | float) or not 0.0 <= anchor < float("inf"):
+        raise ConfigError(f"finetune_anchor (the KL anchor's λ at the switch) must be a number >= 0, got {anchor!r}")
+    fading = _count(hp.get("finetune_anchor_steps") or 0, "finetune_anchor_steps")
+    if fading > finetune:
+        raise ConfigError(f"finetune_anchor_steps ({fading}) exceeds then_finetune ({finetune})")
+    if fading and not anchor:
+        raise ConfigError("finetune_anchor_steps needs finetune_anchor (the KL anchor's λ at the switch)")
     extra = hp.get("finetune_hp")
     if extra is not None:
         if not isinstance(extra, dict):

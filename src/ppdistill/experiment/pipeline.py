@@ -13,6 +13,15 @@ that may know nothing of the policy it now serves (with ``value_target="none"``,
 ``"teacher"`` when the teacher's γ or reward scale differ), and its policy-gradient steps
 would then undo the distillation. During the warm-up the actor's parameters are frozen with
 ``requires_grad = False``, so only the critic learns; afterwards everything learns.
+
+KL anchor (``finetune_anchor``): the fine-tuning model is then a
+:class:`~ppdistill.algorithms.PPD` whose teacher is a frozen copy of the distilled student
+itself, with λ fading linearly to 0 over ``finetune_anchor_steps``
+(:class:`~ppdistill.core.schedules.Fading`). The anchor holds the policy near what was
+distilled while the critic and the advantages settle, and lets go as the reward takes over; at
+λ 0 the update is PPO's (and the anchor is not run). The distilled student rather than the
+teacher, because it is what fine-tuning starts from and must not forget; PPD with a decaying
+λ (``lambda_schedule: linear``) is the form that anchors to the teacher.
 ``requires_grad`` rather than an optimizer parameter group with a learning rate of 0,
 because SB3 sets one learning rate on every group at each update (``update_learning_rate``),
 and because Adam would still accumulate the frozen parameters' moments from policy-gradient
@@ -36,9 +45,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 
+from ppdistill.algorithms.ppd import PPD
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.schedules import zoo_schedule
+from ppdistill.core.schedules import Fading, Schedule, zoo_schedule
 from ppdistill.experiment.config import RUNNER_KEYS
+from ppdistill.teachers.actor_critic import ActorCriticTeacher
 
 # The student's network decides these: the fine-tuning PPO takes the student's values.
 POLICY_KEYS = ("policy_kwargs", "use_sde")
@@ -123,6 +134,31 @@ def warmup_end(start: int, steps: int, rollout: int) -> int:
     return start + -(-steps // rollout) * rollout
 
 
+def anchor_schedule(value: float, start: int, steps: int, total: int) -> Fading:
+    """The anchor's λ over the whole run's budget: ``value`` at env step ``start``, 0 from
+    ``start + steps`` (or at ``total``) on.
+
+    :param value: λ at the start of fine-tuning
+    :param start: env step where fine-tuning begins
+    :param steps: env steps over which λ fades to 0 (0: the whole fine-tuning phase)
+    :param total: env steps of the whole run (distillation and fine-tuning)
+    """
+    end = total if steps <= 0 else min(total, start + steps)
+    return Fading(float(value), start / total, end / total)
+
+
+def anchor_teacher(policy: ActorCriticPolicy) -> ActorCriticTeacher:
+    """A frozen copy of ``policy`` as the teacher of the fine-tuning's KL anchor.
+
+    :param policy: the distilled student's policy (copied; the original keeps learning)
+    """
+    # built anew rather than deep-copied: a policy holds its last distribution's (non-leaf) tensors
+    frozen = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
+    frozen.load_state_dict(policy.state_dict())
+    info = {"kind": "actor-critic", "role": "anchor: the distilled student"}
+    return ActorCriticTeacher(frozen, info=info).freeze()
+
+
 def finetune_model(
     distilled: BaseAlgorithm,
     hp: dict[str, Any],
@@ -130,6 +166,7 @@ def finetune_model(
     seed: int,
     verbose: int = 0,
     tensorboard_log: str | None = None,
+    anchor: tuple[ActorCriticPolicy, Schedule] | None = None,
 ) -> PPO:
     """A PPO that continues ``distilled``: same policy class, ``policy_kwargs`` and weights.
 
@@ -146,6 +183,8 @@ def finetune_model(
     :param seed: seed of the PPO (its random states and its environments)
     :param verbose: SB3 verbosity
     :param tensorboard_log: TensorBoard folder
+    :param anchor: the distilled policy and λ's schedule: a :class:`~ppdistill.algorithms.PPD`
+        held to that policy (see the module docstring) instead of a plain PPO
     """
     if not isinstance(distilled.policy, ActorCriticPolicy):
         raise PPDistillError(
@@ -157,7 +196,15 @@ def finetune_model(
         kwargs.pop("sde_sample_freq", None)
     elif "sde_sample_freq" not in kwargs:
         kwargs["sde_sample_freq"] = distilled.sde_sample_freq
-    model = PPO(
+    if anchor is not None:
+        # the student's own normalization and log-std are in its weights: nothing to inherit
+        kwargs.update(
+            teacher=anchor_teacher(anchor[0]),
+            distill_lambda=anchor[1],
+            student_obs_norm="none",
+            log_std_from_teacher=False,
+        )
+    model = (PPD if anchor is not None else PPO)(
         type(distilled.policy),
         env,
         policy_kwargs=dict(distilled.policy_kwargs),

@@ -39,7 +39,8 @@ harness run them alike:
   teacher-distill): the distillation phase runs its ``timesteps``, then the same student
   continues as SB3's PPO for N more env steps (:mod:`ppdistill.experiment.pipeline`), on fresh training
   environments, with PPO's hyperparameters ``finetune_hp`` and, with ``critic_warmup: M``,
-  only the critic learning for the first M of them. One evaluation curve spans both phases
+  only the critic learning for the first M of them; with ``finetune_anchor: λ``, held to the
+  distilled student by a KL term whose λ fades to 0 over ``finetune_anchor_steps``. One evaluation curve spans both phases
   (env steps continue); the output folder also holds ``distilled.zip``, the student at the end
   of distillation, and ``results.json`` a ``phases`` list. A pipeline resumes from either
   phase: a checkpoint holds whichever model was training, and one taken during fine-tuning
@@ -64,6 +65,8 @@ from typing import Any, Literal
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 
 from ppdistill.algorithms.base import DistillationMixin
 from ppdistill.algorithms.guards import FiniteRollouts, diagnose_value_error
@@ -85,7 +88,7 @@ from ppdistill.experiment.checkpoints import (
 from ppdistill.experiment.config import algorithm_class, hyperparameters
 from ppdistill.experiment.models import build_model, student_env, teacher_env
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
-from ppdistill.experiment.pipeline import CriticWarmup, finetune_model
+from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, finetune_model
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.validation import validate_run
 from ppdistill.teachers.base import Teacher
@@ -398,10 +401,34 @@ class Run:
             old_env.close()
         try:
             return finetune_model(
-                distilled, hp, env, seed, verbose=self.verbose, tensorboard_log=self.spec.tensorboard
+                distilled,
+                hp,
+                env,
+                seed,
+                verbose=self.verbose,
+                tensorboard_log=self.spec.tensorboard,
+                anchor=self._anchor(distilled),
             )
         except TypeError as exc:  # a key PPO does not take
             raise PPDistillError(f"bad fine-tuning hyperparameter: {exc}") from exc
+
+    def _anchor(self, distilled: BaseAlgorithm) -> tuple[ActorCriticPolicy, Schedule] | None:
+        """The fine-tuning's KL anchor (``finetune_anchor`` > 0): the distilled student, read
+        back from what :meth:`_hand_over` kept (so a resumed run anchors to the same weights),
+        and λ fading from the switch over ``finetune_anchor_steps``."""
+        value = float(self.spec.hp.get("finetune_anchor") or 0.0)
+        if value == 0.0:
+            return None
+        assert self.distilled is not None and self.state.finetune is not None
+        if not isinstance(distilled.policy, ActorCriticPolicy):
+            raise PPDistillError(f"finetune_anchor needs an actor-critic student, not {type(distilled).__name__}")
+        _, params, _ = load_from_zip_file(io.BytesIO(self.distilled), load_data=False, device=distilled.device)
+        assert params is not None
+        policy = type(distilled.policy)(**distilled.policy._get_constructor_parameters()).to(distilled.device)
+        policy.load_state_dict(params["policy"])
+        steps = int(self.spec.hp.get("finetune_anchor_steps") or 0)
+        schedule = anchor_schedule(value, self.state.finetune["start"], steps, self.spec.total_timesteps)
+        return policy, schedule
 
     def _train_time(self) -> float:
         return self.state.train_time_s + time.perf_counter() - self._t0
