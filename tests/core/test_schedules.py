@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 
-from ppdistill.core.schedules import Constant, DistillThenFinetune, Fading, Linear, PerformanceBased, as_schedule
+from ppdistill.core.schedules import (
+    Constant,
+    DistillThenFinetune,
+    Fading,
+    Linear,
+    PerformanceBased,
+    as_schedule,
+)
 
 
 def test_constant_linear_and_distill_then_finetune():
@@ -49,7 +56,8 @@ def test_performance_based_follows_the_students_returns():
 
 
 @pytest.mark.parametrize(
-    "schedule", [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0), Fading(1.0, 0.2, 0.6)]
+    "schedule",
+    [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0), Fading(1.0, 0.2, 0.6)],
 )
 def test_schedules_pickle(schedule):
     assert pickle.loads(pickle.dumps(schedule)) == schedule

@@ -253,7 +253,8 @@ def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
 
 def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     out = tmp_path / "run"
-    proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, "--finetune-anchor", 2, "--finetune-anchor-steps", 256))
+    anchor = ("--finetune-anchor", 2, "--finetune-anchor-steps", 256)
+    proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, *anchor))
     assert "fine-tuning from env step 512" in proc.stdout
     result = json.loads((out / "results.json").read_text())
     finetune = result["phases"][1]
@@ -371,10 +372,23 @@ def run_spec_with(method, **hp):
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
         (["--hp", "then_finetune=100"], "then_finetune applies to"),
         (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
-        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor-steps", "50"],
-         "finetune_anchor_steps needs finetune_anchor"),
-        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "1",
-          "--finetune-anchor-steps", "500"], r"finetune_anchor_steps (500) exceeds then_finetune (100)"),
+        (
+            ["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor-steps", "50"],
+            "finetune_anchor_steps needs finetune_anchor",
+        ),
+        (
+            [
+                "--method",
+                "student-distill",
+                "--then-finetune",
+                "100",
+                "--finetune-anchor",
+                "1",
+                "--finetune-anchor-steps",
+                "500",
+            ],
+            r"finetune_anchor_steps (500) exceeds then_finetune (100)",
+        ),
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "-1"], "must be"),
     ],
 )

@@ -66,8 +66,9 @@ _RESERVED = {
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
 # then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps (a
-# distill-then-fine-tune pipeline of student-distill or teacher-distill), student_policy (feedforward or lstm: which class the
-# method's student is). Each acts; tests/experiment/test_hp_keys.py checks that.
+# distill-then-fine-tune pipeline of student-distill or teacher-distill), student_policy
+# (feedforward or lstm: which class the method's student is). Each acts;
+# tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
     "n_envs",
     "student_policy",
@@ -703,7 +704,9 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
         raise ConfigError(f"critic_warmup ({warmup}) exceeds then_finetune ({finetune})")
     anchor = hp.get("finetune_anchor") or 0.0
     if isinstance(anchor, bool) or not isinstance(anchor, int | float) or not 0.0 <= anchor < float("inf"):
-        raise ConfigError(f"finetune_anchor (the KL anchor's λ at the switch) must be a number >= 0, got {anchor!r}")
+        raise ConfigError(
+            f"finetune_anchor (the KL anchor's λ at the switch) must be a number >= 0, got {anchor!r}"
+        )
     fading = _count(hp.get("finetune_anchor_steps") or 0, "finetune_anchor_steps")
     if fading > finetune:
         raise ConfigError(f"finetune_anchor_steps ({fading}) exceeds then_finetune ({finetune})")

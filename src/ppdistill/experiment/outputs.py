@@ -203,7 +203,7 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
             "actor_frozen_until_step": warmup_end(start, warmup, rollout) if warmup else start,
             # the KL anchor to the distilled student (0: none), and the step where its λ is 0
             "anchor": float(spec.hp.get("finetune_anchor") or 0.0),
-            "anchor_until_step": start + int(spec.hp.get("finetune_anchor_steps") or 0 or spec.finetune_steps),
+            "anchor_until_step": start + int(spec.hp.get("finetune_anchor_steps") or spec.finetune_steps),
             "hp": effective,
             "student": "student.zip",
         },

@@ -156,7 +156,9 @@ def anchor_teacher(policy: ActorCriticPolicy) -> ActorCriticTeacher:
     frozen = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
     frozen.load_state_dict(policy.state_dict())
     info = {"kind": "actor-critic", "role": "anchor: the distilled student"}
-    return ActorCriticTeacher(frozen, info=info).freeze()
+    teacher = ActorCriticTeacher(frozen, info=info)
+    teacher.freeze()
+    return teacher
 
 
 def finetune_model(

@@ -40,11 +40,12 @@ harness run them alike:
   continues as SB3's PPO for N more env steps (:mod:`ppdistill.experiment.pipeline`), on fresh training
   environments, with PPO's hyperparameters ``finetune_hp`` and, with ``critic_warmup: M``,
   only the critic learning for the first M of them; with ``finetune_anchor: λ``, held to the
-  distilled student by a KL term whose λ fades to 0 over ``finetune_anchor_steps``. One evaluation curve spans both phases
-  (env steps continue); the output folder also holds ``distilled.zip``, the student at the end
-  of distillation, and ``results.json`` a ``phases`` list. A pipeline resumes from either
-  phase: a checkpoint holds whichever model was training, and one taken during fine-tuning
-  also the distilled student (``checkpoint/distilled.zip``) and the phase boundary.
+  distilled student by a KL term whose λ fades to 0 over ``finetune_anchor_steps``. One
+  evaluation curve spans both phases (env steps continue); the output folder also holds
+  ``distilled.zip``, the student at the end of distillation, and ``results.json`` a
+  ``phases`` list. A pipeline resumes from either phase: a checkpoint holds whichever model
+  was training, and one taken during fine-tuning also the distilled student
+  (``checkpoint/distilled.zip``) and the phase boundary.
 
 :class:`Run` holds one run: its phases (``distill``, then ``finetune`` for a pipeline) are
 trained one after the other, and everything a checkpoint needs besides the model is one
@@ -421,11 +422,14 @@ class Run:
             return None
         assert self.distilled is not None and self.state.finetune is not None
         if not isinstance(distilled.policy, ActorCriticPolicy):
-            raise PPDistillError(f"finetune_anchor needs an actor-critic student, not {type(distilled).__name__}")
-        _, params, _ = load_from_zip_file(io.BytesIO(self.distilled), load_data=False, device=distilled.device)
+            raise PPDistillError(
+                f"finetune_anchor needs an actor-critic student, not {type(distilled).__name__}"
+            )
+        zipped = io.BytesIO(self.distilled)
+        _, params, _ = load_from_zip_file(zipped, load_data=False, device=distilled.device)
         assert params is not None
         policy = type(distilled.policy)(**distilled.policy._get_constructor_parameters()).to(distilled.device)
-        policy.load_state_dict(params["policy"])
+        policy.load_state_dict(dict(params["policy"]))
         steps = int(self.spec.hp.get("finetune_anchor_steps") or 0)
         schedule = anchor_schedule(value, self.state.finetune["start"], steps, self.spec.total_timesteps)
         return policy, schedule
