@@ -9,7 +9,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
-from ppdistill.algorithms import baselines, ppd
+from ppdistill.algorithms import baselines, proximal
 from ppdistill.core.errors import NonFiniteError
 from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from ppdistill.experiment.runner import CHECKPOINT_DIR, run
@@ -94,7 +94,7 @@ def test_environment_output(method, what):
 
 @pytest.mark.parametrize("method", list(ALGORITHMS))
 def test_loss(method, monkeypatch):
-    module = ppd if method == "ppd" else baselines
+    module = proximal if method == "ppd" else baselines  # where each loss is computed
     real_kl, calls = module.distillation_kl, [0]
 
     def kl(*args, **kwargs):

@@ -72,7 +72,7 @@ def test_lambda_schedule_is_followed_and_logged(cartpole_teacher, tmp_path):
 def test_weight_clipped_fraction_is_the_share_of_ratios_below_the_floor(cartpole_teacher, monkeypatch):
     """The logged fraction is mean over every minibatch of every epoch of mean(ρ < 1−ε),
     computed here by hand from the ratios the update itself used."""
-    import ppdistill.algorithms.ppd as ppd_module
+    import ppdistill.algorithms.proximal as ppd_module  # where the PPD update is computed
 
     seen: list[tuple[th.Tensor, float]] = []
     real_term = ppd_module.ppd_term

@@ -40,6 +40,15 @@ _TEACHER_CHUNK_ELEMENTS = 1 << 24
 StudentObsNorm = Literal["teacher", "none"]
 
 
+def counted(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
+    """The samples of a minibatch that count: all of them, or those of ``mask``.
+
+    :param values: one value per sample
+    :param mask: which samples count (None: all)
+    """
+    return values if mask is None else values[mask]
+
+
 def _n_elements(obs_space: spaces.Space) -> int:
     if isinstance(obs_space, spaces.Dict):
         return sum(_n_elements(s) for s in obs_space.spaces.values())
@@ -366,6 +375,14 @@ class DistillationMixin:
     ) -> tuple[Distribution, th.Tensor | None]:
         """The student's distribution and values in one forward pass."""
         return actor_critic_forward(self.policy, obs, with_values=with_values)
+
+    def _minibatch_forward(
+        self, batch: Any, with_values: bool
+    ) -> tuple[Distribution, th.Tensor | None, th.Tensor | None]:
+        """The student's distribution and values on a minibatch, and which of its samples count
+        (None: all; a recurrent student's minibatch has padded steps)."""
+        distribution, values = self._student_forward(batch.observations, with_values=with_values)
+        return distribution, values, None
 
     def learn(
         self: SelfDistill,

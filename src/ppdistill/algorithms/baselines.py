@@ -29,7 +29,6 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -41,7 +40,7 @@ from stable_baselines3.common.utils import obs_as_tensor, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm
+from ppdistill.algorithms.base import DistillationMixin, StudentObsNorm, counted
 from ppdistill.algorithms.buffers import DistillRolloutBuffer, DistillRolloutBufferSamples
 from ppdistill.algorithms.guards import check_rollout, nonfinite_loss, teacher_distribution_error
 from ppdistill.core.distributions import SUPPORTED_ACTION_SPACES, params_from_distribution
@@ -144,14 +143,6 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
     def _needs_teacher_values(self) -> bool:
         return self.value_target == "teacher"
 
-    def _minibatch_forward(
-        self, batch: DistillRolloutBufferSamples, with_values: bool
-    ) -> tuple[Distribution, th.Tensor | None, th.Tensor | None]:
-        """The student's distribution and values on a minibatch, and which of its samples count
-        (None: all; a recurrent student's minibatch has padded steps)."""
-        distribution, values = self._student_forward(batch.observations, with_values=with_values)
-        return distribution, values, None
-
     def set_teacher(self, teacher: Teacher | str | pathlib.Path) -> None:
         super().set_teacher(teacher)
         assert self.teacher is not None
@@ -179,18 +170,18 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
                 kl = distillation_kl(
                     self.action_space, batch.teacher_params, student_params, self.kl_direction
                 )
-                kl = _counted(kl, mask)  # a recurrent student's padded steps left out
+                kl = counted(kl, mask)  # a recurrent student's padded steps left out
                 loss = kl.mean()
                 if values is not None:
                     target = batch.returns if self.value_target == "returns" else batch.teacher_values
                     assert target is not None
-                    value_loss = F.mse_loss(_counted(values.flatten(), mask), _counted(target, mask))
+                    value_loss = F.mse_loss(counted(values.flatten(), mask), counted(target, mask))
                     loss = loss + self.vf_coef * value_loss
                     value_losses.append(value_loss.item())
                 if self.ent_coef != 0:
                     entropy = distribution.entropy()
                     assert entropy is not None
-                    entropy = _counted(entropy, mask)
+                    entropy = counted(entropy, mask)
                     loss = loss - self.ent_coef * entropy.mean()
                     entropies.append(entropy.mean().item())
 
@@ -204,9 +195,9 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
 
                 kls.append(kl.mean().item())
                 if epoch == 0:  # the policy that collected the rollout
-                    teacher_params = _counted(batch.teacher_params, mask)
+                    teacher_params = counted(batch.teacher_params, mask)
                     agreements.append(
-                        action_agreement(self.action_space, teacher_params, _counted(student_params, mask))
+                        action_agreement(self.action_space, teacher_params, counted(student_params, mask))
                     )
             self._n_updates += 1
 
@@ -220,11 +211,6 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-
-
-def _counted(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
-    """The samples of a minibatch that count: all of them, or those of ``mask``."""
-    return values if mask is None else values[mask]
 
 
 class StudentDistill(KLDistillation):
