@@ -94,6 +94,8 @@ NOT_HYPERPARAMETERS = {
 PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp", "finetune_anchor", "finetune_anchor_steps")
 # Methods whose student can be handed over to PPO after distilling.
 PIPELINE_METHODS = ("student-distill", "teacher-distill")
+# A config's sections per env: a method's settings, or the fine-tuning PPO's (``finetune``).
+CONFIG_SECTIONS = (*METHODS, "finetune")
 
 
 class ConfigError(PPDistillError, ValueError):
@@ -180,7 +182,9 @@ def coerce_numbers(value: Any) -> Any:
 @functools.lru_cache(maxsize=1)
 def _shipped_config() -> dict[str, Any]:
     text = resources.files("ppdistill").joinpath("configs/distill.yml").read_text()
-    return coerce_numbers(yaml.safe_load(text) or {})
+    data = yaml.safe_load(text) or {}
+    _check_sections(data, "the shipped distill.yml")
+    return coerce_numbers(data)
 
 
 def _read_yaml(path: Path | None) -> dict[str, Any]:
@@ -201,32 +205,60 @@ def _read_yaml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{where} is not valid YAML: {one_line(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must map env ids (and 'default') to per-method settings")
+    _check_sections(data, where)
     return coerce_numbers(data)
 
 
-def hyperparameters(env_id: str, method: str, config: Path | None = None) -> dict[str, Any]:
+def _check_sections(data: dict[str, Any], where: str) -> None:
+    """Refuse a section that is not a method's or ``finetune``: misspelt, it would be ignored."""
+    for env_id, entry in data.items():
+        unknown = sorted(set(entry) - set(CONFIG_SECTIONS)) if isinstance(entry, dict) else []
+        if unknown:
+            valid = ", ".join(CONFIG_SECTIONS)
+            raise ConfigError(f"{where}: entry {env_id} has a section {unknown[0]!r}; sections are {valid}")
+
+
+def hyperparameters(
+    env_id: str, method: str, config: Path | None = None, section: str | None = None
+) -> dict[str, Any]:
     """Merged hyperparameters of ``method`` on ``env_id``: default, then the env's entry.
 
     :param env_id: environment id
     :param method: one of :data:`METHODS`
     :param config: a YAML file to use instead of the shipped ``distill.yml``
+    :param section: the config's section to read, checked as ``method``'s keys (default:
+        ``method``; ``finetune`` holds the fine-tuning PPO's settings)
     """
+    section_name = section or method
     data = _read_yaml(config)
     merged: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key in ("default", env_id):
-        section = data.get(key) or {}
-        if not isinstance(section, dict):
+        entry = data.get(key) or {}
+        if not isinstance(entry, dict):
             raise ConfigError(f"entry {key!r} of the config must map method names to settings")
-        values = section.get(method) or {}
+        values = entry.get(section_name) or {}
         if not isinstance(values, dict):
-            raise ConfigError(f"entry {key}.{method} of the config must be a mapping")
+            raise ConfigError(f"entry {key}.{section_name} of the config must be a mapping")
         merged.update(values)
         sections[key] = values
     check_keys(method, merged, "the config")
     name = str(config) if config is not None else "the shipped distill.yml"
     for key, values in sections.items():
-        check_values(method, values, f"{name} (entry {key}.{method})")
+        check_values(method, values, f"{name} (entry {key}.{section_name})")
+    return merged
+
+
+def finetune_hyperparameters(env_id: str, config: Path | None = None) -> dict[str, Any]:
+    """The settings of a pipeline's fine-tuning PPO on ``env_id``: the config's ``ppo`` section,
+    then its ``finetune`` section (in the shipped config, the RL Zoo's tuned PPO for the envs
+    it has them for).
+
+    :param env_id: environment id
+    :param config: a YAML file to use instead of the shipped ``distill.yml``
+    """
+    merged = hyperparameters(env_id, "ppo", config)
+    merged.update(hyperparameters(env_id, "ppo", config, section="finetune"))
     return merged
 
 
@@ -721,11 +753,6 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
             )
         check_keys("ppo", extra, "finetune_hp")
         check_values("ppo", extra, "--finetune-hp")
-        if extra.get("normalize_reward"):
-            raise ConfigError(
-                "normalize_reward is not taken by the fine-tuning phase (it keeps the distilled "
-                "student's environments); remove it from finetune_hp"
-            )
 
 
 def run_hyperparameters(
@@ -734,7 +761,7 @@ def run_hyperparameters(
     """A run's hyperparameters: the config's section for ``method`` on ``env_id``, then ``overrides``.
 
     A distill-then-fine-tune pipeline (``then_finetune`` > 0) also gets ``finetune_hp``
-    completed: the config's ``ppo`` section for the env, then the ``finetune_hp`` given. Its
+    completed: :func:`finetune_hyperparameters` for the env, then the ``finetune_hp`` given. Its
     ``gamma`` and ``gae_lambda`` become the distillation phase's too (where they shape the
     critic's value target), unless ``overrides`` set them: the critic learned while
     distilling is then the one PPO needs.
@@ -747,7 +774,7 @@ def run_hyperparameters(
     overrides = dict(overrides or {})
     hp = hyperparameters(env_id, method, config)
     if overrides.get("then_finetune", hp.get("then_finetune")):
-        finetune = hyperparameters(env_id, "ppo", config)
+        finetune = finetune_hyperparameters(env_id, config)
         finetune.update(hp.get("finetune_hp") or {})
         finetune.update(overrides.get("finetune_hp") or {})
         hp.update({k: finetune[k] for k in ("gamma", "gae_lambda") if k in finetune})

@@ -8,7 +8,7 @@ from typing import Any
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import Schedule, zoo_schedule
@@ -130,6 +130,18 @@ def student_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
     )
 
 
+def with_reward_normalization(env: VecEnv, hp: dict[str, Any]) -> VecEnv:
+    """``env`` with the RL Zoo's reward normalization when ``hp`` asks for it (``normalize_reward``):
+    SB3's VecNormalize without its observation part, which is inside the student's network.
+
+    :param env: training environments
+    :param hp: a run's (or a fine-tuning phase's) hyperparameters; ``gamma`` sets the return's discount
+    """
+    if not hp.get("normalize_reward"):
+        return env
+    return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=float(hp.get("gamma", 0.99)))
+
+
 def build_model(
     spec: RunSpec, teacher: Teacher, verbose: int = 0, distill_lambda: Schedule | None = None
 ) -> BaseAlgorithm:
@@ -148,9 +160,7 @@ def build_model(
     seed = SeedPlan(spec.seed).training
     recipe = student_env(spec, teacher)
     env = recipe.make(n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
-    if spec.hp.get("normalize_reward"):
-        # the RL Zoo's reward normalization; observations are normalized inside the network
-        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=float(spec.hp.get("gamma", 0.99)))
+    env = with_reward_normalization(env, spec.hp)
     student_space, _ = recipe.spaces()
     policy_kwargs = student_policy_kwargs(spec, teacher, student_space)
     cls = algorithm_class(spec.method, spec.student_policy)

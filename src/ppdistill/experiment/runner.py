@@ -86,8 +86,8 @@ from ppdistill.experiment.checkpoints import (
     load_into,
     read_checkpoint,
 )
-from ppdistill.experiment.config import algorithm_class, hyperparameters
-from ppdistill.experiment.models import build_model, student_env, teacher_env
+from ppdistill.experiment.config import algorithm_class, finetune_hyperparameters
+from ppdistill.experiment.models import build_model, student_env, teacher_env, with_reward_normalization
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
 from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, finetune_model
 from ppdistill.experiment.spec import RunSpec
@@ -393,10 +393,11 @@ class Run:
         """The fine-tuning PPO of a pipeline, from the distilled student, on fresh environments."""
         hp = self.spec.hp.get("finetune_hp")
         if hp is None:
-            hp = hyperparameters(self.spec.env_id, "ppo")
+            hp = finetune_hyperparameters(self.spec.env_id)
         seed = self.seeds.finetune
         n_envs = int(hp.get("n_envs", 1))
         env = self.student_env.make(n_envs=n_envs, seed=seed, wrapper_class=EpisodeRecorder)
+        env = with_reward_normalization(env, hp)
         old_env = distilled.get_env()
         if old_env is not None:
             old_env.close()

@@ -1,0 +1,75 @@
+"""The fine-tuning PPO's settings: the RL Zoo's tuned PPO where distill.yml says so."""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+from ppdistill.experiment.config import (
+    ConfigError,
+    finetune_hyperparameters,
+    hyperparameters,
+    run_hyperparameters,
+)
+from ppdistill.experiment.runner import run
+from ppdistill.experiment.spec import RunSpec
+from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
+
+BUNDLED = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
+
+# distill.yml's env id → the rl_zoo3 entry it copies
+ZOO_ENTRIES = {"LunarLander-v3": "LunarLander-v3", "HalfCheetah-v5": "HalfCheetah-v4"}
+
+
+@pytest.mark.parametrize(("env_id", "zoo_id"), sorted(ZOO_ENTRIES.items()))
+def test_finetune_settings_are_the_rl_zoos_tuned_ppo(env_id, zoo_id):
+    text = importlib.resources.files("rl_zoo3").joinpath("hyperparams/ppo.yml").read_text()
+    zoo = zoo_ppo_hyperparameters(yaml.safe_load(text)[zoo_id], f"rl_zoo3's ppo.yml ({zoo_id})")
+    zoo.pop("policy_kwargs", None)  # the student's network is the distilled one
+    settings = finetune_hyperparameters(env_id)
+    assert {k: settings[k] for k in zoo} == zoo
+    # every other key is SB3's PPO default, as it is for the zoo
+    defaults = {k: p.default for k, p in inspect.signature(PPO.__init__).parameters.items()}
+    assert {k: v for k, v in settings.items() if k not in zoo} == {
+        k: defaults[k] for k in settings if k not in zoo
+    }
+    # and a pipeline gets them (its distillation phase takes their gamma and GAE)
+    hp = run_hyperparameters(env_id, "student-distill", {"then_finetune": 1000})
+    assert hp["finetune_hp"] == settings
+    assert (hp["gamma"], hp["gae_lambda"]) == (settings["gamma"], settings["gae_lambda"])
+
+
+def test_envs_without_an_entry_fine_tune_with_the_ppo_section():
+    assert finetune_hyperparameters("CartPole-v1") == hyperparameters("CartPole-v1", "ppo")
+
+
+def test_a_misspelt_section_is_refused(tmp_path):
+    config = tmp_path / "hp.yml"
+    config.write_text("CartPole-v1:\n  finetunes: {n_steps: 64}\n")
+    with pytest.raises(ConfigError, match="entry CartPole-v1 has a section 'finetunes'; sections are ppd, "):
+        hyperparameters("CartPole-v1", "ppo", config)
+
+
+def test_fine_tuning_normalizes_rewards_when_its_settings_say_so():
+    seen = []
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 128, "finetune_hp": {
+            "n_envs": 2, "n_steps": 64, "batch_size": 64, "normalize_reward": True, "gamma": 0.9}},
+    )  # fmt: skip
+    spec = RunSpec(
+        env_id="CartPole-v1", method="student-distill", teacher=str(BUNDLED), timesteps=128,
+        student="32,16", seed=0, hp=hp, eval_freq=128, eval_episodes=1, final_episodes=1,
+    )  # fmt: skip
+    run(spec, on_model=lambda model: seen.append(model.get_vec_normalize_env()))
+    distilled, tuned = seen
+    assert distilled is None  # the distillation phase's rewards are the environment's
+    assert isinstance(tuned, VecNormalize) and tuned.norm_reward and not tuned.norm_obs
+    assert tuned.gamma == 0.9 and tuned.ret_rms.count > 1  # it saw the fine-tuning's returns
