@@ -73,3 +73,12 @@ def test_fine_tuning_normalizes_rewards_when_its_settings_say_so():
     assert distilled is None  # the distillation phase's rewards are the environment's
     assert isinstance(tuned, VecNormalize) and tuned.norm_reward and not tuned.norm_obs
     assert tuned.gamma == 0.9 and tuned.ret_rms.count > 1  # it saw the fine-tuning's returns
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"])
+def test_minatar_fine_tunes_with_its_teachers_training_settings(env_id):
+    text = importlib.resources.files("ppdistill").joinpath("configs/teachers.yml").read_text()
+    trained = dict(yaml.safe_load(text)[env_id]["ppo"])
+    trained.pop("timesteps")  # the budget is the pipeline's
+    settings = finetune_hyperparameters(env_id)
+    assert {k: settings[k] for k in trained} == trained

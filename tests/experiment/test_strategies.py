@@ -328,9 +328,33 @@ def test_teacher_distill_pipeline_hands_over_to_ppo_without_the_teacher():
     assert teacher.n_calls == calls[0] + 1
 
 
+def test_ppd_pipeline_hands_over_to_ppo_with_the_fine_tuning_settings(tmp_path):
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    calls = []
+
+    def hook(model):
+        if type(model) is PPO:  # the fine-tuning phase starts: PPD's teacher is done
+            calls.append(teacher.n_calls)
+            assert model.n_steps == 64 and model.ent_coef == 0.01
+
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "ppd",
+        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "ent_coef": 0.01}},
+    )
+    spec = RunSpec(
+        env_id="CartPole-v1", method="ppd", teacher=str(BUNDLED), timesteps=256,
+        student="32,16", seed=0, hp=hp, eval_freq=256, eval_episodes=1, final_episodes=2,
+    )  # fmt: skip
+    result = run(spec, out=tmp_path / "run", teacher=teacher, teacher_score=500.0, on_model=hook)
+    assert [p["method"] for p in result["phases"]] == ["ppd", "ppo"]
+    assert calls and calls[0] > 0 and teacher.n_calls == calls[0] + 1  # + the final agreement check
+    assert type(PPD.load(tmp_path / "run" / "distilled.zip", device="cpu")) is PPD
+
+
 def test_pipeline_keys_in_suites_and_configs_are_checked():
-    with pytest.raises(ConfigError, match="then_finetune applies to student-distill and teacher-distill"):
-        run_spec_with("ppd", then_finetune=100)
+    with pytest.raises(ConfigError, match="then_finetune applies to ppd, student-distill, teacher-distill"):
+        run_spec_with("ppo", then_finetune=100)
     with pytest.raises(ConfigError, match="critic_warmup needs then_finetune"):
         run_spec_with("student-distill", critic_warmup=100)
     with pytest.raises(ConfigError, match=r"critic_warmup \(200\) exceeds then_finetune \(100\)"):
@@ -364,13 +388,13 @@ def run_spec_with(method, **hp):
         (["--lambda-schedule", "distill-then-finetune:2"], "fraction in (0, 1]"),
         (["--hp", "lambda_schedule=bar"], "unknown λ schedule 'bar'"),
         (["--method", "student-distill", "--lambda-schedule", "linear"], "applies to --method ppd only"),
-        (["--then-finetune", "1000"], "--then-finetune applies to --method student-distill"),
+        (["--method", "ppo", "--then-finetune", "1000"], "--then-finetune applies to --method ppd, student-"),
         (["--method", "student-distill", "--then-finetune", "-5"], "must be positive"),
         (["--method", "student-distill", "--then-finetune", "0"], "must be positive"),
         (["--method", "student-distill", "--critic-warmup", "10"], "need --then-finetune"),
         (["--method", "student-distill", "--then-finetune", "100", "--critic-warmup", "200"], "exceeds"),
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
-        (["--hp", "then_finetune=100"], "then_finetune applies to"),
+        (["--method", "ppo", "--hp", "then_finetune=100"], "then_finetune applies to"),
         (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
         (
             ["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor-steps", "50"],

@@ -34,7 +34,8 @@ Hyperparameters: the shipped ``distill.yml`` for the env and method, then the su
 
 The runner's keys work in ``hp`` too (see :mod:`ppdistill.experiment.runner`): ``lambda_schedule`` for
 PPD, and ``then_finetune`` / ``critic_warmup`` / ``finetune_hp`` for a distill-then-fine-tune
-pipeline, whose ``finetune_hp`` is completed from the shipped config's ``ppo`` section::
+pipeline, whose ``finetune_hp`` is completed from the shipped config's ``ppo`` and ``finetune``
+sections::
 
     variants:
       ppd-dtf: {method: ppd, hp: {lambda_schedule: "distill-then-finetune:0.5"}}

@@ -87,11 +87,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.then_finetune is None and (any(o is not None for o in pipeline_options) or args.finetune_hp):
         raise CLIError("--critic-warmup, --finetune-anchor(-steps) and --finetune-hp need --then-finetune N")
     if args.then_finetune is not None:
-        if args.method not in ("student-distill", "teacher-distill"):
-            raise CLIError(
-                "--then-finetune applies to --method student-distill or teacher-distill "
-                "(PPD: --lambda-schedule distill-then-finetune:FRACTION)"
-            )
+        if args.method == "ppo":
+            raise CLIError("--then-finetune applies to --method ppd, student-distill or teacher-distill")
         overrides["then_finetune"] = args.then_finetune
         overrides["critic_warmup"] = args.critic_warmup or 0
         if args.finetune_anchor is not None:

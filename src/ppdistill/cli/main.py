@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="student-/teacher-distill: then N more env steps of PPO fine-tuning of the same student",
+        help="ppd, student-/teacher-distill: then N more env steps of PPO fine-tuning of the same student",
     )
     p.add_argument(
         "--critic-warmup",

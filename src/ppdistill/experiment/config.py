@@ -66,7 +66,7 @@ _RESERVED = {
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
 # then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps (a
-# distill-then-fine-tune pipeline of student-distill or teacher-distill), student_policy
+# distill-then-fine-tune pipeline of ppd, student-distill or teacher-distill), student_policy
 # (feedforward or lstm: which class the method's student is). Each acts;
 # tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
@@ -93,7 +93,7 @@ NOT_HYPERPARAMETERS = {
 }
 PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp", "finetune_anchor", "finetune_anchor_steps")
 # Methods whose student can be handed over to PPO after distilling.
-PIPELINE_METHODS = ("student-distill", "teacher-distill")
+PIPELINE_METHODS = ("ppd", "student-distill", "teacher-distill")
 # A config's sections per env: a method's settings, or the fine-tuning PPO's (``finetune``).
 CONFIG_SECTIONS = (*METHODS, "finetune")
 
@@ -726,8 +726,7 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
             "(PPD: lambda_schedule 'distill-then-finetune:FRACTION' fine-tunes the LSTM student in place)"
         )
     if finetune and method not in PIPELINE_METHODS:
-        hint = " (PPD: lambda_schedule 'distill-then-finetune:FRACTION')" if method == "ppd" else ""
-        raise ConfigError(f"then_finetune applies to {' and '.join(PIPELINE_METHODS)}, not {method}{hint}")
+        raise ConfigError(f"then_finetune applies to {', '.join(PIPELINE_METHODS)}, not {method}")
     for key in PIPELINE_KEYS[1:]:
         if hp.get(key) and not finetune:
             raise ConfigError(f"{key} needs then_finetune (the env steps of PPO fine-tuning)")

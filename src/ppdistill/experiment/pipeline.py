@@ -1,12 +1,13 @@
 """Distill, then fine-tune: a KL-distilled student carries on as plain PPO.
 
-Student-distill (or teacher-distill) trains the student's policy on the teacher's KL alone;
-:func:`finetune_model` then hands the same network to SB3's ``PPO``, which goes on from the
-environment's reward. The handover copies every weight of the policy (actor, critic, log-std,
-any observation normalization inside the network) into a PPO built with the student's policy
-class, ``policy_kwargs`` and ``use_sde``; PPO gets a fresh optimizer, its own
-hyperparameters, and fresh training environments. :func:`ppdistill.experiment.runner.run` runs both
-phases as one run (hp keys ``then_finetune``, ``critic_warmup``, ``finetune_hp``).
+Student-distill or teacher-distill trains the student's policy on the teacher's KL alone (PPD
+on the KL and the reward); :func:`finetune_model` then hands the same network to SB3's
+``PPO``, which goes on from the environment's reward. The handover copies every weight of the
+policy (actor, critic, log-std, any observation normalization inside the network) into a PPO
+built with the student's policy class, ``policy_kwargs`` and ``use_sde``; PPO gets a fresh
+optimizer, its own hyperparameters, and fresh training environments.
+:func:`ppdistill.experiment.runner.run` runs both phases as one run (hp keys
+``then_finetune``, ``critic_warmup``, ``finetune_hp``).
 
 Critic warm-up (:class:`CriticWarmup`): PPO's first updates see advantages from a critic
 that may know nothing of the policy it now serves (with ``value_target="none"``, or

@@ -35,7 +35,7 @@ harness run them alike:
   :func:`ppdistill.core.schedules.named_schedule`). ``performance`` needs the teacher's and a random
   policy's returns: they are measured before training (the teacher on the final evaluation's
   episodes, which the final evaluation then reuses) and kept in the checkpoints.
-- A distill-then-fine-tune pipeline (``then_finetune: N`` with student-distill or
+- A distill-then-fine-tune pipeline (``then_finetune: N`` with ppd, student-distill or
   teacher-distill): the distillation phase runs its ``timesteps``, then the same student
   continues as SB3's PPO for N more env steps (:mod:`ppdistill.experiment.pipeline`), on fresh training
   environments, with PPO's hyperparameters ``finetune_hp`` and, with ``critic_warmup: M``,
