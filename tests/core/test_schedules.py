@@ -33,8 +33,10 @@ def test_fading_holds_then_falls_linearly_to_zero():
     values = [fading(1.0 - spent) for spent in (0.0, 0.25, 0.5, 0.7, 0.75, 1.0)]
     assert values == pytest.approx([2.0, 2.0, 1.0, 0.2, 0.0, 0.0])
     assert pickle.loads(pickle.dumps(fading)) == fading
-    for begin, end in ((0.5, 0.5), (-0.1, 0.5), (0.2, 1.2)):
-        with pytest.raises(ValueError, match="begin < end"):
+    step = Fading(2.0, begin=0.5, end=0.5)
+    assert [step(1.0 - spent) for spent in (0.5, 0.51)] == [2.0, 0.0]
+    for begin, end in ((0.6, 0.5), (-0.1, 0.5), (0.2, 1.2)):
+        with pytest.raises(ValueError, match="begin <= end"):
             Fading(1.0, begin, end)
     with pytest.raises(ValueError, match=">= 0"):
         Fading(-1.0, 0.0, 1.0)

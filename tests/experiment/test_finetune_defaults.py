@@ -11,15 +11,18 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
+from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from ppdistill.experiment.config import (
     ConfigError,
     finetune_hyperparameters,
     hyperparameters,
     run_hyperparameters,
 )
-from ppdistill.experiment.runner import run
+from ppdistill.experiment.runner import CHECKPOINT_DIR, resume, run
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
+
+from ..helpers import Interrupt, assert_same_tensors, interrupt_after, weights
 
 BUNDLED = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
 
@@ -43,6 +46,7 @@ def test_finetune_settings_are_the_rl_zoos_tuned_ppo(env_id, zoo_id):
     hp = run_hyperparameters(env_id, "student-distill", {"then_finetune": 1000})
     assert hp["finetune_hp"] == settings
     assert (hp["gamma"], hp["gae_lambda"]) == (settings["gamma"], settings["gae_lambda"])
+    assert hp.get("normalize_reward") == settings.get("normalize_reward")
 
 
 def test_envs_without_an_entry_fine_tune_with_the_ppo_section():
@@ -56,7 +60,7 @@ def test_a_misspelt_section_is_refused(tmp_path):
         hyperparameters("CartPole-v1", "ppo", config)
 
 
-def test_fine_tuning_normalizes_rewards_when_its_settings_say_so():
+def test_fine_tuning_normalizes_rewards_when_its_settings_say_so_and_distilling_too():
     seen = []
     hp = run_hyperparameters(
         "CartPole-v1",
@@ -70,9 +74,10 @@ def test_fine_tuning_normalizes_rewards_when_its_settings_say_so():
     )  # fmt: skip
     run(spec, on_model=lambda model: seen.append(model.get_vec_normalize_env()))
     distilled, tuned = seen
-    assert distilled is None  # the distillation phase's rewards are the environment's
-    assert isinstance(tuned, VecNormalize) and tuned.norm_reward and not tuned.norm_obs
-    assert tuned.gamma == 0.9 and tuned.ret_rms.count > 1  # it saw the fine-tuning's returns
+    # the distillation phase's critic learns on the fine-tuning's reward scale (and discount)
+    for env in (distilled, tuned):
+        assert isinstance(env, VecNormalize) and env.norm_reward and not env.norm_obs and env.gamma == 0.9
+    assert tuned is not distilled and tuned.ret_rms.count > 1  # fresh envs, which saw the returns
 
 
 @pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"])
@@ -82,3 +87,28 @@ def test_minatar_fine_tunes_with_its_teachers_training_settings(env_id):
     trained.pop("timesteps")  # the budget is the pipeline's
     settings = finetune_hyperparameters(env_id)
     assert {k: settings[k] for k in trained} == trained
+
+
+def test_a_fine_tuning_with_normalized_rewards_resumes_bit_identically(tmp_path):
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 512, "finetune_hp": {
+            "n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2, "normalize_reward": True}},
+    )  # fmt: skip
+    assert hp["normalize_reward"] is True  # the distillation phase's critic learns on the same scale
+    spec = RunSpec(
+        env_id="CartPole-v1", method="student-distill", teacher=str(BUNDLED), timesteps=512,
+        student="32,16", seed=2, hp=hp, eval_freq=256, eval_episodes=2, final_episodes=3,
+    )  # fmt: skip
+    whole = run(spec, out=tmp_path / "whole", checkpoint_freq=200)
+    with pytest.raises(Interrupt):
+        run(spec, out=tmp_path / "cut", checkpoint_freq=200, on_model=interrupt_after(2, only=PPO))
+    saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
+    assert 512 < saved.num_timesteps < 1024 and saved.state["vecnormalize"]["ret_rms"]["count"] > 1
+    resumed = resume(tmp_path / "cut")
+    assert resumed["resumed"][0]["exact"] is True
+    assert_same_tensors(
+        weights(tmp_path / "whole" / "student.zip"), weights(tmp_path / "cut" / "student.zip")
+    )
+    assert resumed["score"] == whole["score"]

@@ -233,7 +233,7 @@ def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
     obs = th.as_tensor(np.stack([student.observation_space.sample() for _ in range(256)]))
     drift = {}
     for value in (0.0, 30.0):
-        schedule = anchor_schedule(value, start=64, steps=0, total=64 + 512)
+        schedule = anchor_schedule(value, start=64, steps=0, total=64 + 512, rollout=64)
         model = finetune_model(student, hp, student.get_env(), seed=1, anchor=(distilled, schedule))
         assert isinstance(model, PPD) and model.lambda_schedule == schedule
         # the anchor is a frozen copy of the distilled policy, not the one being trained
@@ -246,19 +246,21 @@ def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
         drift[value] = _policy_kl(distilled, model.policy, obs)
     # the same seed, the same data at the first update: only the anchor differs
     assert drift[30.0] < 0.5 * drift[0.0], drift
-    # λ at the switch, half-way, and from the end of the fading on
-    fading = anchor_schedule(2.0, start=100, steps=200, total=1000)
-    assert [fading(1 - t / 1000) for t in (100, 200, 300, 1000)] == pytest.approx([2.0, 1.0, 0.0, 0.0])
+    # λ is read after each rollout: the first update (step 200) gets all of it, then it fades
+    fading = anchor_schedule(2.0, start=100, steps=300, total=1000, rollout=100)
+    assert [fading(1 - t / 1000) for t in (200, 300, 400, 1000)] == pytest.approx([2.0, 1.0, 0.0, 0.0])
+    one_update = anchor_schedule(2.0, start=900, steps=0, total=1000, rollout=100)
+    assert one_update(0.0) == 2.0  # a fine-tuning of one rollout is anchored throughout
 
 
 def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     out = tmp_path / "run"
-    anchor = ("--finetune-anchor", 2, "--finetune-anchor-steps", 256)
+    anchor = ("--finetune-anchor", 2, "--finetune-anchor-steps", 384)  # rollouts of 128 x 2
     proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, *anchor))
     assert "fine-tuning from env step 512" in proc.stdout
     result = json.loads((out / "results.json").read_text())
     finetune = result["phases"][1]
-    assert (finetune["anchor"], finetune["anchor_until_step"]) == (2.0, 768)
+    assert (finetune["anchor"], finetune["anchor_until_step"]) == (2.0, 896)
     assert result["spec"]["hp"]["finetune_anchor"] == 2.0
     assert type(PPO.load(out / "student.zip", device="cpu").policy) is type(
         StudentDistill.load(out / "distilled.zip", device="cpu").policy
@@ -267,7 +269,7 @@ def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
 
 @pytest.mark.parametrize("phase", ["distill", "finetune", "anchored"])
 def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
-    anchor = {"finetune_anchor": 1.0, "finetune_anchor_steps": 256} if phase == "anchored" else {}
+    anchor = {"finetune_anchor": 1.0} if phase == "anchored" else {}  # λ > 0 until the end
     hp = run_hyperparameters(
         "CartPole-v1",
         "student-distill",
@@ -286,6 +288,8 @@ def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
         run(spec, out=tmp_path / "cut", checkpoint_freq=200, on_model=hook)
     saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
     assert (saved.num_timesteps < 512) == (phase == "distill")
+    # anchored: updates after the resume still run the anchor read back from distilled.zip
+    assert saved.num_timesteps < 1024 - 128
     resumed = resume(tmp_path / "cut")
     assert resumed["resumed"][0]["exact"] is True
     for name in ("student.zip", "distilled.zip"):
@@ -414,6 +418,32 @@ def run_spec_with(method, **hp):
             r"finetune_anchor_steps (500) exceeds then_finetune (100)",
         ),
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "-1"], "must be"),
+        (
+            [
+                "--method",
+                "student-distill",
+                "--then-finetune",
+                "1000",
+                "--finetune-anchor",
+                "1",
+                "--finetune-anchor-steps",
+                "64",
+            ],
+            "must exceed one fine-tuning rollout (n_steps x n_envs = 64 x 8)",
+        ),
+        (
+            [
+                "--method",
+                "student-distill",
+                "--then-finetune",
+                "1000",
+                "--finetune-anchor",
+                "1",
+                "--student-obs",
+                "positions",
+            ],
+            "finetune_anchor needs a student that sees the teacher's observation",
+        ),
     ],
 )
 def test_bad_strategy_options_are_one_line_errors(tmp_path, capsys, extra, fragment):

@@ -4,7 +4,8 @@
 ``PPO``: the student samples only legal actions, its ratio and log-probabilities are those of
 its masked distribution, and its loss adds λ·mean(max(ρ, 1−ε)·KL(π_T‖π_θ)) with both
 distributions masked by each sample's action masks (the KL is over the legal actions only).
-With λ = 0 it is MaskablePPO, bit for bit.
+With λ = 0 it is MaskablePPO, bit for bit (but for a one-sample minibatch, whose advantage
+is left unnormalized, as SB3's PPO does, where MaskablePPO gives NaN).
 """
 
 from __future__ import annotations

@@ -57,11 +57,12 @@ class DistillThenFinetune:
 @dataclass(frozen=True)
 class Fading:
     """``value`` until the fraction ``begin`` of the budget has passed, then linearly to 0 at
-    ``end``, then 0: the KL anchor of a fine-tuning phase that fades out.
+    ``end``, then 0: the KL anchor of a fine-tuning phase that fades out (``begin == end``: a
+    step from ``value`` to 0).
 
     :param value: λ at and before ``begin``
-    :param begin: share of the budget where the fading starts, in [0, 1)
-    :param end: share of the budget where λ reaches 0, in (``begin``, 1]
+    :param begin: share of the budget where the fading starts, in [0, 1]
+    :param end: share of the budget where λ reaches 0, in [``begin``, 1]
     """
 
     value: float
@@ -69,8 +70,8 @@ class Fading:
     end: float
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.begin < self.end <= 1.0:
-            raise ValueError(f"need 0 <= begin < end <= 1, got begin {self.begin}, end {self.end}")
+        if not 0.0 <= self.begin <= self.end <= 1.0:
+            raise ValueError(f"need 0 <= begin <= end <= 1, got begin {self.begin}, end {self.end}")
         if self.value < 0:
             raise ValueError(f"value must be >= 0, got {self.value}")
 
@@ -78,7 +79,9 @@ class Fading:
         elapsed = 1.0 - progress_remaining
         if elapsed <= self.begin:
             return self.value
-        return self.value * max(0.0, (self.end - elapsed) / (self.end - self.begin))
+        if elapsed >= self.end:
+            return 0.0
+        return self.value * (self.end - elapsed) / (self.end - self.begin)
 
 
 @dataclass

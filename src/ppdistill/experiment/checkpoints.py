@@ -227,7 +227,8 @@ def capture_state(model: BaseAlgorithm) -> dict[str, Any]:
     vecnorm_state = None
     if vecnorm is not None:
         vecnorm_state = {
-            "obs_rms": _rms_state(vecnorm.obs_rms),
+            # VecNormalize(norm_obs=False) (normalize_reward) has no obs_rms
+            "obs_rms": _rms_state(vecnorm.obs_rms) if vecnorm.norm_obs else None,
             "ret_rms": _rms_state(vecnorm.ret_rms),
             **{k: copy.deepcopy(getattr(vecnorm, k, None)) for k in _VECNORMALIZE_ATTRIBUTES},
         }
@@ -322,7 +323,8 @@ def restore_state(model: BaseAlgorithm, state: dict[str, Any], seed: int) -> boo
         setattr(model, name, value)
     if vecnorm is not None and state["vecnormalize"] is not None:
         saved = state["vecnormalize"]
-        _set_rms(vecnorm.obs_rms, saved["obs_rms"])
+        if saved["obs_rms"] is not None:
+            _set_rms(vecnorm.obs_rms, saved["obs_rms"])
         _set_rms(vecnorm.ret_rms, saved["ret_rms"])
         for k in _VECNORMALIZE_ATTRIBUTES:
             setattr(vecnorm, k, copy.deepcopy(saved[k]))

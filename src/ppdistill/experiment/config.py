@@ -699,7 +699,10 @@ def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str, 
 
 
 def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
+    whole = isinstance(value, int) or (
+        isinstance(value, float) and math.isfinite(value) and value == int(value)
+    )
+    if isinstance(value, bool) or not whole or value < 0:
         raise ConfigError(f"{name} must be a whole number of env steps >= 0, got {value!r}")
     return int(value)
 
@@ -761,9 +764,10 @@ def run_hyperparameters(
 
     A distill-then-fine-tune pipeline (``then_finetune`` > 0) also gets ``finetune_hp``
     completed: :func:`finetune_hyperparameters` for the env, then the ``finetune_hp`` given. Its
-    ``gamma`` and ``gae_lambda`` become the distillation phase's too (where they shape the
-    critic's value target), unless ``overrides`` set them: the critic learned while
-    distilling is then the one PPO needs.
+    ``gamma``, ``gae_lambda`` and ``normalize_reward`` become the distillation phase's too
+    (where they shape the critic's value target, and for PPD its reward term), unless
+    ``overrides`` set them: the critic learned while distilling is then the one PPO needs, on
+    the same reward scale.
 
     :param env_id: environment id
     :param method: one of :data:`METHODS`
@@ -776,7 +780,7 @@ def run_hyperparameters(
         finetune = finetune_hyperparameters(env_id, config)
         finetune.update(hp.get("finetune_hp") or {})
         finetune.update(overrides.get("finetune_hp") or {})
-        hp.update({k: finetune[k] for k in ("gamma", "gae_lambda") if k in finetune})
+        hp.update({k: finetune[k] for k in ("gamma", "gae_lambda", "normalize_reward") if k in finetune})
         hp.update(overrides)
         hp["finetune_hp"] = finetune
     else:

@@ -196,7 +196,8 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
         },
         {
             "phase": "finetune",
-            "method": "ppo",
+            # anchored: a PPD whose teacher is the distilled student
+            "method": "ppd" if spec.hp.get("finetune_anchor") else "ppo",
             "start_step": start,
             "end_step": int(model.num_timesteps),
             "critic_warmup": warmup,

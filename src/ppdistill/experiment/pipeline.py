@@ -135,17 +135,22 @@ def warmup_end(start: int, steps: int, rollout: int) -> int:
     return start + -(-steps // rollout) * rollout
 
 
-def anchor_schedule(value: float, start: int, steps: int, total: int) -> Fading:
-    """The anchor's λ over the whole run's budget: ``value`` at env step ``start``, 0 from
-    ``start + steps`` (or at ``total``) on.
+def anchor_schedule(value: float, start: int, steps: int, total: int, rollout: int) -> Fading:
+    """The anchor's λ over the whole run's budget: ``value`` for the first fine-tuning update,
+    then fading linearly to 0 at env step ``start + steps`` (or at ``total``).
+
+    λ is read after each rollout, at the step count the update sees: the first update, at
+    ``start + rollout``, gets ``value``; the fading starts from there.
 
     :param value: λ at the start of fine-tuning
     :param start: env step where fine-tuning begins
     :param steps: env steps over which λ fades to 0 (0: the whole fine-tuning phase)
     :param total: env steps of the whole run (distillation and fine-tuning)
+    :param rollout: env steps per fine-tuning rollout (``n_steps × n_envs``)
     """
     end = total if steps <= 0 else min(total, start + steps)
-    return Fading(float(value), start / total, end / total)
+    begin = min(start + rollout, end)
+    return Fading(float(value), begin / total, end / total)
 
 
 def anchor_teacher(policy: ActorCriticPolicy) -> ActorCriticTeacher:

@@ -432,7 +432,11 @@ class Run:
         policy = type(distilled.policy)(**distilled.policy._get_constructor_parameters()).to(distilled.device)
         policy.load_state_dict(dict(params["policy"]))
         steps = int(self.spec.hp.get("finetune_anchor_steps") or 0)
-        schedule = anchor_schedule(value, self.state.finetune["start"], steps, self.spec.total_timesteps)
+        hp = self.spec.hp.get("finetune_hp") or finetune_hyperparameters(self.spec.env_id)
+        rollout = int(hp.get("n_steps", 2048)) * int(hp.get("n_envs", 1))  # 2048: PPO's default
+        schedule = anchor_schedule(
+            value, self.state.finetune["start"], steps, self.spec.total_timesteps, rollout
+        )
         return policy, schedule
 
     def _train_time(self) -> float:

@@ -37,7 +37,7 @@ from ppdistill.experiment.config import (
     ConfigError,
     check_ppo_sizes,
     default_hyperparameter,
-    hyperparameters,
+    finetune_hyperparameters,
 )
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.networks.presets import mlp_param_count, mlp_student_arch, teacher_mlp_width
@@ -81,7 +81,7 @@ def _phases(spec: RunSpec) -> list[tuple[str, dict[str, Any], int]]:
     if spec.finetune_steps > 0:
         finetune = spec.hp.get("finetune_hp")
         if finetune is None:  # what the runner takes then
-            finetune = hyperparameters(spec.env_id, "ppo")
+            finetune = finetune_hyperparameters(spec.env_id)
         phases.append(("ppo", finetune, spec.finetune_steps))
     return phases
 
@@ -133,6 +133,24 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
+def _check_anchor(spec: RunSpec, finetune: Mapping[str, Any]) -> None:
+    """The fine-tuning's KL anchor: a distilled student that sees what its teacher sees (the
+    anchor reads the teacher's inputs), fading over more than one rollout (λ is set once per
+    rollout, so a shorter fading would never act)."""
+    if spec.student_obs != "teacher":
+        raise ConfigError(
+            f"finetune_anchor needs a student that sees the teacher's observation, not --student-obs "
+            f"{spec.student_obs}: drop --finetune-anchor"
+        )
+    n_steps, n_envs = _rollout("ppo", finetune)
+    fading = int(spec.hp.get("finetune_anchor_steps") or 0)
+    if 0 < fading <= n_steps * n_envs:
+        raise ConfigError(
+            f"finetune_anchor_steps ({fading}) must exceed one fine-tuning rollout "
+            f"(n_steps x n_envs = {n_steps} x {n_envs}): λ is set once per rollout"
+        )
+
+
 def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
     """Refuse a run that cannot work, before any work (see the module docstring).
 
@@ -151,6 +169,8 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
     phases = _phases(spec)
     for i, (method, hp, _) in enumerate(phases):
         check_ppo_sizes(method, hp, "--finetune-hp" if i else "--hp")
+    if spec.hp.get("finetune_anchor"):
+        _check_anchor(spec, phases[-1][1])
 
     # sizes that cannot be allocated
     params = student_parameters(spec, obs_space, act_space, teacher)
