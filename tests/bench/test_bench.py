@@ -308,14 +308,23 @@ def test_references_of_another_episode_seeding_are_taken_again_and_current_ones_
     assert again == first and any("older episode seeding" in line for line in lines)
 
 
-@pytest.mark.parametrize("name", ["claims", "imperfect-calibrated", "imperfect-sigma005"])
+def _whole_rollouts(budget: int, hp: dict) -> int:
+    rollout = int(hp.get("n_steps", 2048)) * int(hp.get("n_envs", 1))
+    return -(-budget // rollout) * rollout
+
+
+@pytest.mark.parametrize(
+    "name", ["claims", "imperfect-calibrated", "imperfect-sigma005", "finetune-choose", "finetune-verify"]
+)
 def test_reporting_suites_give_every_method_the_same_env_steps(name):
     """SB3 collects whole rollouts: a budget that is not a multiple of a method's rollout gives
-    that method more steps (the zoo's 16 x 1024 PPO rollout made 50,000 into 65,536)."""
+    that method more steps (the zoo's 16 x 1024 PPO rollout made 50,000 into 65,536). A
+    pipeline's two phases each take whole rollouts of their own."""
     steps: dict[str, set[int]] = {}
     for _, spec, _ in load_suite(REPO / "benchmarks" / "suites" / f"{name}.yaml").runs():
-        rollout = int(spec.hp.get("n_steps", 2048)) * int(spec.hp.get("n_envs", 1))
-        taken = -(-spec.timesteps // rollout) * rollout
+        taken = _whole_rollouts(spec.timesteps, spec.hp)
+        if spec.finetune_steps:
+            taken += _whole_rollouts(spec.finetune_steps, spec.hp["finetune_hp"])
         steps.setdefault(spec.env_id, set()).add(taken)
     assert all(len(taken) == 1 for taken in steps.values()), steps
 
