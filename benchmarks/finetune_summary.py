@@ -1,0 +1,149 @@
+"""Issue 19's criteria for a fine-tuning suite's records (finetune-choose, finetune-verify).
+
+For each path (a method label) and teacher (good, or corrupted: labels ending ``-imp``):
+
+- final: IQM of the normalized final score (1 = the uncorrupted teacher) with its 95% interval
+  (the harness's paired bootstrap, :mod:`ppdistill.bench.bootstrap`);
+- lowest after the switch: the lowest, over the evaluations after the switch to fine-tuning,
+  of the IQM over seeds of the normalized periodic evaluation (for PPD paths without a switch,
+  the same env step as the pipelines': the comparison at equal env steps);
+- vs distilled: mean over seeds of final − the student's evaluation at the switch (pipelines
+  only), with a t interval over seeds (those evaluations are not the final's episodes);
+- vs teacher (corrupted teachers): the paired difference final − the corrupted teacher's
+  score on the same episodes;
+- vs constant PPD: the paired difference with the constant-λ PPD label.
+
+Usage::
+
+    python benchmarks/finetune_summary.py benchmarks/results/finetune-choose --ppd ppd --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppdistill.bench.bootstrap import Bootstrap, interval_stretch, units_from, verdict
+from ppdistill.bench.execute import read_records
+from ppdistill.bench.stats import normalized
+
+
+def _imperfect(label: str) -> bool:
+    return label.endswith("-imp")
+
+
+def _fmt(interval: tuple[float, float, float]) -> str:
+    point, low, high = interval
+    if not math.isfinite(low):
+        return f"{point:+.2f} (no interval)"
+    return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def _iqm(values: list[float]) -> float:
+    values = sorted(v for v in values if math.isfinite(v))
+    cut = len(values) // 4
+    middle = values[cut : len(values) - cut] or values
+    return float(np.mean(middle))
+
+
+def _seed_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean over seeds with a t interval (seeds independent)."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    half = interval_stretch(n, n - 1) * math.sqrt((n - 1) / n) * statistics.stdev(values) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
+    """Markdown lines: one table per teacher kind (good, corrupted)."""
+    by_kind: dict[bool, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("status") == "ok":
+            by_kind[_imperfect(r["label"])].append(r)
+    lines: list[str] = []
+    for imperfect, runs in sorted(by_kind.items()):
+        switch = min((int(r["finetune_start"]) for r in runs if r.get("finetune_start")), default=None)
+        units = units_from(runs, lambda r: r["label"])
+        if imperfect:
+            # the corrupted teacher, on the same episodes, as one more "method" of each unit
+            returns = {
+                (r["spec"]["env_id"], str(r["spec"]["teacher"]), int(r["spec"]["seed"])): r["teacher_returns"]
+                for r in runs
+            }
+            for u in units:
+                u.final["teacher"] = np.asarray(returns[(u.env, u.teacher, u.seed)], float)
+        labels = sorted({r["label"] for r in runs})
+
+        def boot(*names: str, units: list[Any] = units) -> Bootstrap:  # the units where all of them ran
+            return Bootstrap([u for u in units if all(name in u.final for name in names)])
+
+        ppd = f"{ppd_label}-imp" if imperfect else ppd_label
+        kind = "corrupted teacher" if imperfect else "good teacher"
+        header = "| path | final IQM | lowest IQM after the switch | final − distilled | "
+        header += "final − teacher | " if imperfect else ""
+        header += f"final − {ppd} |"
+        lines += [f"### {kind}", "", header, "|" + "---|" * (header.count("|") - 1)]
+        if imperfect:
+            teacher_norm = [
+                normalized(r["teacher_score"], r["reference_score"], r["random_score"]) for r in runs
+            ]
+            scored = f"The corrupted teacher scores {_iqm(teacher_norm):.2f} (IQM over its evaluations).\n"
+            lines.insert(-2, scored)
+        for label in labels:
+            mine = [r for r in runs if r["label"] == label]
+            lowest = "-"
+            if switch is not None:
+                steps: dict[int, list[float]] = defaultdict(list)
+                for r in mine:
+                    for row in r["curve"]:
+                        if row["timesteps"] > switch:
+                            steps[int(row["timesteps"])].append(
+                                normalized(row["mean"], r["reference_score"], r["random_score"])
+                            )
+                if steps:
+                    lowest = f"{min(_iqm(v) for v in steps.values()):.2f}"
+            drops = [
+                normalized(r["score"], r["reference_score"], r["random_score"])
+                - normalized(r["phases"][0]["eval_at_end"]["mean"], r["reference_score"], r["random_score"])
+                for r in mine
+                if r.get("phases")
+            ]
+            vs_distilled = _fmt(_seed_interval(drops)) if drops else "-"
+            cells = [label, _fmt(boot(label).iqm(label)).lstrip("+"), lowest, vs_distilled]
+            if imperfect:
+                d = boot(label, "teacher").difference(label, "teacher")
+                cells.append(f"{_fmt(d)} ({verdict(d, label, 'teacher')})")
+            if label != ppd and ppd in labels:
+                d = boot(label, ppd).difference(label, ppd)
+                cells.append(f"{_fmt(d)} ({verdict(d, label, ppd)})")
+            else:
+                cells.append("-")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a fine-tuning suite's results folder")
+    parser.add_argument("--ppd", default="ppd", help="the constant-λ PPD label (good teacher)")
+    parser.add_argument("--write", action="store_true", help="also write RESULTS/finetune-summary.md")
+    args = parser.parse_args()
+    lines = summarize(read_records(args.results), args.ppd)
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        command = f"python benchmarks/finetune_summary.py {args.results} --ppd {args.ppd} --write"
+        (args.results / "finetune-summary.md").write_text(f"<!-- generated by: {command} -->\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
