@@ -12,7 +12,7 @@ import pytest
 import torch as th
 from stable_baselines3 import PPO
 
-from ppdistill import PPD, StudentDistill, load_teacher
+from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
 from ppdistill.cli.main import main
 from ppdistill.core.schedules import (
     Constant,
@@ -307,53 +307,30 @@ def _without_wall_times(result):
     return phases
 
 
-def test_teacher_distill_pipeline_hands_over_to_ppo_without_the_teacher():
+@pytest.mark.parametrize(("method", "cls"), [("teacher-distill", TeacherDistill), ("ppd", PPD)])
+def test_pipeline_hands_over_to_ppo_with_its_settings_and_without_the_teacher(tmp_path, method, cls):
     teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
     calls = []
 
     def hook(model):
         if type(model) is PPO:  # the fine-tuning phase starts: the teacher is done
             calls.append(teacher.n_calls)
-            assert model.get_env().num_envs == 2 and model.n_steps == 64
+            assert model.get_env().num_envs == 2 and model.n_steps == 64 and model.ent_coef == 0.01
 
+    finetune = {"n_envs": 2, "n_steps": 64, "batch_size": 64, "ent_coef": 0.01}
     hp = run_hyperparameters(
-        "CartPole-v1",
-        "teacher-distill",
-        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
+        "CartPole-v1", method, {"n_envs": 2, "then_finetune": 256, "finetune_hp": finetune}
     )
     spec = RunSpec(
-        env_id="CartPole-v1", method="teacher-distill", teacher=str(BUNDLED), timesteps=256,
-        student="32,16", seed=0, hp=hp, eval_freq=256, eval_episodes=1, final_episodes=2,
-    )  # fmt: skip
-    result = run(spec, teacher=teacher, teacher_score=500.0, on_model=hook)
-    assert result["env_steps"] == 512 and result["phases"][0]["method"] == "teacher-distill"
-    assert calls and calls[0] > 0
-    # after the handover only the final evaluation's agreement check runs the teacher (once)
-    assert teacher.n_calls == calls[0] + 1
-
-
-def test_ppd_pipeline_hands_over_to_ppo_with_the_fine_tuning_settings(tmp_path):
-    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
-    calls = []
-
-    def hook(model):
-        if type(model) is PPO:  # the fine-tuning phase starts: PPD's teacher is done
-            calls.append(teacher.n_calls)
-            assert model.n_steps == 64 and model.ent_coef == 0.01
-
-    hp = run_hyperparameters(
-        "CartPole-v1",
-        "ppd",
-        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "ent_coef": 0.01}},
-    )
-    spec = RunSpec(
-        env_id="CartPole-v1", method="ppd", teacher=str(BUNDLED), timesteps=256,
+        env_id="CartPole-v1", method=method, teacher=str(BUNDLED), timesteps=256,
         student="32,16", seed=0, hp=hp, eval_freq=256, eval_episodes=1, final_episodes=2,
     )  # fmt: skip
     result = run(spec, out=tmp_path / "run", teacher=teacher, teacher_score=500.0, on_model=hook)
-    assert [p["method"] for p in result["phases"]] == ["ppd", "ppo"]
-    assert calls and calls[0] > 0 and teacher.n_calls == calls[0] + 1  # + the final agreement check
-    assert type(PPD.load(tmp_path / "run" / "distilled.zip", device="cpu")) is PPD
+    assert result["env_steps"] == 512 and [p["method"] for p in result["phases"]] == [method, "ppo"]
+    assert calls and calls[0] > 0
+    # after the handover only the final evaluation's agreement check runs the teacher (once)
+    assert teacher.n_calls == calls[0] + 1
+    assert type(cls.load(tmp_path / "run" / "distilled.zip", device="cpu")) is cls
 
 
 def test_pipeline_keys_in_suites_and_configs_are_checked():
@@ -385,6 +362,10 @@ def run_spec_with(method, **hp):
 # ---- bad values on the command line: one line, exit 2, nothing written -----------------
 
 
+SD_FT = ["--method", "student-distill", "--then-finetune"]  # + N
+ANCHOR = ["--finetune-anchor", "1"]
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -400,50 +381,11 @@ def run_spec_with(method, **hp):
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
         (["--method", "ppo", "--hp", "then_finetune=100"], "then_finetune applies to"),
         (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
-        (
-            ["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor-steps", "50"],
-            "finetune_anchor_steps needs finetune_anchor",
-        ),
-        (
-            [
-                "--method",
-                "student-distill",
-                "--then-finetune",
-                "100",
-                "--finetune-anchor",
-                "1",
-                "--finetune-anchor-steps",
-                "500",
-            ],
-            r"finetune_anchor_steps (500) exceeds then_finetune (100)",
-        ),
-        (["--method", "student-distill", "--then-finetune", "100", "--finetune-anchor", "-1"], "must be"),
-        (
-            [
-                "--method",
-                "student-distill",
-                "--then-finetune",
-                "1000",
-                "--finetune-anchor",
-                "1",
-                "--finetune-anchor-steps",
-                "64",
-            ],
-            "must exceed one fine-tuning rollout (n_steps x n_envs = 64 x 8)",
-        ),
-        (
-            [
-                "--method",
-                "student-distill",
-                "--then-finetune",
-                "1000",
-                "--finetune-anchor",
-                "1",
-                "--student-obs",
-                "positions",
-            ],
-            "finetune_anchor needs a student that sees the teacher's observation",
-        ),
+        ([*SD_FT, "100", "--finetune-anchor-steps", "50"], "finetune_anchor_steps needs finetune_anchor"),
+        ([*SD_FT, "100", *ANCHOR, "--finetune-anchor-steps", "500"], r"(500) exceeds then_finetune (100)"),
+        ([*SD_FT, "100", "--finetune-anchor", "-1"], "must be"),
+        ([*SD_FT, "1000", *ANCHOR, "--finetune-anchor-steps", "64"], "must exceed one fine-tuning rollout"),
+        ([*SD_FT, "1000", *ANCHOR, "--student-obs", "positions"], "needs a student that sees the teacher's"),
     ],
 )
 def test_bad_strategy_options_are_one_line_errors(tmp_path, capsys, extra, fragment):
