@@ -139,3 +139,22 @@ def test_a_method_the_suite_never_ran_is_not_a_missing_run(tmp_path):
     assert "PPD ahead of both baselines (smaller students)" not in claims  # needs teacher-distill
     ppo = claims["Distillation ahead of PPO from scratch at equal env steps (smaller students)"]
     assert ppo["verdict"] == "shown" and "teacher-distill" not in ppo["evidence"]
+
+
+def test_a_variant_run_with_one_teacher_only_is_aggregated_over_that_teacher(tmp_path):
+    runs = records(np.random.default_rng(0))
+    for r in runs:  # env B's teacher-distill runs become a variant that only env B has
+        if r["spec"]["env_id"] == "B" and r["label"] == "teacher-distill":
+            r["label"] = r["spec"]["method"] = "td-b"
+            r["id"] = r["id"].replace("teacher-distill", "td-b")
+    claims_of(tmp_path, runs)
+    aggregate = json.loads((tmp_path / "aggregate.json").read_text())
+    assert abs(aggregate["s|smaller|td-b"]["final"][0] - 0.7) < 0.02  # over B's five seeds
+    assert abs(aggregate["s|smaller|teacher-distill"]["final"][0] - 0.7) < 0.02  # over A's
+    # missing from one seed of the teacher it ran with: incomplete, not an aggregate over the rest
+    cut = [r for r in runs if r["id"] != "B__td-b__larger__s3"]
+    claims_of(tmp_path, cut)
+    aggregate = json.loads((tmp_path / "aggregate.json").read_text())
+    assert "s|larger|td-b" not in aggregate and "s|smaller|td-b" in aggregate
+    report = (tmp_path / "report.md").read_text()
+    assert any(row.startswith("| s | larger |") and "incomplete" in row for row in report.splitlines())

@@ -68,8 +68,23 @@ def _cell(interval: Interval | None, digits: int = 2) -> str:
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _has(boot: Bootstrap, *labels: str) -> bool:
-    return bool(boot.units) and all(all(label in u.final for u in boot.units) for label in labels)
+def _boot_for(boot: Bootstrap, *labels: str) -> Bootstrap | None:
+    """The bootstrap over the units where ``labels`` ran: ``boot`` itself where they ran on every
+    unit; over the teachers they ran with where a suite gives labels to some teachers only (a
+    corrupted teacher's variants); None where one is missing from a seed of a teacher it ran
+    with (incomplete)."""
+    if boot.units and all(all(label in u.final for label in labels) for u in boot.units):
+        return boot
+    teachers: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for u in boot.units:
+        teachers[(u.env, u.teacher)].append(u)
+    chosen = []
+    for members in teachers.values():
+        ran = [all(label in u.final for label in labels) for u in members]
+        if any(ran) and not all(ran):
+            return None
+        chosen += members if all(ran) else []
+    return Bootstrap(chosen, boot.reps) if chosen else None
 
 
 def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, str]]:
@@ -120,8 +135,12 @@ def build_report(out: Path, reps: int = 2000) -> Path:
             rs = [r for r in records if r["suite"] == suite and r["spec"]["student"] == size]
             if rs:
                 cells[(suite, size)] = Bootstrap(units_from(rs, lambda r: str(r["label"])), reps)
-    final = {(*k, m): b.iqm(m) for k, b in cells.items() for m in methods if _has(b, m)}
-    auc = {(*k, m): b.iqm(m, "auc") for k, b in cells.items() for m in methods if _has(b, m)}
+    final, auc = {}, {}
+    for k, b in cells.items():
+        for m in methods:
+            own = _boot_for(b, m)
+            if own is not None:
+                final[(*k, m)], auc[(*k, m)] = own.iqm(m), own.iqm(m, "auc")
     keys = [k for k in ((s, z) for s in suites for z in sizes) if k in cells]
 
     lines = _header(out, records, errors, suites, reps)
@@ -170,7 +189,9 @@ def _header(
         "Scores are normalized per env, (R − R_random) / (R_teacher − R_random): 1.00 is the teacher "
         "(the uncorrupted one for imperfect teachers), 0 a random policy, both scored on the episodes "
         "the student was scored on. *Final*: the final evaluation; *AUC*: the mean score over training "
-        "(area under the evaluation curve). Aggregates: interquartile mean over envs × teachers × seeds. "
+        "(area under the evaluation curve). Aggregates: interquartile mean over envs × teachers × seeds "
+        "(a method that ran with some teachers or envs only, over those: compare such columns through "
+        "the paired differences, which take the runs both methods have). "
         "Differences: paired (same env, teacher, seed and episodes), the mean over envs of the mean per "
         "env, a score below −1 counting as −1 (a failed run; the tables above are IQMs). "
         "Intervals: 95%, the estimate ± t·SE with SE from a bootstrap that keeps envs as strata and "
@@ -238,9 +259,10 @@ def _differences(
     for key in keys:
         boot = cells[key]
         for a, b in _pairs(records, methods):
-            if not _has(boot, a, b):
+            both = _boot_for(boot, a, b)
+            if both is None:
                 continue
-            f, s = boot.difference(a, b), boot.difference(a, b, "auc")
+            f, s = both.difference(a, b), both.difference(a, b, "auc")
             rows.append(
                 f"| {key[0]} | {key[1]} | {_name(a)} − {_name(b)} | {show(f)} | "
                 f"{verdict(f, _name(a), _name(b))} | {show(s)} | {verdict(s, _name(a), _name(b))} |"
@@ -320,17 +342,18 @@ def _env_section(
             continue
         boot = Bootstrap(units_from(rs_size, lambda r: str(r["label"])), reps)
         for m in methods:
-            if not _has(boot, m):
+            own = _boot_for(boot, m)
+            if own is None:
                 continue
-            norm = boot.point(m)
-            area = boot.point(m, "auc")
-            held = [u.held[m] for u in boot.units]
+            norm = own.point(m)
+            area = own.point(m, "auc")
+            held = [u.held[m] for u in own.units]
             reached = [h for h in held if h is not None]
             # the median over every run, a run that never holds 90% counting as infinitely late
             middle = float(np.median([np.inf if h is None else h for h in held]))
             when = f"{int(middle):,}" if np.isfinite(middle) else "never"
             when += f" ({len(reached)}/{len(held)})"
-            returns = np.mean([u.final[m].mean() for u in boot.units])
+            returns = np.mean([u.final[m].mean() for u in own.units])
             finite = norm[np.isfinite(norm)]
             sd = f" ± {np.std(finite, ddof=1):.2f}" if len(finite) > 1 else ""
             lines.append(
@@ -340,8 +363,9 @@ def _env_section(
         for a, b in _pairs(env_records, methods):
             if a in METHOD_ORDER and "ppo" in (a, b):
                 continue  # PPO's distance is in the aggregate; per env, the distillers
-            if _has(boot, a, b):
-                f, s = boot.difference(a, b), boot.difference(a, b, "auc")
+            both = _boot_for(boot, a, b)
+            if both is not None:
+                f, s = both.difference(a, b), both.difference(a, b, "auc")
                 diffs.append(
                     f"| {size} | {_name(a)} − {_name(b)} | {show(f)} ({verdict(f, _name(a), _name(b))}) "
                     f"| {show(s)} ({verdict(s, _name(a), _name(b))}) |"
