@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -81,3 +82,10 @@ def test_config_yml_records_the_evaluation_interval_the_run_used(tmp_path):
     curve = json.loads((out / "results.json").read_text())["curve"]
     assert config["eval_freq"] == 64
     assert [row["timesteps"] for row in curve][:3] == [0, 64, 128]
+
+
+def test_results_name_the_shipped_defaults_they_were_made_with():
+    result = run(spec(timesteps=64), checkpoint_freq=0)
+    configs = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "configs"
+    shipped = (configs / "distill.yml").read_bytes()
+    assert result["defaults_sha256"] == hashlib.sha256(shipped).hexdigest()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import hashlib
 import inspect
 import math
 import numbers
@@ -177,6 +178,13 @@ def coerce_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [coerce_numbers(v) for v in value]
     return value
+
+
+def shipped_config_sha256() -> str:
+    """SHA-256 of the shipped ``distill.yml``: which defaults a run was made with (a run's
+    record carries it, so a suite run after defaults were frozen can show it)."""
+    data = resources.files("ppdistill").joinpath("configs/distill.yml").read_bytes()
+    return hashlib.sha256(data).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from ppdistill.core.scores import normalized_score, return_ratio
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.core.version import __version__
 from ppdistill.evaluation import EvalResult
+from ppdistill.experiment.config import shipped_config_sha256
 from ppdistill.experiment.models import student_policy_kwargs
 from ppdistill.experiment.pipeline import warmup_end
 from ppdistill.experiment.spec import RunSpec
@@ -163,6 +164,8 @@ def summarize(
         ),
         "resumed": resumes,
         "versions": versions(),
+        # the shipped defaults this run was made with (its spec holds the values it used)
+        "defaults_sha256": shipped_config_sha256(),
         "machine": machine_description(),
     }
     if schedule is not None:
