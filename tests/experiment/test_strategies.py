@@ -234,7 +234,9 @@ def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
     drift = {}
     for value in (0.0, 30.0):
         schedule = anchor_schedule(value, start=64, steps=0, total=64 + 512, rollout=64)
-        model = finetune_model(student, hp, student.get_env(), seed=1, anchor=(distilled, schedule))
+        model = finetune_model(
+            student, hp, student.get_env(), seed=1, anchor=(distilled.state_dict(), schedule)
+        )
         assert isinstance(model, PPD) and model.lambda_schedule == schedule
         # the anchor is a frozen copy of the distilled policy, not the one being trained
         anchor = model.teacher.policy
@@ -288,8 +290,8 @@ def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
         run(spec, out=tmp_path / "cut", checkpoint_freq=200, on_model=hook)
     saved = read_checkpoint(tmp_path / "cut" / CHECKPOINT_DIR / CHECKPOINT_NAME)
     assert (saved.num_timesteps < 512) == (phase == "distill")
-    # anchored: updates after the resume still run the anchor read back from distilled.zip
-    assert saved.num_timesteps < 1024 - 128
+    if phase == "anchored":  # updates after the resume still run the anchor read back from distilled.zip
+        assert saved.num_timesteps < 1024 - 128
     resumed = resume(tmp_path / "cut")
     assert resumed["resumed"][0]["exact"] is True
     for name in ("student.zip", "distilled.zip"):

@@ -24,7 +24,7 @@ from ppdistill.core.version import __version__
 from ppdistill.evaluation import EvalResult
 from ppdistill.experiment.config import shipped_config_sha256
 from ppdistill.experiment.models import student_policy_kwargs
-from ppdistill.experiment.pipeline import warmup_end
+from ppdistill.experiment.pipeline import anchor_end, warmup_end
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.teachers.base import Teacher
 
@@ -184,6 +184,7 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
     :param finetune: where fine-tuning began and the distilled student's evaluation there
     """
     start = int(finetune["start"])
+    anchor = float(spec.hp.get("finetune_anchor") or 0.0)
     warmup = int(spec.hp.get("critic_warmup") or 0)
     rollout = int(model.n_steps * model.n_envs)  # type: ignore[attr-defined]
     effective = {k: v for k, v in (spec.hp.get("finetune_hp") or {}).items() if k not in ("policy_kwargs",)}
@@ -200,14 +201,18 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
         {
             "phase": "finetune",
             # anchored: a PPD whose teacher is the distilled student
-            "method": "ppd" if spec.hp.get("finetune_anchor") else "ppo",
+            "method": "ppd" if anchor else "ppo",
             "start_step": start,
             "end_step": int(model.num_timesteps),
             "critic_warmup": warmup,
             "actor_frozen_until_step": warmup_end(start, warmup, rollout) if warmup else start,
             # the KL anchor to the distilled student (0: none), and the step where its λ is 0
-            "anchor": float(spec.hp.get("finetune_anchor") or 0.0),
-            "anchor_until_step": start + int(spec.hp.get("finetune_anchor_steps") or spec.finetune_steps),
+            "anchor": anchor,
+            "anchor_until_step": (
+                anchor_end(start, int(spec.hp.get("finetune_anchor_steps") or 0), spec.total_timesteps)
+                if anchor
+                else None
+            ),
             "hp": effective,
             "student": "student.zip",
         },

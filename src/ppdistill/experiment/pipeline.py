@@ -37,6 +37,7 @@ own layers only (for the CNN presets, the value head on top of the shared trunk)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch as th
@@ -135,6 +136,16 @@ def warmup_end(start: int, steps: int, rollout: int) -> int:
     return start + -(-steps // rollout) * rollout
 
 
+def anchor_end(start: int, steps: int, total: int) -> int:
+    """Env step where the anchor's λ reaches 0: ``start + steps``, or the run's end.
+
+    :param start: env step where fine-tuning begins
+    :param steps: env steps over which λ fades to 0 (0: the whole fine-tuning phase)
+    :param total: env steps of the whole run
+    """
+    return total if steps <= 0 else min(total, start + steps)
+
+
 def anchor_schedule(value: float, start: int, steps: int, total: int, rollout: int) -> Fading:
     """The anchor's λ over the whole run's budget: ``value`` for the first fine-tuning update,
     then fading linearly to 0 at env step ``start + steps`` (or at ``total``).
@@ -148,19 +159,21 @@ def anchor_schedule(value: float, start: int, steps: int, total: int, rollout: i
     :param total: env steps of the whole run (distillation and fine-tuning)
     :param rollout: env steps per fine-tuning rollout (``n_steps × n_envs``)
     """
-    end = total if steps <= 0 else min(total, start + steps)
+    end = anchor_end(start, steps, total)
     begin = min(start + rollout, end)
     return Fading(float(value), begin / total, end / total)
 
 
-def anchor_teacher(policy: ActorCriticPolicy) -> ActorCriticTeacher:
-    """A frozen copy of ``policy`` as the teacher of the fine-tuning's KL anchor.
+def anchor_teacher(policy: ActorCriticPolicy, weights: Mapping[str, th.Tensor]) -> ActorCriticTeacher:
+    """A frozen network of ``policy``'s architecture holding ``weights``: the teacher of the
+    fine-tuning's KL anchor.
 
-    :param policy: the distilled student's policy (copied; the original keeps learning)
+    :param policy: the distilled student's policy (its architecture; it keeps learning)
+    :param weights: the distilled student's weights (its ``state_dict`` at the switch)
     """
     # built anew rather than deep-copied: a policy holds its last distribution's (non-leaf) tensors
     frozen = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
-    frozen.load_state_dict(policy.state_dict())
+    frozen.load_state_dict(dict(weights))
     info = {"kind": "actor-critic", "role": "anchor: the distilled student"}
     teacher = ActorCriticTeacher(frozen, info=info)
     teacher.freeze()
@@ -174,7 +187,7 @@ def finetune_model(
     seed: int,
     verbose: int = 0,
     tensorboard_log: str | None = None,
-    anchor: tuple[ActorCriticPolicy, Schedule] | None = None,
+    anchor: tuple[Mapping[str, th.Tensor], Schedule] | None = None,
 ) -> PPO:
     """A PPO that continues ``distilled``: same policy class, ``policy_kwargs`` and weights.
 
@@ -191,8 +204,9 @@ def finetune_model(
     :param seed: seed of the PPO (its random states and its environments)
     :param verbose: SB3 verbosity
     :param tensorboard_log: TensorBoard folder
-    :param anchor: the distilled policy and λ's schedule: a :class:`~ppdistill.algorithms.PPD`
-        held to that policy (see the module docstring) instead of a plain PPO
+    :param anchor: the distilled student's weights (``state_dict``) and λ's schedule: a
+        :class:`~ppdistill.algorithms.PPD` held to those weights (see the module docstring)
+        instead of a plain PPO
     """
     if not isinstance(distilled.policy, ActorCriticPolicy):
         raise PPDistillError(
@@ -207,7 +221,7 @@ def finetune_model(
     if anchor is not None:
         # the student's own normalization and log-std are in its weights: nothing to inherit
         kwargs.update(
-            teacher=anchor_teacher(anchor[0]),
+            teacher=anchor_teacher(distilled.policy, anchor[0]),
             distill_lambda=anchor[1],
             student_obs_norm="none",
             log_std_from_teacher=False,

@@ -63,10 +63,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch as th
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from ppdistill.algorithms.base import DistillationMixin
@@ -91,7 +91,7 @@ from ppdistill.experiment.models import build_model, student_env, teacher_env, w
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
 from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, finetune_model
 from ppdistill.experiment.spec import RunSpec
-from ppdistill.experiment.validation import validate_run
+from ppdistill.experiment.validation import rollout_shape, validate_run
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
 from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
@@ -409,35 +409,28 @@ class Run:
                 seed,
                 verbose=self.verbose,
                 tensorboard_log=self.spec.tensorboard,
-                anchor=self._anchor(distilled),
+                anchor=self._anchor(distilled, hp),
             )
         except TypeError as exc:  # a key PPO does not take
             raise PPDistillError(f"bad fine-tuning hyperparameter: {exc}") from exc
 
-    def _anchor(self, distilled: BaseAlgorithm) -> tuple[ActorCriticPolicy, Schedule] | None:
-        """The fine-tuning's KL anchor (``finetune_anchor`` > 0): the distilled student, read
-        back from what :meth:`_hand_over` kept (so a resumed run anchors to the same weights),
-        and λ fading from the switch over ``finetune_anchor_steps``."""
+    def _anchor(
+        self, distilled: BaseAlgorithm, hp: dict[str, Any]
+    ) -> tuple[dict[str, th.Tensor], Schedule] | None:
+        """The fine-tuning's KL anchor (``finetune_anchor`` > 0): the distilled student's
+        weights, read back from what :meth:`_hand_over` kept (so a resumed run anchors to the
+        same weights), and λ fading from the switch over ``finetune_anchor_steps``."""
         value = float(self.spec.hp.get("finetune_anchor") or 0.0)
         if value == 0.0:
             return None
         assert self.distilled is not None and self.state.finetune is not None
-        if not isinstance(distilled.policy, ActorCriticPolicy):
-            raise PPDistillError(
-                f"finetune_anchor needs an actor-critic student, not {type(distilled).__name__}"
-            )
         zipped = io.BytesIO(self.distilled)
         _, params, _ = load_from_zip_file(zipped, load_data=False, device=distilled.device)
         assert params is not None
-        policy = type(distilled.policy)(**distilled.policy._get_constructor_parameters()).to(distilled.device)
-        policy.load_state_dict(dict(params["policy"]))
+        n_steps, n_envs = rollout_shape("ppo", hp)
         steps = int(self.spec.hp.get("finetune_anchor_steps") or 0)
-        hp = self.spec.hp.get("finetune_hp") or finetune_hyperparameters(self.spec.env_id)
-        rollout = int(hp.get("n_steps", 2048)) * int(hp.get("n_envs", 1))  # 2048: PPO's default
-        schedule = anchor_schedule(
-            value, self.state.finetune["start"], steps, self.spec.total_timesteps, rollout
-        )
-        return policy, schedule
+        start, total = self.state.finetune["start"], self.spec.total_timesteps
+        return dict(params["policy"]), anchor_schedule(value, start, steps, total, n_steps * n_envs)
 
     def _train_time(self) -> float:
         return self.state.train_time_s + time.perf_counter() - self._t0

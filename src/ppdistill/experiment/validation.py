@@ -86,8 +86,12 @@ def _phases(spec: RunSpec) -> list[tuple[str, dict[str, Any], int]]:
     return phases
 
 
-def _rollout(method: str, hp: Mapping[str, Any]) -> tuple[int, int]:
-    """(n_steps, n_envs) of a phase, with the algorithm's and the runner's defaults."""
+def rollout_shape(method: str, hp: Mapping[str, Any]) -> tuple[int, int]:
+    """(n_steps, n_envs) of a phase, with the algorithm's and the runner's defaults.
+
+    :param method: the phase's method (``ppo`` for a fine-tuning phase)
+    :param hp: the phase's hyperparameters
+    """
     return int(hp.get("n_steps", default_hyperparameter(method, "n_steps"))), int(hp.get("n_envs", 1))
 
 
@@ -142,7 +146,7 @@ def _check_anchor(spec: RunSpec, finetune: Mapping[str, Any]) -> None:
             f"finetune_anchor needs a student that sees the teacher's observation, not --student-obs "
             f"{spec.student_obs}: drop --finetune-anchor"
         )
-    n_steps, n_envs = _rollout("ppo", finetune)
+    n_steps, n_envs = rollout_shape("ppo", finetune)
     fading = int(spec.hp.get("finetune_anchor_steps") or 0)
     if 0 < fading <= n_steps * n_envs:
         raise ConfigError(
@@ -196,7 +200,7 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
             )
         numbers = _obs_numbers(obs_space)
         for i, (method, hp, _) in enumerate(phases):
-            n_steps, n_envs = _rollout(method, hp)
+            n_steps, n_envs = rollout_shape(method, hp)
             rollout_bytes = n_steps * n_envs * numbers * 4 * OBS_COPIES
             if rollout_bytes + param_bytes > budget:
                 option = "--finetune-hp" if i else "--hp"
@@ -211,7 +215,7 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
 
     # a rollout within the budget
     for i, (method, hp, budget_steps) in enumerate(phases):
-        n_steps, n_envs = _rollout(method, hp)
+        n_steps, n_envs = rollout_shape(method, hp)
         batch = hp.get("batch_size", default_hyperparameter(method, "batch_size"))
         if batch is not None and batch > n_steps * n_envs:
             # not an error (the whole rollout is one minibatch), but a value that does nothing
