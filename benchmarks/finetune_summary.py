@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ppdistill.bench.bootstrap import Bootstrap, interval_stretch, units_from, verdict
+from ppdistill.bench.bootstrap import Bootstrap, iqm, t_quantile, units_from, verdict
 from ppdistill.bench.execute import read_records
 from ppdistill.bench.stats import normalized
 
@@ -45,20 +45,14 @@ def _fmt(interval: tuple[float, float, float]) -> str:
     return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def _iqm(values: list[float]) -> float:
-    values = sorted(v for v in values if math.isfinite(v))
-    cut = len(values) // 4
-    middle = values[cut : len(values) - cut] or values
-    return float(np.mean(middle))
-
-
 def _seed_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean over seeds with a t interval (seeds independent)."""
+    """Mean over runs with Student's t interval (runs independent: one env and teacher per kind
+    in the fine-tuning suites; with several, this interval would be too narrow)."""
     n = len(values)
     mean = float(np.mean(values))
     if n < 2:
         return mean, float("nan"), float("nan")
-    half = interval_stretch(n, n - 1) * math.sqrt((n - 1) / n) * statistics.stdev(values) / math.sqrt(n)
+    half = t_quantile(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
@@ -70,7 +64,8 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             by_kind[_imperfect(r["label"])].append(r)
     lines: list[str] = []
     for imperfect, runs in sorted(by_kind.items()):
-        switch = min((int(r["finetune_start"]) for r in runs if r.get("finetune_start")), default=None)
+        # PPD paths without a switch are read from the pipelines' switch: at equal env steps
+        common_switch = min((int(r["finetune_start"]) for r in runs if r.get("finetune_start")), default=None)
         units = units_from(runs, lambda r: r["label"])
         if imperfect:
             # the corrupted teacher, on the same episodes, as one more "method" of each unit
@@ -81,9 +76,13 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             for u in units:
                 u.final["teacher"] = np.asarray(returns[(u.env, u.teacher, u.seed)], float)
         labels = sorted({r["label"] for r in runs})
+        everything = Bootstrap(units)  # one set of replicates: differences are paired throughout
 
-        def boot(*names: str, units: list[Any] = units) -> Bootstrap:  # the units where all of them ran
-            return Bootstrap([u for u in units if all(name in u.final for name in names)])
+        def boot(*names: str, everything: Bootstrap = everything) -> Bootstrap:
+            restricted = everything.restricted(*names)
+            if restricted is None:
+                raise SystemExit(f"{' and '.join(names)} miss runs of a teacher they ran with: incomplete")
+            return restricted
 
         ppd = f"{ppd_label}-imp" if imperfect else ppd_label
         kind = "corrupted teacher" if imperfect else "good teacher"
@@ -92,24 +91,24 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
         header += f"final − {ppd} |"
         lines += [f"### {kind}", "", header, "|" + "---|" * (header.count("|") - 1)]
         if imperfect:
-            teacher_norm = [
-                normalized(r["teacher_score"], r["reference_score"], r["random_score"]) for r in runs
-            ]
-            scored = f"The corrupted teacher scores {_iqm(teacher_norm):.2f} (IQM over its evaluations).\n"
-            lines.insert(-2, scored)
+            shown = _fmt(boot("teacher").iqm("teacher")).lstrip("+")
+            lines.insert(
+                -2, f"The corrupted teacher scores {shown} (IQM over seeds, on the final episodes).\n"
+            )
         for label in labels:
             mine = [r for r in runs if r["label"] == label]
             lowest = "-"
-            if switch is not None:
+            if common_switch is not None:
                 steps: dict[int, list[float]] = defaultdict(list)
                 for r in mine:
+                    switch = int(r.get("finetune_start") or common_switch)
                     for row in r["curve"]:
                         if row["timesteps"] > switch:
                             steps[int(row["timesteps"])].append(
                                 normalized(row["mean"], r["reference_score"], r["random_score"])
                             )
                 if steps:
-                    lowest = f"{min(_iqm(v) for v in steps.values()):.2f}"
+                    lowest = f"{min(iqm(v) for v in steps.values()):.2f}"
             drops = [
                 normalized(r["score"], r["reference_score"], r["random_score"])
                 - normalized(r["phases"][0]["eval_at_end"]["mean"], r["reference_score"], r["random_score"])

@@ -8,10 +8,10 @@ import pytest
 from ppdistill.bench.bootstrap import (
     Bootstrap,
     Unit,
-    _t_quantile,
     curve_auc,
     held_from,
     interval_stretch,
+    t_quantile,
     units_from,
     verdict,
 )
@@ -69,9 +69,9 @@ def test_the_interval_is_widened_for_few_units_and_not_for_many():
     assert interval_stretch(5, 20) == pytest.approx(2.086 * (5 / 4) ** 0.5, rel=1e-3)  # 5 envs of 5 seeds
     assert interval_stretch(10_000, 100_000) == pytest.approx(1.96, abs=1e-3)
     assert np.isnan(interval_stretch(1, 0))
-    assert _t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
-    assert _t_quantile(0.975, 3) == pytest.approx(3.182, abs=0.01)
-    assert _t_quantile(0.975, 10) == pytest.approx(2.228, abs=1e-3)
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile(0.975, 3) == pytest.approx(3.182, abs=0.01)
+    assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=1e-3)
 
 
 def test_no_difference_reads_ahead_at_most_about_one_time_in_twenty():

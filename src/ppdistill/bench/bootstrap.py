@@ -212,6 +212,27 @@ class Bootstrap:
         self._cache[key] = out
         return out
 
+    def restricted(self, *labels: str) -> Bootstrap | None:
+        """The bootstrap over the units where ``labels`` ran: this one where they ran on every
+        unit; over the teachers they ran with where a suite gives labels to some teachers only
+        (a corrupted teacher's variants); None where one is missing from a seed of a teacher it
+        ran with (incomplete).
+
+        :param labels: the methods that must have run on each unit kept
+        """
+        if self.units and all(all(label in u.final for label in labels) for u in self.units):
+            return self
+        teachers: dict[tuple[str, str], list[Unit]] = defaultdict(list)
+        for u in self.units:
+            teachers[(u.env, u.teacher)].append(u)
+        chosen: list[Unit] = []
+        for members in teachers.values():
+            ran = [all(label in u.final for label in labels) for u in members]
+            if any(ran) and not all(ran):
+                return None
+            chosen += members if all(ran) else []
+        return Bootstrap(chosen, self.reps) if chosen else None
+
     def point(self, label: str, what: str = "final") -> np.ndarray:
         """Each unit's normalized ``what`` on the data as observed (no resampling)."""
         values = []
@@ -263,6 +284,14 @@ class Bootstrap:
         return _interval(point, np.nanmean(np.stack(per_env, axis=1), axis=1), self.stretch)
 
 
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean of ``values`` (their middle 50%; non-finite ones left out).
+
+    :param values: e.g. the normalized scores of a method's runs
+    """
+    return float(_iqm(np.asarray([values], dtype=float))[0])
+
+
 def _iqm(values: np.ndarray) -> np.ndarray:
     """Row-wise interquartile mean (the middle 50% of each row's finite values)."""
     out = np.empty(len(values))
@@ -277,7 +306,7 @@ def _iqm(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _t_quantile(p: float, df: int) -> float:
+def t_quantile(p: float, df: int) -> float:
     """Student's t quantile: exact for 1 and 2 degrees of freedom, Cornish-Fisher from 3
     (within 0.5% of the exact value at 3, closer above; no scipy needed)."""
     if df == 1:
@@ -305,7 +334,7 @@ def interval_stretch(n: int, df: int, level: float = 0.95) -> float:
     """
     if n < 2 or df < 1:
         return float("nan")
-    return math.sqrt(n / (n - 1)) * _t_quantile(1 - (1 - level) / 2, df)
+    return math.sqrt(n / (n - 1)) * t_quantile(1 - (1 - level) / 2, df)
 
 
 def _interval(point: float, replicates: np.ndarray, stretch: float) -> Interval:

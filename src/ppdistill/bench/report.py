@@ -68,25 +68,6 @@ def _cell(interval: Interval | None, digits: int = 2) -> str:
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _boot_for(boot: Bootstrap, *labels: str) -> Bootstrap | None:
-    """The bootstrap over the units where ``labels`` ran: ``boot`` itself where they ran on every
-    unit; over the teachers they ran with where a suite gives labels to some teachers only (a
-    corrupted teacher's variants); None where one is missing from a seed of a teacher it ran
-    with (incomplete)."""
-    if boot.units and all(all(label in u.final for label in labels) for u in boot.units):
-        return boot
-    teachers: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for u in boot.units:
-        teachers[(u.env, u.teacher)].append(u)
-    chosen = []
-    for members in teachers.values():
-        ran = [all(label in u.final for label in labels) for u in members]
-        if any(ran) and not all(ran):
-            return None
-        chosen += members if all(ran) else []
-    return Bootstrap(chosen, boot.reps) if chosen else None
-
-
 def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, str]]:
     """The paper's comparisons among the methods present; an ablation's variants are each
     compared with the first variant of the same algorithm."""
@@ -138,7 +119,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
     final, auc = {}, {}
     for k, b in cells.items():
         for m in methods:
-            own = _boot_for(b, m)
+            own = b.restricted(m)
             if own is not None:
                 final[(*k, m)], auc[(*k, m)] = own.iqm(m), own.iqm(m, "auc")
     keys = [k for k in ((s, z) for s in suites for z in sizes) if k in cells]
@@ -259,7 +240,7 @@ def _differences(
     for key in keys:
         boot = cells[key]
         for a, b in _pairs(records, methods):
-            both = _boot_for(boot, a, b)
+            both = boot.restricted(a, b)
             if both is None:
                 continue
             f, s = both.difference(a, b), both.difference(a, b, "auc")
@@ -342,7 +323,7 @@ def _env_section(
             continue
         boot = Bootstrap(units_from(rs_size, lambda r: str(r["label"])), reps)
         for m in methods:
-            own = _boot_for(boot, m)
+            own = boot.restricted(m)
             if own is None:
                 continue
             norm = own.point(m)
@@ -363,7 +344,7 @@ def _env_section(
         for a, b in _pairs(env_records, methods):
             if a in METHOD_ORDER and "ppo" in (a, b):
                 continue  # PPO's distance is in the aggregate; per env, the distillers
-            both = _boot_for(boot, a, b)
+            both = boot.restricted(a, b)
             if both is not None:
                 f, s = both.difference(a, b), both.difference(a, b, "auc")
                 diffs.append(
