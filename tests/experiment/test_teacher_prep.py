@@ -279,3 +279,61 @@ def test_corrupted_zoo_teacher_is_read_by_sb3_without_the_old_gym_package(tmp_pa
     obs = th.randn(32, 11) * 3
     assert th.equal(teacher(obs, with_values=True).params, corrupted(obs, with_values=True).params)
     assert th.allclose(teacher(obs, with_values=True).values, corrupted(obs, with_values=True).values)
+
+
+# ---- training teachers of every kind the teachers suite needs ---------------------------
+
+TIME_FEATURE = "sb3_contrib.common.wrappers.TimeFeatureWrapper"
+
+
+def test_a_tqc_teacher_trained_in_a_time_feature_is_read_back_inside_it(tmp_path, capsys):
+    from sb3_contrib import TQC
+
+    from ppdistill.cli.main import main
+
+    out = tmp_path / "tqc.zip"
+    code = main([
+        "teacher", "train", "--env", "Pendulum-v1", "--algo", "tqc", "--timesteps", "200", "--no-progress",
+        "--hp", "learning_starts=100", "--hp", "policy_kwargs={net_arch: [16, 16], n_critics: 1}",
+        "--hp", f"env_wrapper={TIME_FEATURE}", "--hp", "learning_rate=lin_1e-3", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0 and "deterministic return" in capsys.readouterr().out
+    model = TQC.load(out, device="cpu")
+    # the zoo's lin_X: X at the start, half of it halfway
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.5) == pytest.approx(5e-4)
+    teacher = load_teacher(out)  # env and wrapper from the .args.yml beside it
+    assert teacher.info["kind"] == "tqc"
+    assert teacher.observation_space.shape == (4,)  # 3 + the time feature
+    assert teacher.info["env"]["wrappers"] == [{"path": TIME_FEATURE, "kwargs": {}}]
+
+
+def test_a_qrdqn_teacher_is_trained_and_read_as_a_value_based_teacher(tmp_path):
+    from ppdistill.experiment.teacher_prep import teacher_hyperparameters, train_teacher
+
+    assert teacher_hyperparameters("MountainCar-v0", "qrdqn")["policy_kwargs"]["n_quantiles"] == 25
+    out = tmp_path / "qrdqn.zip"
+    model = train_teacher("CartPole-v1", "qrdqn", out, timesteps=300, overrides={"learning_starts": 100})
+    teacher = load_teacher(out)
+    assert teacher.info["kind"] == "quantiles"  # QR-DQN: softmax of its mean quantiles
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    logits = teacher(th.as_tensor(obs)).params
+    np.testing.assert_array_equal(logits.argmax(-1).numpy(), model.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize(
+    ("env", "algo", "overrides", "message"),
+    [
+        ("Pendulum-v1", "qrdqn", {}, "qrdqn cannot act in Pendulum-v1's Box action space"),
+        ("Pendulum-v1", "tqc", {"env_wrapper": "os.system"}, "env_wrapper os.system is not imported"),
+        ("Pendulum-v1", "sac", {"learning_rate": "lin_fast"}, "learning_rate 'lin_fast' is neither a number"),
+    ],
+)
+def test_train_teacher_refuses_bad_settings_in_one_line_and_writes_nothing(tmp_path, env, algo, overrides,
+                                                                          message):  # fmt: skip
+    from ppdistill.experiment.config import ConfigError
+    from ppdistill.experiment.teacher_prep import train_teacher
+
+    with pytest.raises(ConfigError) as info:
+        train_teacher(env, algo, tmp_path / "t.zip", timesteps=10, overrides=overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

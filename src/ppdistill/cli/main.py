@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = teacher.add_subparsers(dest="teacher_command", required=True, parser_class=Parser)
     p = tsub.add_parser("train", help="train a teacher with tuned settings")
     p.add_argument("--env", required=True)
-    p.add_argument("--algo", choices=["ppo", "dqn", "td3", "sac"], default="ppo")
+    p.add_argument("--algo", choices=["ppo", "dqn", "qrdqn", "td3", "sac", "tqc"], default="ppo")
     p.add_argument("--timesteps", type=positive_int, default=None, help="default: the tuned budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")

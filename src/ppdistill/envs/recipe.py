@@ -128,6 +128,29 @@ def _part_from_data(data: Any) -> StudentPart | None:
     return ObservationSlice(int(data[0]), None if data[1] is None else int(data[1]))
 
 
+def zoo_wrappers(value: Any) -> tuple[WrapperSpec, ...]:
+    """An rl-zoo ``env_wrapper`` in any of its forms (a dotted path, ``{path: kwargs}``, or a
+    list of them) as wrapper specs; None as none.
+
+    :param value: the ``env_wrapper`` value of a ``config.yml`` or a hyperparameter file
+    :raises RecipeError: a value of another shape
+    """
+    if value is None:
+        return ()
+    specs = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            specs.append(WrapperSpec(item))
+        elif isinstance(item, dict) and len(item) == 1:
+            ((path, kwargs),) = item.items()
+            if not isinstance(path, str) or not isinstance(kwargs, dict | None):
+                raise RecipeError(f"env_wrapper entry {item!r} is not a dotted path with keywords")
+            specs.append(WrapperSpec(path, dict(kwargs or {})))
+        else:
+            raise RecipeError(f"env_wrapper {value!r} is not a dotted path, a mapping or a list")
+    return tuple(specs)
+
+
 @dataclass(frozen=True)
 class EnvRecipe:
     """How to build the environment a model acts in (see the module docstring).

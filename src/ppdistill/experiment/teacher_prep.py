@@ -15,6 +15,7 @@ import numpy as np
 import torch as th
 import yaml
 from gymnasium import spaces
+from sb3_contrib import QRDQN, TQC
 from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -22,9 +23,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill.core.errors import ModelLoadError, PPDistillError, one_line
 from ppdistill.core.files import atomic_write
+from ppdistill.core.schedules import zoo_schedule
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.ids import canonical_env_id
-from ppdistill.envs.make import make_vec_env
+from ppdistill.envs.recipe import EnvRecipe, RecipeError, zoo_wrappers
 from ppdistill.evaluation import evaluate, random_policy_score
 from ppdistill.experiment.config import ConfigError, coerce_numbers
 from ppdistill.experiment.models import policy_name
@@ -42,13 +44,24 @@ from ppdistill.teachers.sb3_zip import (
 )
 from ppdistill.teachers.zoo_folder import locate
 
-TEACHER_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "td3": TD3, "sac": SAC}
+TEACHER_ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "dqn": DQN,
+    "qrdqn": QRDQN,
+    "td3": TD3,
+    "sac": SAC,
+    "tqc": TQC,
+}
 # The action spaces each algorithm can act in (SB3 asserts it; we say it in one line).
 _ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
     "dqn": (spaces.Discrete,),
+    "qrdqn": (spaces.Discrete,),
     "td3": (spaces.Box,),
     "sac": (spaces.Box,),
+    "tqc": (spaces.Box,),
 }
+# Keys of the zoo's files whose lin_X form is a schedule falling linearly to 0.
+_SCHEDULES = ("learning_rate", "clip_range")
 _NOISES: dict[str, Callable[..., ActionNoise]] = {
     "normal": NormalActionNoise,
     "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise,
@@ -115,7 +128,7 @@ def train_teacher(
     """Train a teacher and save it to ``out`` (a .zip), with its VecNormalize statistics if any.
 
     :param env_id: environment id
-    :param algo: one of :data:`TEACHER_ALGOS` ("ppo", "dqn", "td3", "sac")
+    :param algo: one of :data:`TEACHER_ALGOS` ("ppo", "dqn", "qrdqn", "td3", "sac", "tqc")
     :param out: path of the zip to write
     :param timesteps: budget (default: the config's)
     :param seed: seed
@@ -133,7 +146,21 @@ def train_teacher(
         raise PPDistillError(f"timesteps must be positive, got {budget}")
     n_envs = int(hp.pop("n_envs", 1))
     normalize = bool(hp.pop("normalize", False))
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    try:
+        # the zoo's env_wrapper (a TimeFeatureWrapper, say): recorded beside the zip, so that
+        # load_teacher builds the env the teacher was trained in
+        wrappers = zoo_wrappers(hp.pop("env_wrapper", None))
+        recipe = EnvRecipe(env_id, wrappers=wrappers)
+        env = recipe.make(n_envs=n_envs, seed=seed)
+    except RecipeError as exc:
+        raise ConfigError(str(exc)) from exc
+    for key in _SCHEDULES:
+        if key in hp:
+            try:
+                hp[key] = zoo_schedule(hp[key])
+            except ValueError:
+                env.close()
+                raise ConfigError(f"{key} {hp[key]!r} is neither a number nor lin_X (X a number)") from None
     allowed = _ACTION_SPACES.get(algo)
     if allowed is not None and not isinstance(env.action_space, allowed):
         env.close()
@@ -163,7 +190,10 @@ def train_teacher(
     model.save(buffer)
     atomic_write(out, buffer.getvalue())
     # rl-zoo style record of the env, so that load_teacher(out) needs no env_id
-    record = {"env": canonical_env_id(env_id), "algo": algo, "seed": seed, "timesteps": budget}
+    record: dict[str, Any] = {"env": canonical_env_id(env_id), "algo": algo, "seed": seed}
+    record["timesteps"] = budget
+    if wrappers:
+        record["env_wrapper"] = [{w.path: dict(w.kwargs)} if w.kwargs else w.path for w in wrappers]
     atomic_write(out.with_name(out.stem + ".args.yml"), yaml.safe_dump(record).encode())
     if normalize:
         assert isinstance(env, VecNormalize)

@@ -16,7 +16,7 @@ import yaml
 
 from ppdistill.core.errors import ModelLoadError
 from ppdistill.envs.ids import env_family
-from ppdistill.envs.recipe import EnvRecipe, WrapperSpec
+from ppdistill.envs.recipe import EnvRecipe, RecipeError, zoo_wrappers
 from ppdistill.teachers.sb3_zip import MODEL_ZIP, check_regular_file, read_regular_file
 
 # An rl-zoo args.yml is a few KB.
@@ -121,8 +121,8 @@ def locate(path: Path, role: str = "teacher") -> Located:
         if _present(args, "an rl-zoo args.yml"):
             loaded = _read_zoo_yaml(args, "an rl-zoo args.yml")
             env_id = loaded.get("env") if isinstance(loaded.get("env"), str) else None
-            if loaded.get("env_kwargs"):
-                settings["env_kwargs"] = loaded["env_kwargs"]
+            # the zoo's args.yml has env_kwargs; `ppdistill teacher train`'s also env_wrapper
+            settings.update({k: loaded[k] for k in ENV_SETTINGS if loaded.get(k)})
             break
     for config in (side / "config.yml", folder / "config.yml"):
         if _present(config, "an rl-zoo config.yml"):
@@ -148,25 +148,6 @@ def _read_zoo_yaml(path: Path, what: str) -> dict[str, Any]:
         return {}
 
 
-def _wrapper_specs(value: Any, where: Path | str) -> tuple[WrapperSpec, ...]:
-    """``env_wrapper`` in any of the zoo's forms: a dotted path, ``{path: kwargs}``, or a list of them."""
-    items = value if isinstance(value, list) else [value]
-    specs = []
-    for item in items:
-        if isinstance(item, str):
-            specs.append(WrapperSpec(item))
-        elif isinstance(item, dict) and len(item) == 1:
-            ((path, kwargs),) = item.items()
-            if not isinstance(path, str) or not isinstance(kwargs, dict | None):
-                raise ModelLoadError(
-                    f"{where}: env_wrapper entry {item!r} is not a dotted path with keywords"
-                )
-            specs.append(WrapperSpec(path, dict(kwargs or {})))
-        else:
-            raise ModelLoadError(f"{where}: env_wrapper {value!r} is not a dotted path, a mapping or a list")
-    return tuple(specs)
-
-
 def env_recipe(located: Located, env_id: str) -> EnvRecipe:
     """The environment a zoo run's model was trained in: ``env_id`` with the run's
     ``env_wrapper``, ``frame_stack`` and ``env_kwargs``.
@@ -175,7 +156,10 @@ def env_recipe(located: Located, env_id: str) -> EnvRecipe:
     :param env_id: the environment (given, or the run's own)
     """
     settings = located.env_settings
-    wrappers = _wrapper_specs(settings["env_wrapper"], located.zip_path) if "env_wrapper" in settings else ()
+    try:
+        wrappers = zoo_wrappers(settings.get("env_wrapper"))
+    except RecipeError as exc:
+        raise ModelLoadError(f"{located.zip_path}: {exc}") from exc
     if env_family(env_id) == "atari":  # ppdistill's Atari pipeline is the zoo's: AtariWrapper + 4 frames
         wrappers = tuple(w for w in wrappers if w.path != ATARI_WRAPPER)
     env_kwargs = settings.get("env_kwargs") or {}
