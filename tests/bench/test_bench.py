@@ -110,6 +110,19 @@ def test_paper_suite_dry_runs():
             "corrupt: {sigma: 0.1, seed: 1, seeds: [2]}}]\n",
             "either seed or a non-empty list of seeds",
         ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, half: test}]\n",
+            "half is 'test'; use tune or verify",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, half: tune},\n"
+            "       {env: Acrobot-v1, teacher: t.zip}]\n",
+            "Acrobot-v1 names no half",
+        ),
+        (
+            "name: x\nfrozen_defaults_sha256: 123\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n",
+            "frozen_defaults_sha256 must be 64 hexadecimal digits in quotes",
+        ),
     ],
 )
 def test_bad_suites_are_one_line_errors(tmp_path, text, message, capsys):
@@ -352,3 +365,45 @@ def test_a_prepared_teacher_is_kept_even_if_a_later_one_fails(tmp_path, monkeypa
         execute.prepare_references(suite, tmp_path / "out", log=lambda m: None)
     kept = json.loads((tmp_path / "out" / "references.json").read_text())
     assert len(kept) == 1 and next(iter(kept.values()))["sigma"] == 0.1
+
+
+def halves_suite(tmp_path, frozen=""):
+    path = tmp_path / "halves.yaml"
+    path.write_text(
+        "name: halves\nseeds: [0]\nstudents: [smaller]\nmethods: [ppd]\ntimesteps: 1024\n"
+        + frozen
+        + "envs:\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', half: tune}\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', half: verify, timesteps: 2048}\n"
+    )
+    return path
+
+
+def test_a_suite_in_halves_runs_one_half_at_a_time(tmp_path, capsys):
+    from ppdistill.cli.main import main
+
+    path = halves_suite(tmp_path)
+    tune = load_suite(path).half("tune")
+    assert tune.name == "halves-tune" and [s.timesteps for _, s, _ in tune.runs()] == [1024]
+    # both halves at once would mix choosing with verifying: refused in one line
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has a tune and a verify half: run one with --half" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="has no halves"):
+        load_suite(tiny_suite(tmp_path)).half("tune")
+
+
+def test_the_verify_half_runs_only_on_the_frozen_defaults(tmp_path, capsys):
+    from ppdistill.cli.main import main
+    from ppdistill.experiment.config import shipped_config_sha256
+
+    current = shipped_config_sha256()
+    with pytest.raises(ConfigError, match=f"write 'frozen_defaults_sha256: \"{current}\"'"):
+        load_suite(halves_suite(tmp_path)).half("verify")
+    stale = halves_suite(tmp_path, f"frozen_defaults_sha256: '{'ab' * 32}'\n")
+    assert main(["bench", "run", str(stale), "--half", "verify", "--out", str(tmp_path / "out")]) == 2
+    assert "the defaults changed after freezing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    frozen = load_suite(halves_suite(tmp_path, f"frozen_defaults_sha256: '{current}'\n")).half("verify")
+    assert frozen.name == "halves-verify" and [s.timesteps for _, s, _ in frozen.runs()] == [2048]

@@ -40,6 +40,17 @@ sections::
     variants:
       ppd-dtf: {method: ppd, hp: {lambda_schedule: "distill-then-finetune:0.5"}}
       sd-ft: {method: student-distill, hp: {then_finetune: 50000, critic_warmup: 10000}}
+
+Choosing and verifying (a suite in two halves): every env entry names its ``half``, ``tune``
+(defaults may be chosen on it) or ``verify`` (run only on frozen defaults), and
+``bench run --half`` runs one of them. The verify half runs only while the shipped
+``distill.yml`` is the one whose SHA-256 the suite names, so a default changed after freezing
+cannot slip into the verification (every record carries the hash it ran with)::
+
+    frozen_defaults_sha256: "3f2a..."   # `ppdistill bench run --half verify` prints the current one
+    envs:
+      - {env: Hopper-v5, teacher: teachers/sac-hopper.zip, half: tune}
+      - {env: Walker2d-v5, teacher: teachers/sac-walker2d.zip, half: verify}
 """
 
 from __future__ import annotations
@@ -55,7 +66,14 @@ import yaml
 
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.envs.ids import env_family
-from ppdistill.experiment.config import METHODS, ConfigError, check_keys, coerce_numbers, run_hyperparameters
+from ppdistill.experiment.config import (
+    METHODS,
+    ConfigError,
+    check_keys,
+    coerce_numbers,
+    run_hyperparameters,
+    shipped_config_sha256,
+)
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
 from ppdistill.networks.presets import STUDENT_SIZES
@@ -113,6 +131,8 @@ class EnvEntry:
     rl-zoo run, which replace the shipped config's (``hp`` still overrides them)."""
     tag: str = ""
     """Added to the run ids of this entry (one corrupted teacher among several of an env)."""
+    half: str = ""
+    """``tune`` or ``verify`` in a suite with two halves (see the module docstring), else empty."""
 
 
 @dataclass
@@ -128,6 +148,39 @@ class Suite:
     path: Path | None = None
     description: str = ""
     variants: dict[str, str] = field(default_factory=dict)
+    frozen_defaults_sha256: str = ""
+
+    @property
+    def halves(self) -> bool:
+        """Whether the suite is in a tune and a verify half (its env entries name theirs)."""
+        return any(e.half for e in self.envs)
+
+    def half(self, which: str) -> Suite:
+        """The suite reduced to one half, named ``<name>-<which>``.
+
+        :param which: "tune" or "verify"
+        :raises ConfigError: a suite without halves; the verify half of a suite whose frozen
+            defaults are not the shipped ``distill.yml`` (or that names none)
+        """
+        where = self.path or self.name
+        if which not in HALVES:
+            raise ConfigError(f"--half takes {' or '.join(HALVES)}, not {which!r}")
+        if not self.halves:
+            raise ConfigError(f"{where} has no halves: its envs name no 'half: tune|verify'")
+        if which == "verify":
+            current = shipped_config_sha256()
+            if not self.frozen_defaults_sha256:
+                raise ConfigError(
+                    f"{where}: the verify half runs on frozen defaults; once they are chosen, write "
+                    f"'frozen_defaults_sha256: \"{current}\"' (the shipped distill.yml's) in the suite"
+                )
+            if self.frozen_defaults_sha256 != current:
+                raise ConfigError(
+                    f"{where}: the shipped distill.yml (SHA-256 {current[:12]}...) is not the one frozen "
+                    f"for the verify half ({self.frozen_defaults_sha256[:12]}...): the defaults changed "
+                    "after freezing; verify on a checkout of the frozen defaults, or choose again"
+                )
+        return replace(self, envs=[e for e in self.envs if e.half == which], name=f"{self.name}-{which}")
 
     def base_method(self, label: str) -> str:
         """The algorithm behind a method label (a variant's, or the label itself)."""
@@ -208,8 +261,10 @@ def run_id(env_id: str, method: str, student: str, seed: int) -> str:
 
 _SUITE_KEYS = {
     "name", "description", "seeds", "methods", "students", "timesteps", "eval_freq", "eval_episodes",
-    "final_episodes", "hp", "envs", "variants", "deterministic",
+    "final_episodes", "hp", "envs", "variants", "deterministic", "frozen_defaults_sha256",
 }  # fmt: skip
+HALVES = ("tune", "verify")
+"""The halves of a suite that chooses defaults on some teachers and verifies them on others."""
 _ENV_KEYS = {
     "env",
     "teacher",
@@ -221,6 +276,7 @@ _ENV_KEYS = {
     "deterministic",
     "eval_freq",
     "student_obs",
+    "half",
 }
 
 
@@ -236,7 +292,8 @@ def load_suite(path: Path) -> Suite:
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist")
     try:
-        data = coerce_numbers(yaml.safe_load(path.read_text()) or {})
+        raw_data = yaml.safe_load(path.read_text()) or {}
+        data = coerce_numbers(raw_data)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {one_line(exc)}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("envs"), list) or not data["envs"]:
@@ -271,6 +328,9 @@ def load_suite(path: Path) -> Suite:
                 raise ConfigError(
                     f"{path}: unknown method {m!r}; choose from {', '.join([*METHODS, *variants])}"
                 )
+        half = str(raw.get("half", ""))
+        if half and half not in HALVES:
+            raise ConfigError(f"{path}: envs[{i}].half is {half!r}; use {' or '.join(HALVES)}")
         teacher = resolve_teacher(str(raw["teacher"]), path)
         hp: dict[str, dict[str, Any]] = {}
         zoo_hp: dict[str, dict[str, Any]] = {}
@@ -302,8 +362,20 @@ def load_suite(path: Path) -> Suite:
                 raw.get("deterministic", data.get("deterministic", env_family(raw["env"]) != "procgen"))
             ),
             zoo_hp=zoo_hp,
+            half=half,
         )
         envs += _corruption_seeds(entry, path, i)
+    if any(e.half for e in envs) and not all(e.half for e in envs):
+        missing = next(e.env for e in envs if not e.half)
+        raise ConfigError(
+            f"{path}: {missing} names no half; in a suite with halves every env entry names its own"
+        )
+    # read before coerce_numbers, which would make a hash of digits (and e) a number
+    frozen = raw_data.get("frozen_defaults_sha256") or ""
+    if frozen and not (isinstance(frozen, str) and re.fullmatch(r"[0-9a-f]{64}", frozen)):
+        raise ConfigError(
+            f"{path}: frozen_defaults_sha256 must be 64 hexadecimal digits in quotes, got {frozen!r}"
+        )
     seeds = [int(s) for s in _as_list(data.get("seeds"), [0])]
     return Suite(
         name=str(data.get("name", path.stem)),
@@ -315,4 +387,5 @@ def load_suite(path: Path) -> Suite:
         path=path,
         description=str(data.get("description", "")),
         variants=variants,
+        frozen_defaults_sha256=frozen,
     )

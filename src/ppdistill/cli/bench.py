@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from ppdistill.cli.args import CLIError
+
 
 def cmd_bench_run(args: argparse.Namespace) -> int:
     from ppdistill.bench import dry_run, load_suite, run_suite
 
     suite = load_suite(args.suite)
+    if args.half is not None:
+        suite = suite.half(args.half)
+    elif suite.halves:
+        raise CLIError(
+            f"{args.suite} has a tune and a verify half: run one with --half tune or --half verify"
+        )
     if args.dry_run:
         problems = dry_run(suite)
         for p in problems:

@@ -205,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.add_argument("--dry-run", action="store_true", help="list the grid and check teachers without running")
+    p.add_argument(
+        "--half",
+        choices=["tune", "verify"],
+        default=None,
+        help="run one half of a suite whose envs name theirs (verify: only on its frozen defaults)",
+    )
     p.set_defaults(func=cmd_bench_run)
     p = bsub.add_parser("report", help="tables, IQM with bootstrap CIs, curves and a Markdown report")
     p.add_argument("dir", type=Path, help="a folder written by `bench run`")
