@@ -8,6 +8,7 @@ hyperparameters of a run (``timesteps``, ``normalize``) end with exit 2 from the
 from __future__ import annotations
 
 import pytest
+import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 
 from ppdistill.cli.main import main
@@ -119,6 +120,32 @@ def test_temperature_sets_a_value_based_teachers_softmax():
 def test_temperature_for_a_teacher_without_q_values_is_refused():
     with pytest.raises(PPDistillError, match="temperature applies to value-based teachers"):
         Run.start(spec("ppd", temperature=0.5), checkpoint_freq=0)
+
+
+def pendulum_spec(teacher, **hp):
+    settings = {**hyperparameters("Pendulum-v1", "ppd"), "n_envs": 1, "n_steps": 64, **hp}
+    return RunSpec("Pendulum-v1", "ppd", str(teacher), 256, student="8,8", hp=settings,
+                   eval_freq=10_000, eval_episodes=1, final_episodes=2)  # fmt: skip
+
+
+def test_target_std_sets_a_deterministic_teachers_target_width(tmp_path):
+    from ppdistill.experiment.teacher_prep import train_teacher
+
+    td3 = tmp_path / "td3.zip"
+    train_teacher("Pendulum-v1", "td3", td3, timesteps=110, overrides={"learning_starts": 100})
+    run = Run.start(pendulum_spec(td3, target_std=0.3), checkpoint_freq=0)
+    assert run.teacher.target_std == 0.3
+    log_std = run.teacher(th.zeros(2, 3)).params[:, 1]
+    assert th.allclose(log_std.exp(), th.full((2,), 0.3 * 2.0))  # half of Pendulum's range is 2
+    with pytest.raises(PPDistillError, match="target_std applies to deterministic teachers"):
+        Run.start(pendulum_spec(zoo_path("sac/Pendulum-v1_1"), target_std=0.3), checkpoint_freq=0)
+
+
+def test_squashed_target_centres_a_sac_teachers_target():
+    run = Run.start(pendulum_spec(zoo_path("sac/Pendulum-v1_1"), squashed_target="mode"), checkpoint_freq=0)
+    assert run.teacher.target == "mode"
+    with pytest.raises(PPDistillError, match="squashed_target applies to squashed-Gaussian teachers"):
+        Run.start(spec("ppd", squashed_target="mode"), checkpoint_freq=0)
 
 
 def trained_models(run_spec, teacher):

@@ -127,6 +127,22 @@ def test_sac_target_is_the_moment_matched_gaussian_of_its_squashed_actions():
     assert th.allclose(target[:, 6:].exp(), samples.std(0), atol=1e-2)
 
 
+def test_sac_target_mode_is_centred_on_its_deterministic_action_with_the_moments_std():
+    obs = np.random.default_rng(2).normal(size=(32, 17)).astype(np.float32)
+    moments = load_teacher(zoo_path("sac/HalfCheetah-v3_1"))
+    mode = load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="mode")
+    assert mode.info["squashed_target"] == "mode" and moments.info["squashed_target"] == "moments"
+    target, moment_target = mode(th.as_tensor(obs)).params, moments(th.as_tensor(obs)).params
+    actions, _ = mode.predict(obs, deterministic=True)  # unscale(tanh(μ)), as SAC acts
+    np.testing.assert_allclose(target[:, :6].numpy(), actions, atol=1e-6)
+    th.testing.assert_close(target[:, 6:], moment_target[:, 6:])
+    # where σ is wide the two centres differ: the mean of tanh is pulled towards 0
+    assert (target[:, :6].abs() >= moment_target[:, :6].abs() - 1e-6).all()
+    assert (target[:, :6] - moment_target[:, :6]).abs().max() > 0.01
+    with pytest.raises(TeacherLoadError, match="squashed_target must be one of moments, mode"):
+        load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="median")
+
+
 def test_td3_teacher_target_is_a_narrow_gaussian_around_its_action(tmp_path):
     from stable_baselines3 import TD3
 

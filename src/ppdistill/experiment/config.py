@@ -63,7 +63,9 @@ _RESERVED = {
     "_init_setup_model",
 }
 # Keys understood by the runner rather than the algorithm (see ppdistill.experiment.runner):
-# n_envs (training environments), temperature (τ of a value-based teacher), lambda_schedule
+# n_envs (training environments), temperature (τ of a value-based teacher), target_std (σ_T
+# of a deterministic teacher's target: TD3, DDPG, ARS), squashed_target (the centre of a SAC,
+# TQC or CrossQ teacher's target: "moments" or "mode"), lambda_schedule
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
 # then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps (a
@@ -75,6 +77,8 @@ RUNNER_KEYS = {
     "student_policy",
     "normalize_reward",
     "temperature",
+    "target_std",
+    "squashed_target",
     "lambda_schedule",
     "then_finetune",
     "critic_warmup",
@@ -423,6 +427,8 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "target_kl": HpRule("a finite number > 0, or null (no early stop)", _or_none(_positive), 0.02),
     "distill_lambda": HpRule("a finite number >= 0", _schedule(_non_negative), 3.0, option="--lambda"),
     "temperature": HpRule("a finite number > 0", _positive, 0.1, option="--temperature"),
+    "target_std": HpRule("a finite number > 0 (a fraction of half the action range)", _positive, 0.1),
+    "squashed_target": _choice("moments", "mode"),
     "sde_sample_freq": HpRule("a whole number >= -1 (-1: once per rollout)", lambda v: _is_int(v, -1), 4),
     "stats_window_size": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 100),
     "use_sde": _BOOL,

@@ -102,6 +102,12 @@ RUN_FILE = "run.json"
 Phase = Literal["distill", "finetune"]
 # teacher kinds whose policy is softmax(Q / temperature)
 VALUE_BASED_KINDS = ("q-values", "quantiles")
+# the teacher kinds each target setting applies to, and how to say which those are
+TARGET_SETTINGS = {
+    "temperature": (VALUE_BASED_KINDS, "value-based teachers (DQN, QR-DQN)"),
+    "target_std": (("td3", "ddpg", "ars"), "deterministic teachers (TD3, DDPG, ARS)"),
+    "squashed_target": (("sac", "tqc", "crossq"), "squashed-Gaussian teachers (SAC, TQC, CrossQ)"),
+}
 
 
 def default_checkpoint_freq(timesteps: int) -> int:
@@ -193,11 +199,9 @@ class Run:
         on_model: Callable[[BaseAlgorithm], None] | None = None,
     ) -> None:
         kind = teacher.info.get("kind", type(teacher).__name__)
-        if "temperature" in spec.hp and kind not in VALUE_BASED_KINDS:
-            raise PPDistillError(
-                f"temperature applies to value-based teachers (DQN, QR-DQN), not to this {kind} "
-                "teacher; drop it"
-            )
+        for key, (kinds, which) in TARGET_SETTINGS.items():
+            if key in spec.hp and kind not in kinds:
+                raise PPDistillError(f"{key} applies to {which}, not to this {kind} teacher; drop it")
         self.spec, self.out, self.teacher, self.state = spec, out, teacher, state
         self.seeds = SeedPlan(spec.seed)
         # where each acts: the teacher in its own environment, the student in it too, or in a view of it
@@ -558,7 +562,8 @@ def check_outside_teacher(out: Path, teacher: str | Path) -> None:
 
 def _load_teacher(spec: RunSpec) -> Teacher:
     temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
-    return load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature)
+    target = {k: spec.hp[k] for k in ("target_std", "squashed_target") if k in spec.hp}
+    return load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature, **target)
 
 
 def run(

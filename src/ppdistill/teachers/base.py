@@ -217,6 +217,7 @@ class BuildOptions:
     :param value_scale: multiplies values to undo reward normalization
     :param temperature: τ of softmax(Q/τ), for value-based teachers
     :param target_std: σ_T of deterministic teachers, as a fraction of half the action range
+    :param squashed_target: the mean of a squashed-Gaussian teacher's target, "moments" or "mode"
     """
 
     observation_space: spaces.Space
@@ -226,6 +227,7 @@ class BuildOptions:
     value_scale: float = 1.0
     temperature: float = 0.01
     target_std: float = 0.1
+    squashed_target: str = "moments"
 
     @property
     def common(self) -> dict[str, Any]:

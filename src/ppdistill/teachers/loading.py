@@ -48,6 +48,7 @@ def load_agent(
     target_std: float = 0.1,
     role: str = "model",
     output: str | None = None,
+    squashed_target: str = "moments",
 ) -> Teacher:
     """Load a frozen policy: a teacher, a student, or any SB3 agent, as a :class:`Teacher`
     (the interface every loaded policy has: distribution parameters, ``predict``).
@@ -87,6 +88,9 @@ def load_agent(
     :param target_std: TD3/DDPG teachers: std of the Gaussian target around the teacher's
         action, as a fraction of half the action range (see :mod:`ppdistill.teachers.offpolicy`)
     :param role: what the file is for, in error messages ("teacher", "student", "model")
+    :param squashed_target: SAC/TQC/CrossQ teachers: the target Gaussian's mean, "moments"
+        (the mean of the squashed actions, with their std) or "mode" (the teacher's
+        deterministic action ``tanh(μ)``, with the same std); see :mod:`ppdistill.teachers.offpolicy`
     :param output: what an external model returns: "logits", "q-values", "gaussian" or
         "deterministic" (see :mod:`ppdistill.teachers.external`). Required for a TorchScript
         file and for ONNX files not made by ``ppdistill export``; a callable without it
@@ -130,8 +134,9 @@ def load_agent(
     path = Path(source).expanduser()
     try:
         teacher = _load_from_file(
-            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std, role
-        )
+            path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std, role,
+            squashed_target,
+        )  # fmt: skip
     except PPDistillError:
         raise
     except Exception as exc:  # anything a damaged or hostile file provokes besides our own checks
@@ -153,7 +158,7 @@ def load_teacher(
     from observation tensors to distribution parameters (see :mod:`ppdistill.core.distributions`
     for the layout). Every keyword of :func:`load_agent` applies (``temperature``,
     ``vecnormalize``, ``observation_space``, ``action_space``, ``value_fn``, ``device``,
-    ``trust_pickle``, ``target_std``).
+    ``trust_pickle``, ``target_std``, ``squashed_target``).
 
     :param source: path to a zip or folder, or a callable
     :param env_id: environment the teacher will be used on (its spaces are checked)
@@ -236,6 +241,7 @@ def _load_from_file(
     trust_pickle: bool,
     target_std: float,
     role: str,
+    squashed_target: str = "moments",
 ) -> Teacher:
     located = locate(path, role)
     if env_id is None and located.env_id is not None:
@@ -323,6 +329,7 @@ def _load_from_file(
     if recipe is not None:
         info["env"] = recipe.as_dict()  # how to build the environment it acts in
     options = BuildOptions(
-        obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std
-    )
+        obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std,
+        squashed_target=squashed_target,
+    )  # fmt: skip
     return kind.build(policy, options)

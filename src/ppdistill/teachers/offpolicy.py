@@ -18,6 +18,10 @@ so each is turned into one *distillation target* in the flat Box layout (mean, l
   covariance, so distilling this
   target with the forward KL leads the student to the same Gaussian as the forward KL to
   SAC's true squashed distribution would. The teacher still *acts* through its real tanh.
+  With ``squashed_target="mode"`` the target keeps that std but is centred on the teacher's
+  deterministic action ``unscale(tanh(μ(s)))`` instead of the mean of its actions: a student
+  evaluated deterministically then acts where the teacher does (the two differ where σ(s) is
+  wide and tanh saturates, where the mean is pulled towards the middle of the range).
 - **TD3, DDPG** (SB3's DDPG is TD3 with one critic, no policy delay and no target noise; it
   saves a ``TD3Policy``) are deterministic: ``a = μ(s)``. The target is ``N(μ(s), σ_T²)`` with a
   fixed ``σ_T`` (``target_std`` × half the action range, default 0.1): the forward KL is
@@ -60,6 +64,9 @@ from ppdistill.teachers.sb3_zip import MAX_DATA_BYTES, MODEL_ZIP, open_regular_f
 QUADRATURE_POINTS = 256
 DEFAULT_TARGET_STD = 0.1
 
+SQUASHED_TARGETS = ("moments", "mode")
+"""Where a squashed-Gaussian teacher's target is centred (see the module docstring)."""
+
 SquashedGaussianPolicy = SACPolicy | TQCPolicy | CrossQPolicy
 """Policies whose actor is SAC's: ``actor.get_action_dist_params``, a squashed Gaussian."""
 
@@ -88,14 +95,23 @@ def squashed_gaussian_moments(
 
 
 class SquashedGaussianTeacher(Teacher):
-    """A SAC, TQC or CrossQ actor as a teacher; its distillation target is moment-matched
-    (module docstring)."""
+    """A SAC, TQC or CrossQ actor as a teacher; its distillation target is moment-matched,
+    centred on the mean of its actions or on its deterministic action (module docstring).
+
+    :param policy: the SAC, TQC or CrossQ policy
+    :param target: "moments" or "mode"
+    """
 
     low: th.Tensor
     high: th.Tensor
 
-    def __init__(self, policy: SquashedGaussianPolicy, **kwargs: Any) -> None:
+    def __init__(self, policy: SquashedGaussianPolicy, target: str = "moments", **kwargs: Any) -> None:
+        if target not in SQUASHED_TARGETS:
+            raise ModelLoadError(
+                f"squashed_target must be one of {', '.join(SQUASHED_TARGETS)}, got {target!r}"
+            )
         super().__init__(policy.observation_space, policy.action_space, **kwargs)
+        self.target = target
         assert isinstance(self.action_space, spaces.Box)
         self.policy = policy
         self.register_buffer("low", th.as_tensor(self.action_space.low, dtype=th.float32))
@@ -111,6 +127,8 @@ class SquashedGaussianTeacher(Teacher):
     def _forward(self, obs: TensorObs, with_values: bool) -> TeacherOutput:
         mean, std = self.pre_tanh(obs)
         m, s = squashed_gaussian_moments(mean, std, self.low, self.high)
+        if self.target == "mode":
+            m = self.low + (th.tanh(mean) + 1) * (self.high - self.low) / 2
         return TeacherOutput(th.cat([m, s.log()], dim=1), None)
 
     def act_on(
@@ -227,7 +245,8 @@ def is_ddpg(data: dict[str, Any] | None) -> bool:
 
 def _squashed_builder(name: str) -> Any:
     def build(policy: SquashedGaussianPolicy, options: BuildOptions) -> Teacher:
-        return SquashedGaussianTeacher(policy, info={**options.info, "kind": name}, **options.common)
+        info = {**options.info, "kind": name, "squashed_target": options.squashed_target}
+        return SquashedGaussianTeacher(policy, options.squashed_target, info=info, **options.common)
 
     return build
 

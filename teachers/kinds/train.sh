@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 17's teachers: kinds other than the zoo's PPO agents, trained on this project's 2-core
+# CPU machine with ppdistill's own command and the RL Zoo's settings (configs/teachers.yml),
+# at CPU-sized budgets. Two at a time, one torch thread each; a teacher that exists is kept.
+#   bash teachers/kinds/train.sh            (from the repository root, in the project's venv)
+# Tune half (defaults may be chosen on these) and verify half (run only on frozen defaults):
+# each has SAC and TD3/TQC MuJoCo locomotion beyond HalfCheetah, a value-based teacher on a
+# sparse-reward task, a time-feature-wrapped teacher and LunarLanderContinuous.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TF=env_wrapper=sb3_contrib.common.wrappers.TimeFeatureWrapper
+jobs=(
+  # half   algo   env                       steps   seed extra
+  "tune    sac    Hopper-v5                 200000  0"
+  "tune    td3    Hopper-v5                 200000  0    $TF"
+  "tune    dqn    MountainCar-v0            120000  0"
+  "tune    sac    LunarLanderContinuous-v3  250000  0"
+  "verify  sac    Walker2d-v5               250000  1"
+  "verify  tqc    Walker2d-v5               250000  1    $TF"
+  "verify  qrdqn  MountainCar-v0            120000  1"
+  "verify  td3    LunarLanderContinuous-v3  300000  1"
+)
+train() {
+  read -r half algo env steps seed extra <<<"$1"
+  local name="$algo-$env${extra:+-timefeature}"
+  local out="teachers/kinds/$name.zip"
+  if [[ -f $out ]]; then echo "kept $out"; return 0; fi
+  local start=$SECONDS
+  OMP_NUM_THREADS=1 python -m ppdistill.cli teacher train --env "$env" --algo "$algo" --timesteps "$steps" \
+    --seed "$seed" ${extra:+--hp "$extra"} --no-progress --out "$out" >"teachers/kinds/$name.log" 2>&1
+  echo "$half $out: $((SECONDS - start)) s; $(tail -1 "teachers/kinds/$name.log")"
+}
+export -f train
+printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c 'train "$@"' _ {}
