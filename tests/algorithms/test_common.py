@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecNormalize
 
 from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
@@ -137,3 +138,64 @@ def test_gsde_student_against_gaussian_teacher():
     model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, use_sde=True, **SMALL)
     model.learn(256)
     assert np.isfinite(model.logger.name_to_value.get("distill/kl", 0.0))
+
+
+# ---- student_obs_norm="running": the student's own observation statistics --------------------
+
+
+def test_running_statistics_merge_batches_as_one():
+    from gymnasium import spaces
+
+    from ppdistill.networks.normalization import RunningNormalizedFlattenExtractor
+
+    extractor = RunningNormalizedFlattenExtractor(spaces.Box(-np.inf, np.inf, (3,)))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=50.0, scale=s, size=(n, 3)) for s, n in ((1.0, 7), (5.0, 40), (0.1, 3))]
+    for batch in batches:
+        extractor.update(batch)
+    whole = np.concatenate(batches)
+    # SB3's RunningMeanStd (VecNormalize's), fed the same batches, from the same start
+    reference = RunningMeanStd(shape=(3,))
+    for batch in batches:
+        reference.update(batch)
+    np.testing.assert_allclose(extractor.mean.numpy(), reference.mean, rtol=1e-6)
+    np.testing.assert_allclose(extractor.var.numpy(), reference.var, rtol=1e-6)
+    # and only that start (a count of 1e-4 at mean 0, variance 1) separates it from the whole batch
+    np.testing.assert_allclose(extractor.mean.numpy(), whole.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(extractor.var.numpy(), whole.var(0), rtol=1e-3)
+    obs = th.as_tensor(whole[:4], dtype=th.float32)
+    expected = (whole[:4] - reference.mean) / np.sqrt(reference.var + 1e-8)
+    np.testing.assert_allclose(extractor(obs).numpy(), expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_running_obs_norm_takes_a_rollout_only_after_training_on_it(algo, tmp_path):
+    space = ACTION_SPACES["discrete"]
+    env = make_vec_env(lambda: ToyEnv(space, obs_offset=100.0), n_envs=2, seed=0)
+    model = algo("MlpPolicy", env, teacher=toy_teacher(space), student_obs_norm="running", **SMALL)
+    extractor = model.policy.features_extractor
+    assert type(extractor).__name__ == "RunningNormalizedFlattenExtractor"
+    model.learn(128)  # one rollout of 64 x 2, and the update on it
+    first = model.rollout_buffer.observations.reshape(-1, 4).astype(np.float64)
+    # collected and trained on with the same (initial) statistics: PPO's ratio starts at 1
+    assert th.equal(extractor.mean, th.zeros(4)) and th.equal(extractor.var, th.ones(4))
+    model.learn(128, reset_num_timesteps=False)
+    # the second rollout and its update used the first rollout's statistics, not its own
+    reference = RunningMeanStd(shape=(4,))
+    reference.update(first)
+    np.testing.assert_allclose(extractor.mean.numpy(), reference.mean, rtol=1e-6)
+    np.testing.assert_allclose(extractor.var.numpy(), reference.var, rtol=1e-5)
+    # saved with the policy: a loaded student normalizes as the trained one did
+    model.save(tmp_path / "student")
+    loaded = algo.load(tmp_path / "student", device="cpu")
+    assert th.equal(loaded.policy.features_extractor.mean, extractor.mean)
+    obs = model.rollout_buffer.observations.reshape(-1, 4)[:5]
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
+                                  model.predict(obs, deterministic=True)[0])  # fmt: skip
+
+
+def test_running_obs_norm_needs_a_flat_box_observation():
+    space = ACTION_SPACES["discrete"]
+    with pytest.raises(ValueError, match="student_obs_norm 'running' needs a flat Box observation"):
+        PPD("MultiInputPolicy", ToyEnv(space, dict_obs=True), teacher=toy_teacher(space, dict_obs=True),
+            student_obs_norm="running", **SMALL)  # fmt: skip

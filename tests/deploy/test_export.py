@@ -272,3 +272,17 @@ def test_a_student_of_a_privileged_teacher_exports_with_the_students_observation
     assert report.input == "obs (batch, 3) float32" and report.parity.ok
     session = onnxruntime.InferenceSession(str(tmp_path / "student.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [("obs", [3])]
+
+
+def test_a_student_with_its_own_running_statistics_exports_them(tmp_path):
+    teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"))  # a teacher without normalization
+    model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, student_obs_norm="running", n_steps=64,
+                batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})  # fmt: skip
+    model.learn(64 * 3)  # the statistics moved twice
+    extractor = model.policy.features_extractor
+    assert float(extractor.count) > 100
+    model.save(tmp_path / "student.zip")
+    report = export_onnx(tmp_path / "student.zip", tmp_path / "student.onnx")
+    assert report.parity.ok and "own statistics" in report.normalization
+    assert_parity(PPD.load(tmp_path / "student.zip", device="cpu"), report.path,
+                  sampled_observations(model.observation_space, 200))  # fmt: skip

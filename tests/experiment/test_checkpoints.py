@@ -53,6 +53,8 @@ def small_spec(method, timesteps=2048, **hp):
     [
         ("ppd", {"n_steps": 64, "batch_size": 64}, 7),  # 128-step rollouts: fails at step 896
         ("teacher-distill", {}, 40),  # 16-step rollouts: fails at step 640
+        # the student's own running statistics move between rollouts: a checkpoint carries them
+        ("student-distill", {"student_obs_norm": "running"}, 40),
     ],
 )
 def test_interrupted_then_resumed_run_is_bit_identical(tmp_path, method, hp, stop_after):

@@ -25,7 +25,11 @@ from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.envs.views import check_teacher_reads, find_student_view, statistics_view
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
-from ppdistill.networks.normalization import with_normalization
+from ppdistill.networks.normalization import (
+    RunningNormalizedFlattenExtractor,
+    running_normalization,
+    with_normalization,
+)
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_teacher
 from ppdistill.teachers.maskable import MaskedTeacher
@@ -37,7 +41,9 @@ SelfDistill = TypeVar("SelfDistill", bound="DistillationMixin")
 # a whole MLP rollout goes in one call; image rollouts are cut into a few chunks.
 _TEACHER_CHUNK_ELEMENTS = 1 << 24
 
-StudentObsNorm = Literal["teacher", "none"]
+StudentObsNorm = Literal["teacher", "none", "running"]
+# where an SB3 actor-critic policy keeps its features extractors (shared, or one each)
+_EXTRACTORS = ("features_extractor", "pi_features_extractor", "vf_features_extractor")
 
 
 def counted(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
@@ -89,8 +95,10 @@ class DistillationMixin:
     ) -> None:
         if kl_direction not in ("forward", "reverse"):
             raise ValueError(f"kl_direction must be 'forward' or 'reverse', got {kl_direction!r}")
-        if student_obs_norm not in ("teacher", "none"):
-            raise ValueError(f"student_obs_norm must be 'teacher' or 'none', got {student_obs_norm!r}")
+        if student_obs_norm not in ("teacher", "none", "running"):
+            raise ValueError(
+                f"student_obs_norm must be 'teacher', 'none' or 'running', got {student_obs_norm!r}"
+            )
         self.kl_direction = kl_direction
         self.student_obs_norm = student_obs_norm
         self.log_std_from_teacher = log_std_from_teacher
@@ -98,6 +106,9 @@ class DistillationMixin:
         self._teacher_state: Any = None  # a recurrent teacher's LSTM state, carried between rollouts
         self.teacher = None
         self.teacher_info = None
+        self._rollout_to_normalize = False  # a trained-on rollout whose observations the stats take next
+        if student_obs_norm == "running":
+            self.policy_kwargs = running_normalization(self.policy_kwargs, self.observation_space)
         if teacher is not None:
             self.set_teacher(teacher)
             if student_obs_norm == "teacher":
@@ -233,6 +244,8 @@ class DistillationMixin:
         n_rollout_steps: int,
         **kwargs: Any,
     ) -> bool:
+        if self._rollout_to_normalize:  # the previous rollout was trained on: its stats move now
+            self._update_running_normalization(rollout_buffer)
         try:
             complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, **kwargs)  # type: ignore[misc]
         except ValueError as exc:  # torch refuses to build a distribution from NaN parameters
@@ -243,7 +256,22 @@ class DistillationMixin:
         if complete:
             check_rollout(rollout_buffer, self._last_obs, self.num_timesteps)  # type: ignore[attr-defined]
             self._store_teacher_outputs(rollout_buffer)
+            self._rollout_to_normalize = bool(self._running_normalizers())
         return complete
+
+    def _running_normalizers(self) -> list[RunningNormalizedFlattenExtractor]:
+        """The student's running observation normalizations (``student_obs_norm="running"``):
+        one, or the actor's and the critic's when they do not share a features extractor."""
+        found = (getattr(self.policy, name, None) for name in _EXTRACTORS)
+        unique = {id(e): e for e in found if isinstance(e, RunningNormalizedFlattenExtractor)}
+        return list(unique.values())
+
+    def _update_running_normalization(self, rollout_buffer: RolloutBuffer) -> None:
+        """Move the running statistics with the rollout just trained on (before the next rollout
+        is collected, and before the checkpoint at that boundary: a resumed run has them)."""
+        self._rollout_to_normalize = False
+        for extractor in self._running_normalizers():
+            extractor.update(rollout_buffer.observations)
 
     def _store_teacher_outputs(self, rollout_buffer: RolloutBuffer) -> None:
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]

@@ -71,7 +71,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
     :param max_grad_norm: gradient clipping
     :param value_target: "returns", "teacher" or "none" (see the module docstring)
     :param kl_direction: "forward" (KL(π_T‖π_θ)) or "reverse"
-    :param student_obs_norm: "teacher" or "none", as in :class:`~ppdistill.PPD`
+    :param student_obs_norm: "teacher", "none" or "running", as in :class:`~ppdistill.PPD`
     :param log_std_from_teacher: as in :class:`~ppdistill.PPD`
     :param kwargs: other :class:`~stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm`
         arguments (use_sde, sde_sample_freq, policy_kwargs, tensorboard_log, verbose, seed, device, ...)
@@ -252,6 +252,8 @@ class TeacherDistill(KLDistillation):
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
         assert self._last_obs is not None
         self.policy.set_training_mode(False)
+        if self._rollout_to_normalize:  # as the mixin's collect_rollouts: before the boundary
+            self._update_running_normalization(buffer)
         buffer.reset()
         callback.on_rollout_start()
         need_values = self.value_target == "returns"
@@ -334,6 +336,7 @@ class TeacherDistill(KLDistillation):
         tvalues = th.stack(value_steps).transpose(0, 1).reshape(-1).float() if value_steps else None
         check_rollout(buffer, self._last_obs, self.num_timesteps)
         self._attach_teacher_outputs(buffer, params, tvalues)  # what the mixin does after SB3's loop
+        self._rollout_to_normalize = bool(self._running_normalizers())
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True

@@ -59,7 +59,7 @@ class MaskablePPD(ProximalDistillation, MaskablePPO):  # type: ignore[misc]  # l
     :param kl_direction: "forward" (KL(π_T‖π_θ)) or "reverse"
     :param detach_ratio: stop the gradient through ρ in the distillation term, as in
         :class:`~ppdistill.PPD`
-    :param student_obs_norm: "teacher" or "none", as in :class:`~ppdistill.PPD`
+    :param student_obs_norm: "teacher", "none" or "running", as in :class:`~ppdistill.PPD`
     :param maskable_kwargs: every other argument of :class:`sb3_contrib.MaskablePPO`
         (learning_rate, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef,
         vf_coef, max_grad_norm, target_kl, policy_kwargs, seed, device, ...). ``learn()`` takes

@@ -138,7 +138,7 @@ class RecurrentPPD(RecurrentStudentMixin, ProximalDistillation, RecurrentPPO):  
     :param kl_direction: "forward" (KL(π_T‖π_θ)) or "reverse"
     :param detach_ratio: stop the gradient through ρ in the distillation term, as in
         :class:`~ppdistill.PPD`
-    :param student_obs_norm: "teacher" or "none", as in :class:`~ppdistill.PPD`
+    :param student_obs_norm: "teacher", "none" or "running", as in :class:`~ppdistill.PPD`
     :param log_std_from_teacher: as in :class:`~ppdistill.PPD`
     :param recurrent_kwargs: every other argument of :class:`sb3_contrib.RecurrentPPO`
         (learning_rate, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef,

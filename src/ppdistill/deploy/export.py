@@ -65,7 +65,11 @@ from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write
 from ppdistill.networks.forward import actor_critic_forward
-from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
+from ppdistill.networks.normalization import (
+    NormalizedFlattenExtractor,
+    ObsNormalizer,
+    RunningNormalizedFlattenExtractor,
+)
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import load_agent
@@ -255,6 +259,8 @@ class LoadedStudent:
             parts.append(f"frozen, from {self.normalizer_source}")
         if isinstance(self.policy.pi_features_extractor, NormalizedFlattenExtractor):
             parts.append("the teacher's, inside the student's network")
+        if isinstance(self.policy.pi_features_extractor, RunningNormalizedFlattenExtractor):
+            parts.append("the student's own statistics of its rollouts, inside its network")
         return "; ".join(parts) or "none"
 
     def module(self) -> DeterministicPolicy:

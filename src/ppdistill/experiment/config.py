@@ -439,7 +439,7 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "monitor_wrapper": _BOOL,
     "teacher_deterministic": _BOOL,
     "kl_direction": _choice("forward", "reverse"),
-    "student_obs_norm": _choice("teacher", "none"),
+    "student_obs_norm": _choice("teacher", "none", "running"),
     "value_target": _choice("returns", "teacher", "none"),
     "student_policy": HpRule(
         f"one of {', '.join(STUDENT_POLICIES)}",

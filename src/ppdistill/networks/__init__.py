@@ -7,7 +7,11 @@ The names are also exported here because saved models refer to some of them as
 
 from ppdistill.networks.cnn import ImpalaCNNExtractor, NatureCNNExtractor
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
-from ppdistill.networks.normalization import NormalizedFlattenExtractor, ObsNormalizer
+from ppdistill.networks.normalization import (
+    NormalizedFlattenExtractor,
+    ObsNormalizer,
+    RunningNormalizedFlattenExtractor,
+)
 from ppdistill.networks.presets import (
     MLP_SIZES,
     STUDENT_SIZES,
@@ -24,6 +28,7 @@ __all__ = [
     "NatureCNNExtractor",
     "NormalizedFlattenExtractor",
     "ObsNormalizer",
+    "RunningNormalizedFlattenExtractor",
     "TensorObs",
     "actor_critic_forward",
     "image_student_kwargs",

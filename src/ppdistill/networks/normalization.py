@@ -1,4 +1,5 @@
-"""Frozen observation normalization inside a network: VecNormalize's transform as torch modules."""
+"""Observation normalization inside a network: VecNormalize's transform as torch modules,
+with a teacher's frozen statistics or with the student's own running ones."""
 
 from __future__ import annotations
 
@@ -108,6 +109,81 @@ class NormalizedFlattenExtractor(BaseFeaturesExtractor):
         normalized = self.normalizer(observations)
         assert isinstance(normalized, th.Tensor)
         return self.flatten(normalized)
+
+
+class RunningNormalizedFlattenExtractor(BaseFeaturesExtractor):
+    """SB3's FlattenExtractor behind VecNormalize's observation transform with the student's own
+    running statistics (for a teacher that has none to give).
+
+    The statistics are buffers (saved with the policy, exported with it, never trained by the
+    optimizer). They change only through :meth:`update`, which the distillation algorithms call
+    with each rollout's observations *after* the update on that rollout: the rollout is
+    collected and trained on with the same statistics, so PPO's ratio starts at 1.
+
+    :param observation_space: a flat ``Box`` observation space
+    :param clip_obs: clipping bound after normalization
+    :param epsilon: added to the variance
+    """
+
+    mean: th.Tensor
+    var: th.Tensor
+    count: th.Tensor
+
+    def __init__(self, observation_space: spaces.Box, clip_obs: float = 10.0, epsilon: float = 1e-8) -> None:
+        super().__init__(observation_space, int(np.prod(observation_space.shape)))
+        self.clip_obs, self.epsilon = float(clip_obs), float(epsilon)
+        shape = observation_space.shape
+        self.register_buffer("mean", th.zeros(shape, dtype=th.float32))
+        self.register_buffer("var", th.ones(shape, dtype=th.float32))
+        # SB3's RunningMeanStd starts at a count of 1e-4 too: the first batch all but replaces it
+        self.register_buffer("count", th.tensor(1e-4, dtype=th.float64))
+        self.flatten = nn.Flatten()
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        std = th.sqrt(self.var + self.epsilon)
+        normalized = th.clamp((observations.float() - self.mean) / std, -self.clip_obs, self.clip_obs)
+        return self.flatten(normalized)
+
+    @th.no_grad()
+    def update(self, observations: np.ndarray) -> None:
+        """Merge a batch of observations into the statistics (the parallel mean/variance update
+        of SB3's ``RunningMeanStd``, in float64).
+
+        :param observations: shape ``(..., *observation_shape)``
+        """
+        shape = tuple(self.mean.shape)
+        batch = np.asarray(observations, dtype=np.float64).reshape(-1, *shape)
+        if len(batch) == 0:
+            return
+        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), float(len(batch))
+        mean, var = self.mean.double().cpu().numpy(), self.var.double().cpu().numpy()
+        count = float(self.count.item())
+        delta, total = b_mean - mean, count + b_count
+        new_mean = mean + delta * b_count / total
+        m2 = var * count + b_var * b_count + delta**2 * count * b_count / total
+        self.mean.copy_(th.as_tensor(new_mean, dtype=th.float32))
+        self.var.copy_(th.as_tensor(m2 / total, dtype=th.float32))
+        self.count.fill_(total)
+
+
+def running_normalization(policy_kwargs: dict[str, Any], observation_space: spaces.Space) -> dict[str, Any]:
+    """``policy_kwargs`` whose network normalizes its inputs with running statistics of its own
+    (:class:`RunningNormalizedFlattenExtractor`).
+
+    :param policy_kwargs: the student's policy kwargs
+    :param observation_space: the student's observation space
+    :raises ValueError: observations that are not a flat Box, or a features extractor of the user's
+    """
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"student_obs_norm 'running' needs a flat Box observation, not {observation_space}; "
+            "use 'teacher' or 'none'"
+        )
+    if policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
+        raise ValueError(
+            "student_obs_norm 'running' replaces the features extractor; drop yours or use 'none'"
+        )
+    return {**policy_kwargs, "features_extractor_class": RunningNormalizedFlattenExtractor}
 
 
 def with_normalization(

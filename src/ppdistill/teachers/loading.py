@@ -18,7 +18,7 @@ from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.make import env_spaces
 from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.networks.forward import TensorObs
-from ppdistill.networks.normalization import NormalizedFlattenExtractor
+from ppdistill.networks.normalization import NormalizedFlattenExtractor, RunningNormalizedFlattenExtractor
 from ppdistill.teachers import actor_critic, external, hub, maskable, offpolicy, q_values, recurrent
 from ppdistill.teachers.base import BuildOptions, Teacher, TeacherKind
 from ppdistill.teachers.callable import CallableTeacher
@@ -197,7 +197,8 @@ def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwar
     """Whether the ``vecnormalize.pkl`` found with a model is the model's own.
 
     - A network that normalizes its own inputs (a student given its teacher's statistics,
-      :class:`~ppdistill.networks.NormalizedFlattenExtractor`) takes raw observations: any
+      :class:`~ppdistill.networks.NormalizedFlattenExtractor`, or keeping its own,
+      :class:`~ppdistill.networks.RunningNormalizedFlattenExtractor`) takes raw observations: any
       statistics found beside it would normalize them twice.
     - A ppdistill student (its ``data`` records ``teacher_info``) carries its normalization in
       its network; statistics beside it are someone else's (a student saved in its teacher's
@@ -208,7 +209,10 @@ def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwar
     """
     if located.vecnormalize is None:
         return False
-    if policy_kwargs.get("features_extractor_class") is NormalizedFlattenExtractor:
+    if policy_kwargs.get("features_extractor_class") in (
+        NormalizedFlattenExtractor,
+        RunningNormalizedFlattenExtractor,
+    ):
         return False
     if "teacher_info" in data:
         return located.vecnormalize_place == "run-folder"
