@@ -407,3 +407,31 @@ def test_the_verify_half_runs_only_on_the_frozen_defaults(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     frozen = load_suite(halves_suite(tmp_path, f"frozen_defaults_sha256: '{current}'\n")).half("verify")
     assert frozen.name == "halves-verify" and [s.timesteps for _, s, _ in frozen.runs()] == [2048]
+
+
+def test_several_teachers_of_one_env_are_told_apart_by_their_tags(tmp_path):
+    path = tmp_path / "tags.yaml"
+    path.write_text(
+        "name: tags\nseeds: [0]\nstudents: [smaller]\nmethods: [ppd]\ntimesteps: 1024\nenvs:\n"
+        "  - &a {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', tag: bundled}\n"
+        "  - {<<: *a, tag: bundled-imperfect, corrupt: {sigma: 0.1, seeds: [3]}}\n"
+    )
+    ids = [rid for rid, _, _ in load_suite(path).runs()]
+    assert ids == [
+        "CartPole-v1__ppd__smaller__s0__bundled",
+        "CartPole-v1__ppd__smaller__s0__bundled-imperfect__c3",
+    ]
+    # the report groups runs by env and tag (the task); without a tag, by env as before
+    from ppdistill.bench.execute import _payloads, _references_key
+    from ppdistill.bench.stats import task_of
+
+    suite = load_suite(path)
+    refs = {_references_key(e): {"teacher": e.teacher, "seeds": {"0": {}}} for _, _, e in suite.runs()}
+    tasks = [p["task"] for p in _payloads(suite, refs)]
+    assert tasks == ["CartPole-v1 [bundled]", "CartPole-v1 [bundled-imperfect]"]
+    assert task_of({"task": tasks[0], "spec": {"env_id": "CartPole-v1"}}) == "CartPole-v1 [bundled]"
+    assert task_of({"task": None, "spec": {"env_id": "CartPole-v1"}}) == "CartPole-v1"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, tag: 'a b'}]\n")
+    with pytest.raises(ConfigError, match="tag 'a b' may hold letters, digits"):
+        load_suite(bad)

@@ -277,7 +277,7 @@ def test_a_student_of_a_privileged_teacher_exports_with_the_students_observation
 def test_a_student_with_its_own_running_statistics_exports_them(tmp_path):
     teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"))  # a teacher without normalization
     model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, student_obs_norm="running", n_steps=64,
-                batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})  # fmt: skip
+                batch_size=64, n_epochs=1, seed=0, policy_kwargs={"net_arch": [16]})  # fmt: skip
     model.learn(64 * 3)  # the statistics moved twice
     extractor = model.policy.features_extractor
     assert float(extractor.count) > 100

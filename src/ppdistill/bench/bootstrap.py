@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ppdistill.bench.stats import Interval
+from ppdistill.bench.stats import Interval, task_of
 
 FRACTION = 0.9
 """The level that "held" refers to: 90% of the teacher (normalized 0.9)."""
@@ -125,7 +125,7 @@ def units_from(records: list[dict[str, Any]], label_of: Callable[[dict[str, Any]
     """
     grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        grouped[(r["spec"]["env_id"], str(r["spec"]["teacher"]), int(r["spec"]["seed"]))].append(r)
+        grouped[(task_of(r), str(r["spec"]["teacher"]), int(r["spec"]["seed"]))].append(r)
     units = []
     for (env, teacher, seed), runs in sorted(grouped.items()):
         first = runs[0]

@@ -213,6 +213,7 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": payload["id"],
         "suite": payload["suite"],
+        "task": payload.get("task"),
         "label": payload.get("label", spec.method),
         "spec": asdict(spec),
     }
@@ -263,8 +264,16 @@ def _payloads(suite: Suite, references: dict[str, dict[str, Any]]) -> list[dict[
         spec_dict = asdict(spec)
         spec_dict["teacher"] = base["teacher"]
         label = rid.split("__")[1]
+        task = f"{entry.env} [{entry.name}]" if entry.name else None
         payloads.append(
-            {"id": rid, "suite": suite.name, "label": label, "spec": spec_dict, "reference": base}
+            {
+                "id": rid,
+                "suite": suite.name,
+                "task": task,
+                "label": label,
+                "spec": spec_dict,
+                "reference": base,
+            }
         )
     return payloads
 
@@ -312,6 +321,7 @@ def _run_local(todo: list[dict[str, Any]], out: Path, jobs: int) -> Any:
                     {
                         "id": payload["id"],
                         "suite": payload["suite"],
+                        "task": payload.get("task"),
                         "spec": payload["spec"],
                         "status": "error",
                         "error": f"worker exited with status {proc.returncode} "
@@ -340,6 +350,7 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
                 record = {
                     "id": payload["id"],
                     "suite": payload["suite"],
+                    "task": payload.get("task"),
                     "spec": payload["spec"],
                     "status": "error",
                     "error": one_line(exc),

@@ -18,6 +18,7 @@ and ``curves-<suite>-<env>.png``.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
 from ppdistill.bench.claims import Verdict, paper_claims, show
 from ppdistill.bench.execute import read_records
 from ppdistill.bench.plots import plot_aggregate, plot_env_curves
-from ppdistill.bench.stats import Interval
+from ppdistill.bench.stats import Interval, task_of
 from ppdistill.core.errors import PPDistillError
 
 METHOD_ORDER = ["teacher-distill", "student-distill", "ppd", "ppo"]
@@ -97,7 +98,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
     for r in records:
         r.setdefault("label", r["spec"]["method"])  # a method, or an ablation variant's name
     suites = sorted({r["suite"] for r in records})
-    envs = sorted({r["spec"]["env_id"] for r in records})
+    envs = sorted({task_of(r) for r in records})
     labels: set[str] = {str(r["label"]) for r in records}
     in_order = list(dict.fromkeys(str(r["label"]) for r in records))
     methods = [m for m in METHOD_ORDER if m in labels] + [m for m in in_order if m not in METHOD_ORDER]
@@ -108,7 +109,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
     groups: Groups = defaultdict(list)
     for r in records:
         s = r["spec"]
-        groups[(r["suite"], s["env_id"], s["student"], r["label"])].append(r)
+        groups[(r["suite"], task_of(r), s["student"], r["label"])].append(r)
 
     cells: dict[tuple[str, str], Bootstrap] = {}
     for suite in suites:
@@ -304,7 +305,7 @@ def _env_section(
 ) -> list[str]:
     """One env of one suite: its teachers, a table per student size and method, the paired
     differences on this env, the curves."""
-    env_records = [r for r in records if r["suite"] == suite and r["spec"]["env_id"] == env]
+    env_records = [r for r in records if r["suite"] == suite and task_of(r) == env]
     if not env_records:
         return []
     budgets = " or ".join(f"{b:,}" for b in sorted({int(r["env_steps"]) for r in env_records}))
@@ -358,6 +359,6 @@ def _env_section(
         size: {m: groups[(suite, env, size, m)] for m in methods if groups.get((suite, env, size, m))}
         for size in sizes
     }
-    name = f"curves-{suite}-{env.replace('/', '-')}.png"
+    name = "curves-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{suite}-{env}").strip("-") + ".png"
     plot_env_curves(by_size, METHOD_LABELS, f"{env} ({suite})", out / name)
     return [*lines, f"![{env} learning curves]({name})", ""]

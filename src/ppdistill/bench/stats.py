@@ -14,6 +14,16 @@ import numpy as np
 
 from ppdistill.core.scores import normalized_score
 
+
+def task_of(record: dict[str, Any]) -> str:
+    """What a run's statistics group it under: its env, and the name its suite gave its
+    teacher where an env has several (``Hopper-v5 [sac]``).
+
+    :param record: a bench record
+    """
+    return str(record.get("task") or record["spec"]["env_id"])
+
+
 Interval = tuple[float, float, float]
 """A point estimate with the low and high ends of its 95% confidence interval."""
 

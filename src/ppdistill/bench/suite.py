@@ -41,6 +41,14 @@ sections::
       ppd-dtf: {method: ppd, hp: {lambda_schedule: "distill-then-finetune:0.5"}}
       sd-ft: {method: student-distill, hp: {then_finetune: 50000, critic_warmup: 10000}}
 
+Several teachers of one env are told apart by a ``tag`` (letters, digits, ``_.-``): it ends
+their run ids, and the report gives each env and tag its own section and its own stratum in
+the bootstrap (``Hopper-v5 [sac]``)::
+
+    envs:
+      - {env: Hopper-v5, tag: sac, teacher: teachers/kinds/sac-Hopper-v5.zip}
+      - {env: Hopper-v5, tag: td3, teacher: teachers/kinds/td3-Hopper-v5.zip}
+
 Choosing and verifying (a suite in two halves): every env entry names its ``half``, ``tune``
 (defaults may be chosen on it) or ``verify`` (run only on frozen defaults), and
 ``bench run --half`` runs one of them. The verify half runs only while the shipped
@@ -133,6 +141,8 @@ class EnvEntry:
     """Added to the run ids of this entry (one corrupted teacher among several of an env)."""
     half: str = ""
     """``tune`` or ``verify`` in a suite with two halves (see the module docstring), else empty."""
+    name: str = ""
+    """The teacher's name where an env has several (``tag`` in the file): in run ids and reports."""
 
 
 @dataclass
@@ -250,7 +260,7 @@ def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]
     if "seed" in entry.corrupt or not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"{path}: envs[{index}].corrupt takes either seed or a non-empty list of seeds")
     rest = {k: v for k, v in entry.corrupt.items() if k != "seeds"}
-    return [replace(entry, corrupt={**rest, "seed": int(s)}, tag=f"__c{int(s)}") for s in seeds]
+    return [replace(entry, corrupt={**rest, "seed": int(s)}, tag=f"{entry.tag}__c{int(s)}") for s in seeds]
 
 
 def run_id(env_id: str, method: str, student: str, seed: int) -> str:
@@ -277,6 +287,7 @@ _ENV_KEYS = {
     "eval_freq",
     "student_obs",
     "half",
+    "tag",
 }
 
 
@@ -328,6 +339,11 @@ def load_suite(path: Path) -> Suite:
                 raise ConfigError(
                     f"{path}: unknown method {m!r}; choose from {', '.join([*METHODS, *variants])}"
                 )
+        name = str(raw.get("tag", ""))
+        if name and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(
+                f"{path}: envs[{i}].tag {name!r} may hold letters, digits, '_', '.' and '-' only"
+            )
         half = str(raw.get("half", ""))
         if half and half not in HALVES:
             raise ConfigError(f"{path}: envs[{i}].half is {half!r}; use {' or '.join(HALVES)}")
@@ -363,6 +379,8 @@ def load_suite(path: Path) -> Suite:
             ),
             zoo_hp=zoo_hp,
             half=half,
+            name=name,
+            tag=f"__{name}" if name else "",
         )
         envs += _corruption_seeds(entry, path, i)
     if any(e.half for e in envs) and not all(e.half for e in envs):
