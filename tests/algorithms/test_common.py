@@ -192,10 +192,20 @@ def test_running_obs_norm_takes_a_rollout_only_after_training_on_it(algo, tmp_pa
     obs = model.rollout_buffer.observations.reshape(-1, 4)[:5]
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
                                   model.predict(obs, deterministic=True)[0])  # fmt: skip
+    # trained on after loading: its new (empty) rollout buffer is not merged into the statistics
+    loaded.set_env(make_vec_env(lambda: ToyEnv(space, obs_offset=100.0), n_envs=2, seed=1))
+    loaded.set_teacher(toy_teacher(space))
+    loaded.learn(128)
+    assert th.equal(loaded.policy.features_extractor.mean, extractor.mean)
+    loaded.learn(128, reset_num_timesteps=False)  # then its own rollouts, around 100
+    assert float(loaded.policy.features_extractor.mean.min()) > 99.0
 
 
-def test_running_obs_norm_needs_a_flat_box_observation():
+def test_running_obs_norm_needs_a_flat_box_observation_not_normalized_already():
     space = ACTION_SPACES["discrete"]
     with pytest.raises(ValueError, match="student_obs_norm 'running' needs a flat Box observation"):
         PPD("MultiInputPolicy", ToyEnv(space, dict_obs=True), teacher=toy_teacher(space, dict_obs=True),
             student_obs_norm="running", **SMALL)  # fmt: skip
+    env = VecNormalize(make_vec_env(lambda: ToyEnv(space), n_envs=2, seed=0))
+    with pytest.raises(ValueError, match="would normalize observations twice"):
+        PPD("MlpPolicy", env, teacher=toy_teacher(space), student_obs_norm="running", **SMALL)

@@ -431,6 +431,12 @@ def test_several_teachers_of_one_env_are_told_apart_by_their_tags(tmp_path):
     assert tasks == ["CartPole-v1 [bundled]", "CartPole-v1 [bundled-imperfect]"]
     assert task_of({"task": tasks[0], "spec": {"env_id": "CartPole-v1"}}) == "CartPole-v1 [bundled]"
     assert task_of({"task": None, "spec": {"env_id": "CartPole-v1"}}) == "CartPole-v1"
+    # a corrupted copy's file is named by its tag too (two tags corrupted alike, two files)
+    from ppdistill.bench.execute import _teacher_of
+
+    corrupted = suite.envs[1]
+    made = _teacher_of(corrupted, tmp_path / "out", log=lambda line: None)
+    assert Path(made["teacher"]).name == "CartPole-v1-bundled-imperfect-sigma0.1-seed3.zip"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, tag: 'a b'}]\n")
     with pytest.raises(ConfigError, match="tag 'a b' may hold letters, digits"):

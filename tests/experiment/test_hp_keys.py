@@ -141,6 +141,18 @@ def test_target_std_sets_a_deterministic_teachers_target_width(tmp_path):
         Run.start(pendulum_spec(zoo_path("sac/Pendulum-v1_1"), target_std=0.3), checkpoint_freq=0)
 
 
+def test_an_ars_teacher_takes_the_setting_of_its_action_space(tmp_path):
+    from sb3_contrib import ARS
+
+    ars = ARS("LinearPolicy", "CartPole-v1", n_delta=2, zero_policy=False, seed=0, device="cpu")
+    ars.learn(200)
+    ars.save(tmp_path / "ars.zip")
+    run = Run.start(spec("ppd", tmp_path / "ars.zip", temperature=0.5), checkpoint_freq=0)
+    assert run.teacher.temperature == 0.5  # Discrete actions: softmax(outputs / τ)
+    with pytest.raises(PPDistillError, match="target_std applies to deterministic teachers"):
+        Run.start(spec("ppd", tmp_path / "ars.zip", target_std=0.3), checkpoint_freq=0)
+
+
 def test_squashed_target_centres_a_sac_teachers_target():
     run = Run.start(pendulum_spec(zoo_path("sac/Pendulum-v1_1"), squashed_target="mode"), checkpoint_freq=0)
     assert run.teacher.target == "mode"

@@ -255,6 +255,24 @@ def test_anchored_finetuning_is_ppd_held_to_the_distilled_student():
     assert one_update(0.0) == 2.0  # a fine-tuning of one rollout is anchored throughout
 
 
+def test_anchored_finetuning_keeps_a_running_students_statistics():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill("MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0,
+                             student_obs_norm="running").learn(128)  # fmt: skip
+    student.learn(64, reset_num_timesteps=False)  # the statistics took the first rollouts
+    before = {k: v.clone() for k, v in student.policy.features_extractor.state_dict().items()}
+    assert float(before["count"]) > 100
+    hp = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
+    schedule = anchor_schedule(1.0, start=192, steps=0, total=192 + 256, rollout=64)
+    model = finetune_model(
+        student, hp, student.get_env(), seed=1, anchor=(student.policy.state_dict(), schedule)
+    )
+    model.learn(256, reset_num_timesteps=False)
+    # an anchored fine-tuning is a PPD too, but not one made with student_obs_norm="running"
+    after = model.policy.features_extractor.state_dict()
+    assert all(th.equal(before[k], after[k]) for k in before)
+
+
 def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     out = tmp_path / "run"
     anchor = ("--finetune-anchor", 2, "--finetune-anchor-steps", 384)  # rollouts of 128 x 2

@@ -299,6 +299,10 @@ def test_a_tqc_teacher_trained_in_a_time_feature_is_read_back_inside_it(tmp_path
     ])  # fmt: skip
     assert code == 0 and "deterministic return" in capsys.readouterr().out
     model = TQC.load(out, device="cpu")
+    # a corrupted copy keeps the wrapper it needs (its .args.yml carries it)
+    corrupt_teacher(out, tmp_path / "tqc-corrupted.zip", sigma=0.01, seed=0)
+    corrupted = load_teacher(tmp_path / "tqc-corrupted.zip", env_id="Pendulum-v1")
+    assert corrupted.info["env"]["wrappers"] == [{"path": TIME_FEATURE, "kwargs": {}}]
     # the zoo's lin_X: X at the start, half of it halfway
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.5) == pytest.approx(5e-4)
     teacher = load_teacher(out)  # env and wrapper from the .args.yml beside it

@@ -143,6 +143,15 @@ def test_sac_target_mode_is_centred_on_its_deterministic_action_with_the_moments
         load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="median")
 
 
+def test_sac_target_mode_is_in_the_environments_units():
+    # Pendulum's torque is in [-2, 2]: a centre in the policy's [-1, 1] would be half of it
+    teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"), squashed_target="mode")
+    obs = np.random.default_rng(3).normal(size=(64, 3)).astype(np.float32)
+    actions, _ = teacher.predict(obs, deterministic=True)
+    assert np.abs(actions).max() > 1.0  # the zoo's agent uses the whole range
+    np.testing.assert_allclose(teacher(th.as_tensor(obs)).params[:, :1].numpy(), actions, atol=1e-5)
+
+
 def test_td3_teacher_target_is_a_narrow_gaussian_around_its_action(tmp_path):
     from stable_baselines3 import TD3
 

@@ -26,6 +26,7 @@ from ppdistill.core.spaces import check_spaces_compatible
 from ppdistill.envs.views import check_teacher_reads, find_student_view, statistics_view
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import (
+    NormalizationError,
     RunningNormalizedFlattenExtractor,
     running_normalization,
     with_normalization,
@@ -108,6 +109,12 @@ class DistillationMixin:
         self.teacher_info = None
         self._rollout_to_normalize = False  # a trained-on rollout whose observations the stats take next
         if student_obs_norm == "running":
+            vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
+            if vecnorm is not None and vecnorm.norm_obs:
+                raise NormalizationError(
+                    "student_obs_norm 'running' would normalize observations twice: the student's "
+                    "VecNormalize already does (give it norm_obs=False, or use 'none')"
+                )
             self.policy_kwargs = running_normalization(self.policy_kwargs, self.observation_space)
         if teacher is not None:
             self.set_teacher(teacher)
@@ -234,7 +241,9 @@ class DistillationMixin:
 
     def _excluded_save_params(self) -> list[str]:
         # The teacher is never pickled into the student: teacher_info records where it came from.
-        return [*super()._excluded_save_params(), "teacher"]  # type: ignore[misc]
+        # The pending merge of running statistics refers to a rollout buffer that is not saved
+        # (a loaded model starts with an empty one): a checkpoint is taken after the merge.
+        return [*super()._excluded_save_params(), "teacher", "_rollout_to_normalize"]  # type: ignore[misc]
 
     def collect_rollouts(
         self,
@@ -244,7 +253,7 @@ class DistillationMixin:
         n_rollout_steps: int,
         **kwargs: Any,
     ) -> bool:
-        if self._rollout_to_normalize:  # the previous rollout was trained on: its stats move now
+        if getattr(self, "_rollout_to_normalize", False):  # the previous rollout was trained on: merge it now
             self._update_running_normalization(rollout_buffer)
         try:
             complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, **kwargs)  # type: ignore[misc]
@@ -256,8 +265,14 @@ class DistillationMixin:
         if complete:
             check_rollout(rollout_buffer, self._last_obs, self.num_timesteps)  # type: ignore[attr-defined]
             self._store_teacher_outputs(rollout_buffer)
-            self._rollout_to_normalize = bool(self._running_normalizers())
+            self._rollout_to_normalize = self._keeps_running_statistics()
         return complete
+
+    def _keeps_running_statistics(self) -> bool:
+        """Whether this model moves its running observation statistics: only one made with
+        ``student_obs_norm="running"`` (a model given such a student's network to go on
+        training, a fine-tuning anchor's PPD say, keeps them as they are)."""
+        return self.student_obs_norm == "running" and bool(self._running_normalizers())
 
     def _running_normalizers(self) -> list[RunningNormalizedFlattenExtractor]:
         """The student's running observation normalizations (``student_obs_norm="running"``):

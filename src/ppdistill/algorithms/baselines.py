@@ -252,7 +252,7 @@ class TeacherDistill(KLDistillation):
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
         assert self._last_obs is not None
         self.policy.set_training_mode(False)
-        if self._rollout_to_normalize:  # as the mixin's collect_rollouts: before the boundary
+        if getattr(self, "_rollout_to_normalize", False):  # as the mixin's: before the boundary
             self._update_running_normalization(buffer)
         buffer.reset()
         callback.on_rollout_start()
@@ -336,7 +336,7 @@ class TeacherDistill(KLDistillation):
         tvalues = th.stack(value_steps).transpose(0, 1).reshape(-1).float() if value_steps else None
         check_rollout(buffer, self._last_obs, self.num_timesteps)
         self._attach_teacher_outputs(buffer, params, tvalues)  # what the mixin does after SB3's loop
-        self._rollout_to_normalize = bool(self._running_normalizers())
+        self._rollout_to_normalize = self._keeps_running_statistics()
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True

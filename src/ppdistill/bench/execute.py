@@ -95,7 +95,9 @@ def _teacher_of(entry: EnvEntry, out: Path, log: Any) -> dict[str, Any]:
         sigma = float(found["sigma"])
     else:
         sigma = float(entry.corrupt.get("sigma", 0.05))
-    target = out / "teachers" / f"{entry.env.replace('/', '-')}-sigma{sigma:.4g}-seed{noise_seed}.zip"
+    # a tag in the name: two tagged teachers of one env corrupted alike must not share a file
+    named = entry.env.replace("/", "-") + (f"-{entry.name}" if entry.name else "")
+    target = out / "teachers" / f"{named}-sigma{sigma:.4g}-seed{noise_seed}.zip"
     corrupt_teacher(Path(entry.teacher), target, sigma, noise_seed)
     return {"env": entry.env, "teacher": str(target), "sigma": sigma, "corrupted_from": entry.teacher}
 

@@ -186,9 +186,9 @@ class Suite:
                 )
             if self.frozen_defaults_sha256 != current:
                 raise ConfigError(
-                    f"{where}: the shipped distill.yml (SHA-256 {current[:12]}...) is not the one frozen "
-                    f"for the verify half ({self.frozen_defaults_sha256[:12]}...): the defaults changed "
-                    "after freezing; verify on a checkout of the frozen defaults, or choose again"
+                    f"{where}: the shipped distill.yml (SHA-256 {current}) is not the one frozen for the "
+                    f"verify half ({self.frozen_defaults_sha256[:12]}...): the defaults changed after "
+                    "freezing; verify on a checkout of the frozen defaults, or choose again"
                 )
         return replace(self, envs=[e for e in self.envs if e.half == which], name=f"{self.name}-{which}")
 
@@ -339,7 +339,7 @@ def load_suite(path: Path) -> Suite:
                 raise ConfigError(
                     f"{path}: unknown method {m!r}; choose from {', '.join([*METHODS, *variants])}"
                 )
-        name = str(raw.get("tag", ""))
+        name = str(raw.get("tag") or "")
         if name and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ConfigError(
                 f"{path}: envs[{i}].tag {name!r} may hold letters, digits, '_', '.' and '-' only"

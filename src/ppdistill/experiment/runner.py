@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch as th
+from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -102,10 +103,14 @@ RUN_FILE = "run.json"
 Phase = Literal["distill", "finetune"]
 # teacher kinds whose policy is softmax(Q / temperature)
 VALUE_BASED_KINDS = ("q-values", "quantiles")
-# the teacher kinds each target setting applies to, and how to say which those are
+# the teacher kinds each target setting applies to, and how to say which those are (ARS takes
+# target_std on Box actions and temperature on Discrete ones: "ars-box", "ars-discrete")
 TARGET_SETTINGS = {
-    "temperature": (VALUE_BASED_KINDS, "value-based teachers (DQN, QR-DQN)"),
-    "target_std": (("td3", "ddpg", "ars"), "deterministic teachers (TD3, DDPG, ARS)"),
+    "temperature": (
+        (*VALUE_BASED_KINDS, "ars-discrete"),
+        "value-based teachers (DQN, QR-DQN) and ARS on Discrete actions",
+    ),
+    "target_std": (("td3", "ddpg", "ars-box"), "deterministic teachers (TD3, DDPG, ARS on Box actions)"),
     "squashed_target": (("sac", "tqc", "crossq"), "squashed-Gaussian teachers (SAC, TQC, CrossQ)"),
 }
 
@@ -199,6 +204,8 @@ class Run:
         on_model: Callable[[BaseAlgorithm], None] | None = None,
     ) -> None:
         kind = teacher.info.get("kind", type(teacher).__name__)
+        if kind == "ars":
+            kind = "ars-box" if isinstance(teacher.action_space, spaces.Box) else "ars-discrete"
         for key, (kinds, which) in TARGET_SETTINGS.items():
             if key in spec.hp and kind not in kinds:
                 raise PPDistillError(f"{key} applies to {which}, not to this {kind} teacher; drop it")

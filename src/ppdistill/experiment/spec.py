@@ -63,7 +63,8 @@ class RunSpec:
         teacher's own observation space)
 
     ``hp`` may hold the runner's keys besides the algorithm's: ``n_envs``, ``temperature``
-    (DQN teachers), ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
+    (DQN teachers), ``target_std`` (TD3 teachers), ``squashed_target`` (SAC teachers),
+    ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
     ``then_finetune`` (env steps of PPO after ``timesteps`` of distillation),
     ``critic_warmup`` and ``finetune_hp`` (the fine-tuning PPO's complete hyperparameters;
     absent, the shipped config's ``ppo`` section for the env;

@@ -175,6 +175,12 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
         check_ppo_sizes(method, hp, "--finetune-hp" if i else "--hp")
     if spec.hp.get("finetune_anchor"):
         _check_anchor(spec, phases[-1][1])
+    flat = isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1
+    if spec.hp.get("student_obs_norm") == "running" and spec.student_obs == "teacher" and not flat:
+        raise ConfigError(
+            f"student_obs_norm 'running' needs a flat Box observation, not {obs_space}; "
+            "use 'teacher' or 'none'"
+        )
 
     # sizes that cannot be allocated
     params = student_parameters(spec, obs_space, act_space, teacher)

@@ -12,7 +12,12 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 
+from ppdistill.core.errors import PPDistillError
 from ppdistill.networks.forward import TensorObs
+
+
+class NormalizationError(PPDistillError, ValueError):
+    """A normalization that cannot be given to this network (one line: what and what to do)."""
 
 
 class ObsNormalizer(nn.Module):
@@ -172,15 +177,16 @@ def running_normalization(policy_kwargs: dict[str, Any], observation_space: spac
 
     :param policy_kwargs: the student's policy kwargs
     :param observation_space: the student's observation space
-    :raises ValueError: observations that are not a flat Box, or a features extractor of the user's
+    :raises NormalizationError: observations that are not a flat Box, or a features extractor of
+        the user's
     """
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(
+        raise NormalizationError(
             f"student_obs_norm 'running' needs a flat Box observation, not {observation_space}; "
             "use 'teacher' or 'none'"
         )
     if policy_kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
-        raise ValueError(
+        raise NormalizationError(
             "student_obs_norm 'running' replaces the features extractor; drop yours or use 'none'"
         )
     return {**policy_kwargs, "features_extractor_class": RunningNormalizedFlattenExtractor}
