@@ -1,6 +1,6 @@
 """Issue 19's criteria for a fine-tuning suite's records (finetune-choose, finetune-verify).
 
-For each path (a method label) and teacher (good, or corrupted: labels ending ``-imp``):
+For each env, path (a method label) and teacher (good, or corrupted: labels ending ``-imp``):
 
 - final: IQM of the normalized final score (1 = the uncorrupted teacher) with its 95% interval
   (the harness's paired bootstrap, :mod:`ppdistill.bench.bootstrap`);
@@ -31,7 +31,7 @@ import numpy as np
 
 from ppdistill.bench.bootstrap import Bootstrap, iqm, t_quantile, units_from, verdict
 from ppdistill.bench.execute import read_records
-from ppdistill.bench.stats import normalized
+from ppdistill.bench.stats import normalized, task_of
 
 
 def _imperfect(label: str) -> bool:
@@ -57,13 +57,14 @@ def _seed_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
-    """Markdown lines: one table per teacher kind (good, corrupted)."""
-    by_kind: dict[bool, list[dict[str, Any]]] = defaultdict(list)
+    """Markdown lines: one table per env and teacher kind (good, corrupted)."""
+    by_kind: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if r.get("status") == "ok":
-            by_kind[_imperfect(r["label"])].append(r)
+            by_kind[(task_of(r), _imperfect(r["label"]))].append(r)
     lines: list[str] = []
-    for imperfect, runs in sorted(by_kind.items()):
+    several = len({env for env, _ in by_kind}) > 1
+    for (env, imperfect), runs in sorted(by_kind.items()):
         # PPD paths without a switch are read from the pipelines' switch: at equal env steps
         common_switch = min((int(r["finetune_start"]) for r in runs if r.get("finetune_start")), default=None)
         units = units_from(runs, lambda r: r["label"])
@@ -86,6 +87,7 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
 
         ppd = f"{ppd_label}-imp" if imperfect else ppd_label
         kind = "corrupted teacher" if imperfect else "good teacher"
+        kind = f"{env}, {kind}" if several else kind  # one env: the headings of finetune-choose
         header = "| path | final IQM | lowest IQM after the switch | final − distilled | "
         header += "final − teacher | " if imperfect else ""
         header += f"final − {ppd} |"
