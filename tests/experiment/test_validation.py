@@ -426,3 +426,14 @@ def test_a_lambda_that_is_not_finite_is_refused_by_the_parser(tmp_path, capsys, 
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("ppdistill distill: error: argument --lambda: expected a finite number"), err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_running_statistics_on_image_observations_are_refused_before_the_run():
+    from ppdistill.experiment.config import ConfigError, hyperparameters
+    from ppdistill.experiment.spec import RunSpec
+    from ppdistill.experiment.validation import validate_run
+
+    hp = {**hyperparameters("MinAtar/Breakout-v1", "ppd"), "student_obs_norm": "running"}
+    spec = RunSpec("MinAtar/Breakout-v1", "ppd", "teacher.zip", 1024, hp=hp)
+    with pytest.raises(ConfigError, match="student_obs_norm 'running' needs a flat Box observation"):
+        validate_run(spec)

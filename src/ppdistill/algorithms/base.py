@@ -253,8 +253,7 @@ class DistillationMixin:
         n_rollout_steps: int,
         **kwargs: Any,
     ) -> bool:
-        if getattr(self, "_rollout_to_normalize", False):  # the previous rollout was trained on: merge it now
-            self._update_running_normalization(rollout_buffer)
+        self._update_running_normalization(rollout_buffer)
         try:
             complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, **kwargs)  # type: ignore[misc]
         except ValueError as exc:  # torch refuses to build a distribution from NaN parameters
@@ -282,8 +281,11 @@ class DistillationMixin:
         return list(unique.values())
 
     def _update_running_normalization(self, rollout_buffer: RolloutBuffer) -> None:
-        """Move the running statistics with the rollout just trained on (before the next rollout
-        is collected, and before the checkpoint at that boundary: a resumed run has them)."""
+        """Move the running statistics with the rollout just trained on, if one is pending
+        (before the next rollout is collected, and before the checkpoint at that boundary: a
+        resumed run has them)."""
+        if not self._rollout_to_normalize:
+            return
         self._rollout_to_normalize = False
         for extractor in self._running_normalizers():
             extractor.update(rollout_buffer.observations)

@@ -252,8 +252,7 @@ class TeacherDistill(KLDistillation):
         buffer: DistillRolloutBuffer = rollout_buffer  # type: ignore[assignment]
         assert self._last_obs is not None
         self.policy.set_training_mode(False)
-        if getattr(self, "_rollout_to_normalize", False):  # as the mixin's: before the boundary
-            self._update_running_normalization(buffer)
+        self._update_running_normalization(buffer)  # as the mixin's: before the boundary
         buffer.reset()
         callback.on_rollout_start()
         need_values = self.value_target == "returns"

@@ -40,6 +40,7 @@ from ppdistill.experiment.config import (
     finetune_hyperparameters,
 )
 from ppdistill.experiment.spec import RunSpec
+from ppdistill.networks.normalization import NormalizationError, running_normalization
 from ppdistill.networks.presets import mlp_param_count, mlp_student_arch, teacher_mlp_width
 from ppdistill.teachers.base import Teacher
 
@@ -175,12 +176,11 @@ def validate_run(spec: RunSpec, teacher: Teacher | None = None) -> None:
         check_ppo_sizes(method, hp, "--finetune-hp" if i else "--hp")
     if spec.hp.get("finetune_anchor"):
         _check_anchor(spec, phases[-1][1])
-    flat = isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1
-    if spec.hp.get("student_obs_norm") == "running" and spec.student_obs == "teacher" and not flat:
-        raise ConfigError(
-            f"student_obs_norm 'running' needs a flat Box observation, not {obs_space}; "
-            "use 'teacher' or 'none'"
-        )
+    if spec.hp.get("student_obs_norm") == "running" and spec.student_obs == "teacher":
+        try:  # the algorithm's own check, here before the run folder is made
+            running_normalization(dict(spec.hp.get("policy_kwargs") or {}), obs_space)
+        except NormalizationError as exc:
+            raise ConfigError(str(exc)) from exc
 
     # sizes that cannot be allocated
     params = student_parameters(spec, obs_space, act_space, teacher)
