@@ -64,7 +64,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch as th
-from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -101,17 +100,14 @@ CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
 
 Phase = Literal["distill", "finetune"]
-# teacher kinds whose policy is softmax(Q / temperature)
-VALUE_BASED_KINDS = ("q-values", "quantiles")
-# the teacher kinds each target setting applies to, and how to say which those are (ARS takes
-# target_std on Box actions and temperature on Discrete ones: "ars-box", "ars-discrete")
+# Settings of a teacher's target, and the teachers that take them: a teacher takes a setting
+# when its info records it (the loader writes each kind's own: DQN, QR-DQN and ARS on Discrete
+# actions their temperature, TD3, DDPG and ARS on Box actions their target_std, SAC, TQC and
+# CrossQ their squashed_target), so a new kind needs no entry here.
 TARGET_SETTINGS = {
-    "temperature": (
-        (*VALUE_BASED_KINDS, "ars-discrete"),
-        "value-based teachers (DQN, QR-DQN) and ARS on Discrete actions",
-    ),
-    "target_std": (("td3", "ddpg", "ars-box"), "deterministic teachers (TD3, DDPG, ARS on Box actions)"),
-    "squashed_target": (("sac", "tqc", "crossq"), "squashed-Gaussian teachers (SAC, TQC, CrossQ)"),
+    "temperature": "value-based teachers (DQN, QR-DQN) and ARS on Discrete actions",
+    "target_std": "deterministic teachers (TD3, DDPG, ARS on Box actions)",
+    "squashed_target": "squashed-Gaussian teachers (SAC, TQC, CrossQ)",
 }
 
 
@@ -204,10 +200,8 @@ class Run:
         on_model: Callable[[BaseAlgorithm], None] | None = None,
     ) -> None:
         kind = teacher.info.get("kind", type(teacher).__name__)
-        if kind == "ars":
-            kind = "ars-box" if isinstance(teacher.action_space, spaces.Box) else "ars-discrete"
-        for key, (kinds, which) in TARGET_SETTINGS.items():
-            if key in spec.hp and kind not in kinds:
+        for key, which in TARGET_SETTINGS.items():
+            if key in spec.hp and key not in teacher.info:
                 raise PPDistillError(f"{key} applies to {which}, not to this {kind} teacher; drop it")
         self.spec, self.out, self.teacher, self.state = spec, out, teacher, state
         self.seeds = SeedPlan(spec.seed)
