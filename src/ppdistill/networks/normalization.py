@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
 
@@ -151,8 +152,8 @@ class RunningNormalizedFlattenExtractor(BaseFeaturesExtractor):
 
     @th.no_grad()
     def update(self, observations: np.ndarray) -> None:
-        """Merge a batch of observations into the statistics (the parallel mean/variance update
-        of SB3's ``RunningMeanStd``, in float64).
+        """Merge a batch of observations into the statistics, with SB3's ``RunningMeanStd``
+        (VecNormalize's own update) in float64.
 
         :param observations: shape ``(..., *observation_shape)``
         """
@@ -160,15 +161,13 @@ class RunningNormalizedFlattenExtractor(BaseFeaturesExtractor):
         batch = np.asarray(observations, dtype=np.float64).reshape(-1, *shape)
         if len(batch) == 0:
             return
-        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), float(len(batch))
-        mean, var = self.mean.double().cpu().numpy(), self.var.double().cpu().numpy()
-        count = float(self.count.item())
-        delta, total = b_mean - mean, count + b_count
-        new_mean = mean + delta * b_count / total
-        m2 = var * count + b_var * b_count + delta**2 * count * b_count / total
-        self.mean.copy_(th.as_tensor(new_mean, dtype=th.float32))
-        self.var.copy_(th.as_tensor(m2 / total, dtype=th.float32))
-        self.count.fill_(total)
+        rms = RunningMeanStd(shape=shape)
+        rms.mean, rms.var = self.mean.double().cpu().numpy(), self.var.double().cpu().numpy()
+        rms.count = float(self.count.item())
+        rms.update(batch)
+        self.mean.copy_(th.as_tensor(rms.mean, dtype=th.float32))
+        self.var.copy_(th.as_tensor(rms.var, dtype=th.float32))
+        self.count.fill_(float(rms.count))
 
 
 def running_normalization(policy_kwargs: dict[str, Any], observation_space: spaces.Space) -> dict[str, Any]:
