@@ -203,15 +203,6 @@ def train_teacher(
     return model
 
 
-def _plain(value: Any) -> Any:
-    """Mappings and sequences read from a zoo file (OrderedDicts included) as plain YAML data."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 # Entries of a model zip that are copied into a corrupted teacher: text SB3 never unpickles.
 _TEXT_ENTRIES = {"_stable_baselines3_version": 1024, "system_info.txt": 1 << 16}
 
@@ -270,7 +261,8 @@ def corrupt_teacher(source: Path, out: Path, sigma: float = 0.05, seed: int = 0)
     # keep the record of the env next to the corrupted copy: its id and the wrappers, frame stack
     # and env_kwargs it was trained with (a time-feature teacher without them would not load)
     record = {"env": located.env_id} if located.env_id is not None else {}
-    record.update({k: _plain(v) for k, v in located.env_settings.items() if k in ENV_SETTINGS})
+    # (plain YAML data: the zoo reader turns its OrderedDicts into dicts)
+    record.update({k: v for k, v in located.env_settings.items() if k in ENV_SETTINGS})
     if record:
         atomic_write(out.with_name(out.stem + ".args.yml"), yaml.safe_dump(record).encode())
     return {"tensors": n_tensors, "weights": n_weights, "sigma": sigma, "seed": seed, "left_out": left_out}
