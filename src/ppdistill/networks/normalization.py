@@ -21,6 +21,12 @@ class NormalizationError(PPDistillError, ValueError):
     """A normalization that cannot be given to this network (one line: what and what to do)."""
 
 
+def normalize(x: th.Tensor, mean: th.Tensor, std: th.Tensor, clip_obs: float) -> th.Tensor:
+    """VecNormalize's observation transform, ``clip((x - mean) / std, -clip_obs, clip_obs)``, the one
+    place both normalizing extractors compute it."""
+    return th.clamp((x.float() - mean) / std, -clip_obs, clip_obs)
+
+
 class ObsNormalizer(nn.Module):
     """VecNormalize's observation transform with frozen statistics, as a torch module.
 
@@ -59,18 +65,15 @@ class ObsNormalizer(nn.Module):
             self.register_buffer("mean", th.as_tensor(np.asarray(mean), dtype=th.float32))
             self.register_buffer("std", th.as_tensor(np.sqrt(np.asarray(var) + epsilon), dtype=th.float32))
 
-    def _norm(self, x: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
-        return th.clamp((x.float() - mean) / std, -self.clip_obs, self.clip_obs)
-
     def forward(self, obs: TensorObs) -> TensorObs:
         if self.keys is None:
             assert isinstance(obs, th.Tensor)
-            return self._norm(obs, self.mean, self.std)
+            return normalize(obs, self.mean, self.std, self.clip_obs)
         assert isinstance(obs, dict)
         out = dict(obs)
         for k in self.keys:
             mean, std = self.get_buffer(f"mean_{k}"), self.get_buffer(f"std_{k}")
-            out[k] = self._norm(obs[k], mean, std)
+            out[k] = normalize(obs[k], mean, std, self.clip_obs)
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -147,8 +150,7 @@ class RunningNormalizedFlattenExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         std = th.sqrt(self.var + self.epsilon)
-        normalized = th.clamp((observations.float() - self.mean) / std, -self.clip_obs, self.clip_obs)
-        return self.flatten(normalized)
+        return self.flatten(normalize(observations, self.mean, std, self.clip_obs))
 
     @th.no_grad()
     def update(self, observations: np.ndarray) -> None:
