@@ -3,6 +3,7 @@
 # CPU machine with ppdistill's own command and the RL Zoo's settings (configs/teachers.yml),
 # at CPU-sized budgets. Two at a time, one torch thread each; a teacher that exists is kept.
 #   bash teachers/kinds/train.sh            (from the repository root, in the project's venv)
+#   bash teachers/kinds/train.sh 'dqn'      (only the jobs whose line matches a grep pattern)
 # Tune half (defaults may be chosen on these) and verify half (run only on frozen defaults):
 # each has SAC and TD3/TQC MuJoCo locomotion beyond HalfCheetah, a value-based teacher on a
 # sparse-reward task, a time-feature-wrapped teacher and LunarLanderContinuous.
@@ -36,4 +37,4 @@ train() {
   echo "$half $out: $((SECONDS - start)) s; $(tail -1 "teachers/kinds/$name.log")"
 }
 export -f train
-printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c 'train "$@"' _ {}
+printf '%s\n' "${jobs[@]}" | grep -E -- "${1:-.}" | xargs -P 2 -I{} bash -c 'train "$@"' _ {}
