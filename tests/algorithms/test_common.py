@@ -143,31 +143,6 @@ def test_gsde_student_against_gaussian_teacher():
 # ---- student_obs_norm="running": the student's own observation statistics --------------------
 
 
-def test_running_statistics_merge_batches_as_one():
-    from gymnasium import spaces
-
-    from ppdistill.networks.normalization import RunningNormalizedFlattenExtractor
-
-    extractor = RunningNormalizedFlattenExtractor(spaces.Box(-np.inf, np.inf, (3,)))
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(loc=50.0, scale=s, size=(n, 3)) for s, n in ((1.0, 7), (5.0, 40), (0.1, 3))]
-    for batch in batches:
-        extractor.update(batch)
-    whole = np.concatenate(batches)
-    # SB3's RunningMeanStd (VecNormalize's), fed the same batches, from the same start
-    reference = RunningMeanStd(shape=(3,))
-    for batch in batches:
-        reference.update(batch)
-    np.testing.assert_allclose(extractor.mean.numpy(), reference.mean, rtol=1e-6)
-    np.testing.assert_allclose(extractor.var.numpy(), reference.var, rtol=1e-6)
-    # and only that start (a count of 1e-4 at mean 0, variance 1) separates it from the whole batch
-    np.testing.assert_allclose(extractor.mean.numpy(), whole.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(extractor.var.numpy(), whole.var(0), rtol=1e-3)
-    obs = th.as_tensor(whole[:4], dtype=th.float32)
-    expected = (whole[:4] - reference.mean) / np.sqrt(reference.var + 1e-8)
-    np.testing.assert_allclose(extractor(obs).numpy(), expected, rtol=1e-3, atol=1e-4)
-
-
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
 def test_running_obs_norm_takes_a_rollout_only_after_training_on_it(algo, tmp_path):
     space = ACTION_SPACES["discrete"]
