@@ -7,8 +7,11 @@ For each env, path (a method label) and teacher (good, or corrupted: labels endi
 - lowest after the switch: the lowest, over the evaluations after the switch to fine-tuning,
   of the IQM over seeds of the normalized periodic evaluation (for PPD paths without a switch,
   the same env step as the pipelines': the comparison at equal env steps);
-- vs distilled: mean over seeds of final − the student's evaluation at the switch (pipelines
-  only), with a t interval over seeds (those evaluations are not the final's episodes);
+- vs distilled (pipelines only): mean over seeds of the fine-tuned student's score − the
+  distilled student's, on the same episodes, with a t interval over seeds: the final
+  evaluation's episodes where the record scored the distilled student on them (runs made since
+  that was added), else the periodic evaluation's (its last one − the one at the switch: the
+  same, fewer episodes, said under the table);
 - vs teacher (corrupted teachers): the paired difference final − the corrupted teacher's
   score on the same episodes;
 - vs constant PPD: the paired difference with the constant-λ PPD label.
@@ -56,6 +59,21 @@ def _seed_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _fine_tuned_minus_distilled(r: dict[str, Any]) -> tuple[float, bool]:
+    """The fine-tuned student's normalized score − the distilled student's, on the same episodes,
+    and whether those were the final evaluation's (else the periodic evaluation's)."""
+
+    def norm(value: float) -> float:
+        return normalized(value, r["reference_score"], r["random_score"])
+
+    distill = r["phases"][0]
+    if "final" in distill:
+        return norm(r["score"]) - norm(distill["final"]["mean"]), True
+    last = r["curve"][-1]
+    assert int(last["timesteps"]) >= int(r["finetune_start"]), r["id"]
+    return norm(last["mean"]) - norm(distill["eval_at_end"]["mean"]), False
+
+
 def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
     """Markdown lines: one table per env and teacher kind (good, corrupted)."""
     by_kind: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
@@ -97,6 +115,7 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             lines.insert(
                 -2, f"The corrupted teacher scores {shown} (IQM over seeds, on the final episodes).\n"
             )
+        periodic_only = False
         for label in labels:
             mine = [r for r in runs if r["label"] == label]
             lowest = "-"
@@ -111,12 +130,9 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
                             )
                 if steps:
                     lowest = f"{min(iqm(v) for v in steps.values()):.2f}"
-            drops = [
-                normalized(r["score"], r["reference_score"], r["random_score"])
-                - normalized(r["phases"][0]["eval_at_end"]["mean"], r["reference_score"], r["random_score"])
-                for r in mine
-                if r.get("phases")
-            ]
+            paired = [_fine_tuned_minus_distilled(r) for r in mine if r.get("phases")]
+            drops = [d for d, _ in paired]
+            periodic_only |= any(not on_final for _, on_final in paired)
             vs_distilled = _fmt(_seed_interval(drops)) if drops else "-"
             cells = [label, _fmt(boot(label).iqm(label)).lstrip("+"), lowest, vs_distilled]
             if imperfect:
@@ -128,6 +144,14 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             else:
                 cells.append("-")
             lines.append("| " + " | ".join(cells) + " |")
+        if periodic_only:
+            episodes = int(runs[0]["spec"]["eval_episodes"])
+            lines += [
+                "",
+                f"final − distilled: the last periodic evaluation − the one at the switch, on the same "
+                f"{episodes} episodes (these records did not score the distilled student on the final "
+                "evaluation's episodes).",
+            ]
         lines.append("")
     return lines
 

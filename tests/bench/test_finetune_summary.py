@@ -33,3 +33,15 @@ def test_a_committed_summary_is_regenerated_from_its_records(summary):
 
 def test_there_is_a_summary_to_check():
     assert SUMMARIES, "benchmarks/results/*/finetune-summary.md: none committed"
+
+
+def test_fine_tuned_minus_distilled_compares_the_same_episodes():
+    compare = finetune_summary()._fine_tuned_minus_distilled
+    base = {"id": "r", "reference_score": 100.0, "random_score": 0.0, "finetune_start": 10, "score": 90.0}
+    curve = [{"timesteps": 10, "mean": 80.0}, {"timesteps": 20, "mean": 70.0}]
+    # scored on the final episodes: 0.90 − 0.95, the periodic rows not read
+    on_final = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}, "final": {"mean": 95.0}}]}
+    assert compare(on_final) == pytest.approx((-0.05, True))
+    # an older record: the last periodic evaluation (0.70) − the one at the switch (0.80), not the final score
+    periodic = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}}]}
+    assert compare(periodic)[0] == pytest.approx(-0.10) and compare(periodic)[1] is False

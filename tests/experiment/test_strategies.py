@@ -192,6 +192,9 @@ def test_pipeline_end_to_end_through_the_cli_with_a_whole_critic_warmup(tmp_path
         not th.equal(a, b)
         for a, b in zip(critic_parameters(distilled.policy), critic_parameters(tuned.policy), strict=True)
     )
+    # the distilled student was scored on the final episodes too: with the same actor, the same returns
+    assert len(distill["final"]["returns"]) == 3
+    assert distill["final"]["returns"] == result["returns"] and distill["final"]["mean"] == result["score"]
 
 
 def test_critic_warmup_freezes_the_actor_then_releases_it():
@@ -279,8 +282,10 @@ def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     proc = ppdistill(*pipeline_args(out, "--then-finetune", 512, *anchor))
     assert "fine-tuning from env step 512" in proc.stdout
     result = json.loads((out / "results.json").read_text())
-    finetune = result["phases"][1]
+    distill, finetune = result["phases"]
     assert (finetune["anchor"], finetune["anchor_until_step"]) == (2.0, 896)
+    # the actor moved, so the distilled student's returns on the final episodes are its own
+    assert len(distill["final"]["returns"]) == len(result["returns"]) == 3
     assert result["spec"]["hp"]["finetune_anchor"] == 2.0
     assert type(PPO.load(out / "student.zip", device="cpu").policy) is type(
         StudentDistill.load(out / "distilled.zip", device="cpu").policy

@@ -196,6 +196,8 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
             "start_step": 0,
             "end_step": start,
             "eval_at_end": finetune["distilled_eval"],
+            # on the final evaluation's episodes (absent from records made before it was added)
+            **({"final": finetune["distilled_final"]} if "distilled_final" in finetune else {}),
             "student": DISTILLED_NAME,
         },
         {

@@ -44,7 +44,7 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.algorithms.ppd import PPD
@@ -164,6 +164,20 @@ def anchor_schedule(value: float, start: int, steps: int, total: int, rollout: i
     return Fading(float(value), begin / total, end / total)
 
 
+def distilled_policy(policy: BasePolicy, weights: Mapping[str, th.Tensor]) -> BasePolicy:
+    """A network of ``policy``'s architecture holding ``weights``, in eval mode: the distilled
+    student again, beside the policy that fine-tuning moved on.
+
+    :param policy: the fine-tuning model's policy (its architecture; it keeps learning)
+    :param weights: the distilled student's weights (its ``state_dict`` at the switch)
+    """
+    # built anew rather than deep-copied: a policy holds its last distribution's (non-leaf) tensors
+    copy = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
+    copy.load_state_dict(dict(weights))
+    copy.set_training_mode(False)
+    return copy
+
+
 def anchor_teacher(policy: ActorCriticPolicy, weights: Mapping[str, th.Tensor]) -> ActorCriticTeacher:
     """A frozen network of ``policy``'s architecture holding ``weights``: the teacher of the
     fine-tuning's KL anchor.
@@ -171,9 +185,8 @@ def anchor_teacher(policy: ActorCriticPolicy, weights: Mapping[str, th.Tensor]) 
     :param policy: the distilled student's policy (its architecture; it keeps learning)
     :param weights: the distilled student's weights (its ``state_dict`` at the switch)
     """
-    # built anew rather than deep-copied: a policy holds its last distribution's (non-leaf) tensors
-    frozen = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
-    frozen.load_state_dict(dict(weights))
+    frozen = distilled_policy(policy, weights)
+    assert isinstance(frozen, ActorCriticPolicy)
     info = {"kind": "actor-critic", "role": "anchor: the distilled student"}
     teacher = ActorCriticTeacher(frozen, info=info)
     teacher.freeze()

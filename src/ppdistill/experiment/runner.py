@@ -89,7 +89,7 @@ from ppdistill.experiment.checkpoints import (
 from ppdistill.experiment.config import algorithm_class, finetune_hyperparameters
 from ppdistill.experiment.models import build_model, student_env, teacher_env, with_reward_normalization
 from ppdistill.experiment.outputs import DISTILLED_NAME, summarize, write_outputs
-from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, finetune_model
+from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, distilled_policy, finetune_model
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.validation import rollout_shape, validate_run
 from ppdistill.teachers.base import Teacher
@@ -428,14 +428,35 @@ class Run:
         value = float(self.spec.hp.get("finetune_anchor") or 0.0)
         if value == 0.0:
             return None
-        assert self.distilled is not None and self.state.finetune is not None
-        zipped = io.BytesIO(self.distilled)
-        _, params, _ = load_from_zip_file(zipped, load_data=False, device=distilled.device)
-        assert params is not None
+        assert self.state.finetune is not None
+        weights = self._distilled_weights(distilled.device)
         n_steps, n_envs = rollout_shape("ppo", hp)
         steps = int(self.spec.hp.get("finetune_anchor_steps") or 0)
         start, total = self.state.finetune["start"], self.spec.total_timesteps
-        return dict(params["policy"]), anchor_schedule(value, start, steps, total, n_steps * n_envs)
+        return weights, anchor_schedule(value, start, steps, total, n_steps * n_envs)
+
+    def _distilled_weights(self, device: th.device) -> dict[str, th.Tensor]:
+        """The distilled student's policy weights, read back from what :meth:`_hand_over` kept
+        (so a resumed run has the same ones)."""
+        assert self.distilled is not None
+        _, params, _ = load_from_zip_file(io.BytesIO(self.distilled), load_data=False, device=device)
+        assert params is not None
+        return dict(params["policy"])
+
+    def _distilled_final(self, model: BaseAlgorithm) -> dict[str, Any]:
+        """A pipeline's distilled student on the final evaluation's episodes, so that "final −
+        distilled" compares the same episodes (its periodic evaluation at the switch played
+        other, fewer ones)."""
+        policy = distilled_policy(model.policy, self._distilled_weights(model.device))
+        spec = self.spec
+        result = evaluate(
+            policy,
+            self.student_env,
+            spec.final_episodes,
+            spec.deterministic,
+            seed=self.seeds.final_evaluation,
+        )
+        return {"mean": result.mean, "std": result.std, "returns": result.returns.tolist()}
 
     def _train_time(self) -> float:
         return self.state.train_time_s + time.perf_counter() - self._t0
@@ -514,6 +535,8 @@ class Run:
             seed=self.seeds.final_evaluation,
             record_observations=True,
         )
+        if self.distilled is not None and self.state.finetune is not None:
+            self.state.finetune["distilled_final"] = self._distilled_final(model)
         teacher_score = self._reference("teacher")
         result = summarize(
             spec,
