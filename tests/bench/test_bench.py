@@ -191,6 +191,27 @@ def test_a_worker_that_dies_without_a_record_is_an_error_record(tmp_path):
     assert record["status"] == "error" and "worker exited with status 1" in record["error"]
 
 
+def test_a_bench_stopped_early_leaves_no_worker_running(tmp_path, monkeypatch):
+    from ppdistill.bench import execute
+
+    started = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, cmd, **kwargs):
+            # the first run's worker ends at once without a record; the second runs on
+            script = "pass" if not started else "import time; time.sleep(120)"
+            super().__init__([sys.executable, "-c", script], **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(execute.subprocess, "Popen", Recorded)
+    payloads = [{"id": f"x__ppd__smaller__s{i}", "suite": "t", "spec": {}} for i in range(2)]
+    runner = _run_local(payloads, tmp_path, jobs=2)
+    _, record = next(runner)  # the first worker's end, while the second still runs
+    assert record["status"] == "error" and started[1].poll() is None
+    runner.close()  # what Ctrl-C or SIGTERM does to the loop collecting the records
+    assert started[1].poll() is not None  # terminated and waited for, not left running
+
+
 @pytest.mark.slow
 def test_ray_backend_gives_the_same_records_as_local(tmp_path):
     pytest.importorskip("ray")

@@ -20,6 +20,7 @@ process, Ray in its own task.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -287,6 +288,32 @@ def _run_local(todo: list[dict[str, Any]], out: Path, jobs: int) -> Any:
     scratch = Path(tempfile.mkdtemp(prefix="ppdistill-bench-"))
     queue = list(todo)
     running: list[tuple[subprocess.Popen[bytes], dict[str, Any], Path, Any]] = []
+    try:
+        yield from _supervise(queue, running, scratch, logs, jobs)
+    finally:
+        # stopped early (Ctrl-C, SIGTERM, an error): no worker may outlive the parent, running on
+        # with no one to collect its record and beside the runs a resume starts again
+        for proc, *_ in running:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, _, _, log in running:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _supervise(
+    queue: list[dict[str, Any]],
+    running: list[tuple[subprocess.Popen[bytes], dict[str, Any], Path, Any]],
+    scratch: Path,
+    logs: Path,
+    jobs: int,
+) -> Any:
+    """Start workers from ``queue`` into ``running``, at most ``jobs`` at a time; yield each
+    payload with its record as its worker ends."""
     while queue or running:
         while queue and len(running) < jobs:
             payload = queue.pop(0)
@@ -398,23 +425,26 @@ def run_suite(
     while todo:
         retry = []
         runner = _run_local(todo, out, jobs) if backend == "local" else _run_ray(todo, jobs, address)
-        for payload, record in runner:
-            attempts[payload["id"]] = attempts.get(payload["id"], 0) + 1
-            record["attempt"] = attempts[payload["id"]]
-            if record["status"] != "ok" and attempts[payload["id"]] < 2:
-                log(f"  {payload['id']}: {record.get('error')} - retrying once")
-                retry.append(payload)
-                continue
-            _append_record(out, record)
-            finished += 1
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / finished * (total - finished)
-            what = (
-                f"{record['normalized_score']:.2f} of teacher"
-                if record["status"] == "ok"
-                else f"ERROR {record['error']}"
-            )
-            log(f"[{finished}/{total}] {payload['id']}: {what} ({elapsed:.0f}s elapsed, ~{eta:.0f}s left)")
+        with contextlib.closing(runner):  # stopped early: the backend's clean-up runs at once
+            for payload, record in runner:
+                attempts[payload["id"]] = attempts.get(payload["id"], 0) + 1
+                record["attempt"] = attempts[payload["id"]]
+                if record["status"] != "ok" and attempts[payload["id"]] < 2:
+                    log(f"  {payload['id']}: {record.get('error')} - retrying once")
+                    retry.append(payload)
+                    continue
+                _append_record(out, record)
+                finished += 1
+                elapsed = time.perf_counter() - t0
+                eta = elapsed / finished * (total - finished)
+                what = (
+                    f"{record['normalized_score']:.2f} of teacher"
+                    if record["status"] == "ok"
+                    else f"ERROR {record['error']}"
+                )
+                log(
+                    f"[{finished}/{total}] {payload['id']}: {what} ({elapsed:.0f}s elapsed, ~{eta:.0f}s left)"
+                )
         todo = retry
     return read_records(out)
 
