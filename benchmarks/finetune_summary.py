@@ -59,19 +59,25 @@ def _seed_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _fine_tuned_minus_distilled(r: dict[str, Any]) -> tuple[float, bool]:
-    """The fine-tuned student's normalized score − the distilled student's, on the same episodes,
-    and whether those were the final evaluation's (else the periodic evaluation's)."""
+def _scored_on_final(r: dict[str, Any]) -> bool:
+    """Whether the record scored its distilled student on the final evaluation's episodes."""
+    return "final" in r["phases"][0]
+
+
+def _fine_tuned_minus_distilled(r: dict[str, Any], on_final: bool) -> float:
+    """The fine-tuned student's normalized score − the distilled student's, on the same episodes:
+    the final evaluation's (``on_final``; the record must have them), else the periodic
+    evaluation's (its last one − the one at the switch)."""
 
     def norm(value: float) -> float:
         return normalized(value, r["reference_score"], r["random_score"])
 
     distill = r["phases"][0]
-    if "final" in distill:
-        return norm(r["score"]) - norm(distill["final"]["mean"]), True
+    if on_final:
+        return norm(r["score"]) - norm(distill["final"]["mean"])
     last = r["curve"][-1]
     assert int(last["timesteps"]) >= int(r["finetune_start"]), r["id"]
-    return norm(last["mean"]) - norm(distill["eval_at_end"]["mean"]), False
+    return norm(last["mean"]) - norm(distill["eval_at_end"]["mean"])
 
 
 def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
@@ -115,7 +121,7 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             lines.insert(
                 -2, f"The corrupted teacher scores {shown} (IQM over seeds, on the final episodes).\n"
             )
-        periodic_only = False
+        periodic: list[str] = []
         for label in labels:
             mine = [r for r in runs if r["label"] == label]
             lowest = "-"
@@ -130,9 +136,12 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
                             )
                 if steps:
                     lowest = f"{min(iqm(v) for v in steps.values()):.2f}"
-            paired = [_fine_tuned_minus_distilled(r) for r in mine if r.get("phases")]
-            drops = [d for d, _ in paired]
-            periodic_only |= any(not on_final for _, on_final in paired)
+            pipelines = [r for r in mine if r.get("phases")]
+            # one kind of comparison per row: the final episodes only if every run has them
+            on_final = all(_scored_on_final(r) for r in pipelines)
+            drops = [_fine_tuned_minus_distilled(r, on_final) for r in pipelines]
+            if pipelines and not on_final:
+                periodic.append(label)
             vs_distilled = _fmt(_seed_interval(drops)) if drops else "-"
             cells = [label, _fmt(boot(label).iqm(label)).lstrip("+"), lowest, vs_distilled]
             if imperfect:
@@ -144,13 +153,13 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             else:
                 cells.append("-")
             lines.append("| " + " | ".join(cells) + " |")
-        if periodic_only:
+        if periodic:
             episodes = int(runs[0]["spec"]["eval_episodes"])
             lines += [
                 "",
-                f"final − distilled: the last periodic evaluation − the one at the switch, on the same "
-                f"{episodes} episodes (these records did not score the distilled student on the final "
-                "evaluation's episodes).",
+                f"final − distilled of {', '.join(periodic)}: the last periodic evaluation − the one at "
+                f"the switch, on the same {episodes} episodes (for these, not every run scored the distilled "
+                "student on the final evaluation's episodes).",
             ]
         lines.append("")
     return lines

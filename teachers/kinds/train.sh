@@ -37,4 +37,8 @@ train() {
   echo "$half $out: $((SECONDS - start)) s; $(tail -1 "teachers/kinds/$name.log")"
 }
 export -f train
-printf '%s\n' "${jobs[@]}" | grep -E -- "${1:-.}" | xargs -P 2 -I{} bash -c 'train "$@"' _ {}
+if ! selected=$(printf '%s\n' "${jobs[@]}" | grep -E -- "${1:-.}"); then
+  echo "no line of the table matches '${1:-.}'" >&2
+  exit 2
+fi
+printf '%s\n' "$selected" | xargs -P 2 -I{} bash -c 'train "$@"' _ {}

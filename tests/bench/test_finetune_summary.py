@@ -36,12 +36,32 @@ def test_there_is_a_summary_to_check():
 
 
 def test_fine_tuned_minus_distilled_compares_the_same_episodes():
-    compare = finetune_summary()._fine_tuned_minus_distilled
+    summary = finetune_summary()
     base = {"id": "r", "reference_score": 100.0, "random_score": 0.0, "finetune_start": 10, "score": 90.0}
     curve = [{"timesteps": 10, "mean": 80.0}, {"timesteps": 20, "mean": 70.0}]
-    # scored on the final episodes: 0.90 − 0.95, the periodic rows not read
-    on_final = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}, "final": {"mean": 95.0}}]}
-    assert compare(on_final) == pytest.approx((-0.05, True))
-    # an older record: the last periodic evaluation (0.70) − the one at the switch (0.80), not the final score
-    periodic = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}}]}
-    assert compare(periodic)[0] == pytest.approx(-0.10) and compare(periodic)[1] is False
+    scored = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}, "final": {"mean": 95.0}}]}
+    older = {**base, "curve": curve, "phases": [{"eval_at_end": {"mean": 80.0}}]}
+    assert summary._scored_on_final(scored) and not summary._scored_on_final(older)
+    # on the final episodes: 0.90 − 0.95, the periodic rows not read
+    assert summary._fine_tuned_minus_distilled(scored, on_final=True) == pytest.approx(-0.05)
+    # on the periodic ones: the last (0.70) − the one at the switch (0.80), not the final score
+    assert summary._fine_tuned_minus_distilled(scored, on_final=False) == pytest.approx(-0.10)
+    assert summary._fine_tuned_minus_distilled(older, on_final=False) == pytest.approx(-0.10)
+
+
+def test_a_row_mixing_records_with_and_without_the_final_comparison_uses_the_periodic_one():
+    summary = finetune_summary()
+    records = read_records(ROOT / "benchmarks" / "results" / "finetune-verify-paired")
+    assert all(summary._scored_on_final(r) for r in records)
+    alone = "\n".join(summary.summarize(records, "ppd-const"))
+    assert "periodic evaluation" not in alone  # every run scored its distilled student on the final episodes
+    mixed = [dict(r) for r in records]
+    first = next(i for i, r in enumerate(mixed) if r["spec"]["env_id"] == "LunarLander-v3")
+    mixed[first] = {
+        **mixed[first],
+        "phases": [{k: v for k, v in mixed[first]["phases"][0].items() if k != "final"}],
+    }
+    text = "\n".join(summary.summarize(mixed, "ppd-const"))
+    lunar = text.split("### LunarLander-v3")[1].split("###")[0]
+    assert "final − distilled of ppd-ft: the last periodic evaluation" in lunar
+    assert "periodic evaluation" not in text.split("### HalfCheetah-v5")[1].split("###")[0]

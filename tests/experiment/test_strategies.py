@@ -22,6 +22,8 @@ from ppdistill.core.schedules import (
     named_schedule,
     parse_schedule_name,
 )
+from ppdistill.core.seeds import SeedPlan
+from ppdistill.evaluation import evaluate
 from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from ppdistill.experiment.config import ConfigError, run_hyperparameters
 from ppdistill.experiment.pipeline import (
@@ -284,8 +286,16 @@ def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     result = json.loads((out / "results.json").read_text())
     distill, finetune = result["phases"]
     assert (finetune["anchor"], finetune["anchor_until_step"]) == (2.0, 896)
-    # the actor moved, so the distilled student's returns on the final episodes are its own
-    assert len(distill["final"]["returns"]) == len(result["returns"]) == 3
+    # scored with the weights kept at the switch, on the final evaluation's episodes
+    distilled = StudentDistill.load(out / "distilled.zip", device="cpu")
+    seed = SeedPlan(result["spec"]["seed"]).final_evaluation
+    again = evaluate(distilled, "CartPole-v1", 3, deterministic=True, seed=seed)
+    assert distill["final"]["returns"] == [float(r) for r in again.returns]
+    tuned = evaluate(
+        PPO.load(out / "student.zip", device="cpu"), "CartPole-v1", 3, deterministic=True, seed=seed
+    )
+    assert [float(r) for r in tuned.returns] == result["returns"]
+    assert distill["final"]["returns"] != result["returns"]  # the actor moved: two students told apart
     assert result["spec"]["hp"]["finetune_anchor"] == 2.0
     assert type(PPO.load(out / "student.zip", device="cpu").policy) is type(
         StudentDistill.load(out / "distilled.zip", device="cpu").policy

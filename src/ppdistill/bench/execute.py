@@ -24,6 +24,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -296,13 +297,15 @@ def _run_local(todo: list[dict[str, Any]], out: Path, jobs: int) -> Any:
         for proc, *_ in running:
             if proc.poll() is None:
                 proc.terminate()
+        deadline = time.monotonic() + 10.0  # one grace period for all of them, then kill
         for proc, _, _, log in running:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
             log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _supervise(
@@ -334,7 +337,12 @@ def _supervise(
                 "OMP_NUM_THREADS": str(payload.get("threads", 1)),
                 "PYTHONWARNINGS": "ignore",
             }
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env), payload, rfile, log))
+            try:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+            except BaseException:
+                log.close()
+                raise
+            running.append((proc, payload, rfile, log))
         time.sleep(0.2)
         for item in list(running):
             proc, payload, rfile, log = item
@@ -386,6 +394,8 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
                 }
             yield payload, record
     finally:
+        for ref in pending:  # stopped early: no task may run on with no one to collect its record
+            ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
 

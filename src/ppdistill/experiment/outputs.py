@@ -181,7 +181,8 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
 
     :param spec: the run
     :param model: the fine-tuned PPO
-    :param finetune: where fine-tuning began and the distilled student's evaluation there
+    :param finetune: where fine-tuning began, the distilled student's periodic evaluation there
+        and (runs since it was added) its evaluation on the final episodes
     """
     start = int(finetune["start"])
     anchor = float(spec.hp.get("finetune_anchor") or 0.0)

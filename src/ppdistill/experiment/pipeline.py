@@ -168,7 +168,8 @@ def distilled_policy(policy: BasePolicy, weights: Mapping[str, th.Tensor]) -> Ba
     """A network of ``policy``'s architecture holding ``weights``, in eval mode: the distilled
     student again, beside the policy that fine-tuning moved on.
 
-    :param policy: the fine-tuning model's policy (its architecture; it keeps learning)
+    :param policy: a policy of the distilled student's architecture (the distilled model's, or
+        the fine-tuning model's made from it)
     :param weights: the distilled student's weights (its ``state_dict`` at the switch)
     """
     # built anew rather than deep-copied: a policy holds its last distribution's (non-leaf) tensors

@@ -133,7 +133,8 @@ class RunState:
     :param references: the teacher's and a random policy's returns on the final
         evaluation's episodes, once measured (a ``performance`` λ schedule needs them first)
     :param finetune: set when the fine-tuning phase of a pipeline began: its first env step
-        and the evaluation of the distilled student (None: still distilling)
+        and the periodic evaluation of the distilled student there, and at the end also the
+        distilled student's returns on the final evaluation's episodes (None: still distilling)
     """
 
     evaluation: dict[str, Any] = field(default_factory=dict)
@@ -447,16 +448,20 @@ class Run:
         """A pipeline's distilled student on the final evaluation's episodes, so that "final −
         distilled" compares the same episodes (its periodic evaluation at the switch played
         other, fewer ones)."""
-        policy = distilled_policy(model.policy, self._distilled_weights(model.device))
         spec = self.spec
-        result = evaluate(
-            policy,
-            self.student_env,
-            spec.final_episodes,
-            spec.deterministic,
-            seed=self.seeds.final_evaluation,
-        )
-        return {"mean": result.mean, "std": result.std, "returns": result.returns.tolist()}
+        # torch's global generator untouched (the copy's initialization, sampled actions): every
+        # number recorded besides is what it was before this evaluation existed
+        cuda = [model.device] if model.device.type == "cuda" else []
+        with th.random.fork_rng(devices=cuda):
+            policy = distilled_policy(model.policy, self._distilled_weights(model.device))
+            result = evaluate(
+                policy,
+                self.student_env,
+                spec.final_episodes,
+                spec.deterministic,
+                seed=self.seeds.final_evaluation,
+            )
+        return result.as_dict()
 
     def _train_time(self) -> float:
         return self.state.train_time_s + time.perf_counter() - self._t0
@@ -535,9 +540,9 @@ class Run:
             seed=self.seeds.final_evaluation,
             record_observations=True,
         )
+        teacher_score = self._reference("teacher")
         if self.distilled is not None and self.state.finetune is not None:
             self.state.finetune["distilled_final"] = self._distilled_final(model)
-        teacher_score = self._reference("teacher")
         result = summarize(
             spec,
             model,
