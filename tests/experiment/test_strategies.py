@@ -36,6 +36,7 @@ from ppdistill.experiment.pipeline import (
 from ppdistill.experiment.runner import CHECKPOINT_DIR, resume, run
 from ppdistill.experiment.spec import RunSpec
 
+from ..conftest import zoo_path
 from ..helpers import Interrupt, assert_clean_error, assert_same_tensors, interrupt_after, ppdistill, weights
 
 BUNDLED = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
@@ -333,6 +334,29 @@ def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
     assert resumed["score"] == whole["score"]
     strip = [{k: v for k, v in row.items() if k != "wall_time_s"} for row in whole["curve"]]
     assert [{k: v for k, v in row.items() if k != "wall_time_s"} for row in resumed["curve"]] == strip
+
+
+def test_scoring_the_distilled_student_changes_no_other_number_of_a_stochastic_run(tmp_path, monkeypatch):
+    from ppdistill.experiment import runner
+
+    hp = run_hyperparameters(
+        "Pendulum-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 256, "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
+    )
+    # a Gaussian teacher whose returns move with its sampled actions (CartPole's scores 500 however drawn)
+    teacher = str(zoo_path("ppo/Pendulum-v1_1"))
+    spec = RunSpec(
+        env_id="Pendulum-v1", method="student-distill", teacher=teacher, timesteps=256, student="32,16",
+        seed=3, hp=hp, eval_freq=256, eval_episodes=2, final_episodes=3, deterministic=False,
+    )  # fmt: skip
+    scored = run(spec, out=tmp_path / "scored")
+    monkeypatch.setattr(runner.Run, "_distilled_final", lambda self, model: {})
+    unscored = run(spec, out=tmp_path / "unscored")
+    assert len(scored["phases"][0]["final"]["returns"]) == 3
+    # sampled actions and a fresh network's initialization draw from torch's generator: not this one's
+    for key in ("teacher_score", "random_score", "score", "returns", "normalized_score"):
+        assert scored[key] == unscored[key], key
 
 
 def _without_wall_times(result):
