@@ -75,7 +75,7 @@ from ppdistill.core.errors import PPDistillError
 from ppdistill.core.files import FolderLock, atomic_write, check_out_folder, check_writable
 from ppdistill.core.schedules import Schedule, named_schedule, parse_schedule_name
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.evaluation import EvalResult, action_agreement_on, evaluate, random_policy_score
+from ppdistill.evaluation import Agent, EvalResult, action_agreement_on, evaluate, random_policy_score
 from ppdistill.experiment.callbacks import PeriodicEvaluation
 from ppdistill.experiment.checkpoints import (
     CHECKPOINT_NAME,
@@ -448,20 +448,25 @@ class Run:
         """A pipeline's distilled student on the final evaluation's episodes, so that "final −
         distilled" compares the same episodes (its periodic evaluation at the switch played
         other, fewer ones)."""
-        spec = self.spec
         # torch's global generator untouched (the copy's initialization, sampled actions): every
         # number recorded besides is what it was before this evaluation existed
         cuda = [model.device] if model.device.type == "cuda" else []
         with th.random.fork_rng(devices=cuda):
             policy = distilled_policy(model.policy, self._distilled_weights(model.device))
-            result = evaluate(
-                policy,
-                self.student_env,
-                spec.final_episodes,
-                spec.deterministic,
-                seed=self.seeds.final_evaluation,
-            )
+            result = self._on_final_episodes(policy)
         return result.as_dict()
+
+    def _on_final_episodes(self, agent: Agent, record_observations: bool = False) -> EvalResult:
+        """A student (or the distilled one) on the final evaluation's episodes, every one seeded."""
+        spec = self.spec
+        return evaluate(
+            agent,
+            self.student_env,
+            spec.final_episodes,
+            spec.deterministic,
+            seed=self.seeds.final_evaluation,
+            record_observations=record_observations,
+        )
 
     def _train_time(self) -> float:
         return self.state.train_time_s + time.perf_counter() - self._t0
@@ -532,14 +537,7 @@ class Run:
         train_time = self._train_time()
         if not self.evaluation.rows or self.evaluation.rows[-1]["timesteps"] < model.num_timesteps:
             self.evaluation.evaluate_now()
-        final = evaluate(
-            model,
-            self.student_env,
-            spec.final_episodes,
-            spec.deterministic,
-            seed=self.seeds.final_evaluation,
-            record_observations=True,
-        )
+        final = self._on_final_episodes(model, record_observations=True)
         teacher_score = self._reference("teacher")
         if self.distilled is not None and self.state.finetune is not None:
             self.state.finetune["distilled_final"] = self._distilled_final(model)
