@@ -400,6 +400,35 @@ def halves_suite(tmp_path, frozen=""):
     return path
 
 
+def test_env_runs_some_entries_now_and_the_whole_suite_skips_them_later(tmp_path, capsys):
+    from ppdistill.cli.main import main
+
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "name: two\nseeds: [0]\nstudents: [smaller]\nmethods: [student-distill]\ntimesteps: 512\n"
+        "eval_freq: 512\neval_episodes: 1\nfinal_episodes: 1\nenvs:\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n"
+        f"  - {{env: Acrobot-v1, teacher: '{zoo_path('ppo/Acrobot-v1_1')}'}}\n"
+    )
+    only = load_suite(path).only_envs(["CartPole-v1"])
+    assert only.name == "two" and [s.env_id for _, s, _ in only.runs()] == ["CartPole-v1"]
+    # an env the suite does not have: one line naming those it has, nothing written
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out"), "--env", "Pendulum-v1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "its envs: Acrobot-v1, CartPole-v1" in err
+    assert not (tmp_path / "out").exists()
+    # one entry now (say, the one whose teacher exists); the whole suite later finds it done
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out"), "--env", "CartPole-v1"]) == 0
+    assert [r["spec"]["env_id"] for r in read_records(tmp_path / "out")] == ["CartPole-v1"]
+    messages: list[str] = []
+    run_suite(load_suite(path), tmp_path / "out", log=messages.append)
+    assert any("1 runs already done, 1 to run" in m for m in messages)
+    assert sorted(r["spec"]["env_id"] for r in read_records(tmp_path / "out")) == [
+        "Acrobot-v1",
+        "CartPole-v1",
+    ]
+
+
 def test_a_suite_in_halves_runs_one_half_at_a_time(tmp_path, capsys):
     from ppdistill.cli.main import main
 

@@ -17,6 +17,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         raise CLIError(
             f"{args.suite} has a tune and a verify half: run one with --half tune or --half verify"
         )
+    if args.env:
+        suite = suite.only_envs(args.env)
     if args.dry_run:
         problems = dry_run(suite)
         for p in problems:

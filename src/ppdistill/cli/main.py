@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run one half of a suite whose envs name theirs (verify: only on its frozen defaults)",
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=None,
+        metavar="ENV_ID",
+        help="run only this env's entries (repeatable); the rest can run later into the same --out",
+    )
     p.set_defaults(func=cmd_bench_run)
     p = bsub.add_parser("report", help="tables, IQM with bootstrap CIs, curves and a Markdown report")
     p.add_argument("dir", type=Path, help="a folder written by `bench run`")
