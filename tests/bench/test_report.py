@@ -158,3 +158,22 @@ def test_a_variant_run_with_one_teacher_only_is_aggregated_over_that_teacher(tmp
     assert "s|larger|td-b" not in aggregate and "s|smaller|td-b" in aggregate
     report = (tmp_path / "report.md").read_text()
     assert any(row.startswith("| s | larger |") and "incomplete" in row for row in report.splitlines())
+
+
+def test_an_ablation_variant_is_compared_with_its_algorithm_as_shipped_where_the_suite_has_it():
+    from ppdistill.bench.report import _pairs
+
+    def rec(label, method):
+        return {"label": label, "spec": {"method": method}}
+
+    with_plain = [
+        rec("ppd", "ppd"),
+        rec("ppd-tau01", "ppd"),
+        rec("ppd-tau1", "ppd"),
+        rec("sd-tau1", "student-distill"),
+    ]
+    labels = ["ppd", "ppd-tau01", "ppd-tau1", "sd-tau1"]
+    # each PPD variant against PPD itself (not against the first variant); sd-tau1 has no plain run: none
+    assert _pairs(with_plain, labels) == [("ppd-tau01", "ppd"), ("ppd-tau1", "ppd")]
+    without = [rec("lr3", "ppd"), rec("lr4", "ppd")]
+    assert _pairs(without, ["lr3", "lr4"]) == [("lr4", "lr3")]

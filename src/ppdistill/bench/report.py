@@ -71,14 +71,16 @@ def _cell(interval: Interval | None, digits: int = 2) -> str:
 
 def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, str]]:
     """The paper's comparisons among the methods present; an ablation's variants are each
-    compared with the first variant of the same algorithm."""
+    compared with their algorithm run as shipped (its plain label, e.g. ``ppd``) where the suite
+    has it, else with the first variant of the same algorithm."""
     present = [(a, b) for a, b in PAIRS if a in labels and b in labels]
     base_of = {str(r["label"]): r["spec"]["method"] for r in records}
     labels = [label for label in labels if label in base_of]
     first: dict[str, str] = {}
     for label in labels:
         if label not in METHOD_ORDER:
-            first.setdefault(base_of[label], label)
+            base = base_of[label]
+            first.setdefault(base, base if base in labels else label)
     variants = [(label, first[base_of[label]]) for label in labels if label not in METHOD_ORDER]
     return present + [(a, b) for a, b in variants if a != b]
 
