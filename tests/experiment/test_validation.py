@@ -180,6 +180,9 @@ def test_every_section_of_the_shipped_config_passes():
     for entry in shipped:
         for method in METHODS:
             check_values(method, hyperparameters(entry, method))
+    for kind in shipped.get("teacher_kinds") or {}:
+        for method in METHODS:
+            check_values(method, hyperparameters("default", method, teacher_kind=kind))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import torch as th
 from ppdistill import evaluate, load_teacher
 from ppdistill.core.errors import ModelLoadError, SpaceMismatchError, TeacherLoadError
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
-from ppdistill.teachers.loading import load_agent
+from ppdistill.teachers.loading import kind_of_source, load_agent
 from ppdistill.teachers.q_values import QValueTeacher
 from ppdistill.teachers.sb3_zip import read_vecnormalize
 
@@ -351,3 +351,14 @@ def test_a_network_that_normalizes_its_inputs_takes_no_statistics_found_beside_i
     shutil.copy(zoo_path("ppo/Hopper-v3_1") / "Hopper-v3" / "vecnormalize.pkl", tmp_path / "vecnormalize.pkl")
     model = load_agent(tmp_path / "m.zip", env_id="Hopper-v5")
     assert model.info["vecnormalize"] is None and model.obs_normalizer is None
+
+
+KINDS = Path(__file__).resolve().parents[2] / "teachers" / "kinds"
+
+
+def test_a_sources_kind_is_read_from_its_zip_without_loading_it():
+    assert kind_of_source(KINDS / "dqn-MountainCar-v0.zip") == "q-values"
+    assert kind_of_source(str(KINDS / "qrdqn-MountainCar-v0.zip")) == "quantiles"
+    assert kind_of_source(zoo_path("ppo/CartPole-v1_1")) == "actor-critic"
+    assert kind_of_source(KINDS / "no-such-teacher.zip") is None  # loading it says why
+    assert kind_of_source(lambda obs: obs) is None

@@ -85,6 +85,7 @@ from ppdistill.experiment.config import (
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
 from ppdistill.networks.presets import STUDENT_SIZES
+from ppdistill.teachers.loading import kind_of_source
 from ppdistill.teachers.zoo_folder import locate
 
 
@@ -215,6 +216,7 @@ class Suite:
         """Every run of the grid as ``(run id, spec, env entry)``, in a stable order."""
         out = []
         for entry in self.envs:
+            teacher_kind = kind_of_source(entry.teacher)  # the config's teacher_kinds entry
             for student in entry.students:
                 for label in entry.methods:
                     method = self.base_method(label)
@@ -223,7 +225,9 @@ class Suite:
                         if label in entry.zoo_hp:
                             hp = {**entry.zoo_hp[label], **entry.hp.get(label, {})}
                         else:
-                            hp = run_hyperparameters(entry.env, method, entry.hp.get(label, {}))
+                            hp = run_hyperparameters(
+                                entry.env, method, entry.hp.get(label, {}), teacher_kind=teacher_kind
+                            )
                         spec = RunSpec(
                             env_id=entry.env,
                             method=method,

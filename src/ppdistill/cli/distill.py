@@ -44,6 +44,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.experiment.config import parse_overrides, run_hyperparameters
     from ppdistill.experiment.runner import Run, resume
     from ppdistill.experiment.spec import RunSpec
+    from ppdistill.teachers.loading import kind_of_source
 
     if args.resume is not None:
         given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
@@ -97,7 +98,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             overrides["finetune_anchor_steps"] = args.finetune_anchor_steps
         finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
         overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp, option="--finetune-hp")}
-    hp = run_hyperparameters(args.env, args.method, overrides, args.config)
+    hp = run_hyperparameters(args.env, args.method, overrides, args.config, kind_of_source(args.teacher))
     spec = RunSpec(
         env_id=args.env,
         method=args.method,

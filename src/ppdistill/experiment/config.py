@@ -44,6 +44,7 @@ from ppdistill.algorithms import (
 )
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.schedules import parse_schedule_name
+from ppdistill.teachers.loading import KINDS
 
 METHODS = ("ppd", "student-distill", "teacher-distill", "ppo")
 STUDENT_POLICIES = ("feedforward", "lstm")
@@ -101,6 +102,8 @@ PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp", "finetune_anch
 PIPELINE_METHODS = ("ppd", "student-distill", "teacher-distill")
 # A config's sections per env: a method's settings, or the fine-tuning PPO's (``finetune``).
 CONFIG_SECTIONS = (*METHODS, "finetune")
+TEACHER_KINDS = "teacher_kinds"
+"""The config's entry of settings per teacher kind, between ``default`` and an env's entry."""
 
 
 class ConfigError(PPDistillError, ValueError):
@@ -222,31 +225,56 @@ def _read_yaml(path: Path | None) -> dict[str, Any]:
 
 
 def _check_sections(data: dict[str, Any], where: str) -> None:
-    """Refuse a section that is not a method's or ``finetune``: misspelt, it would be ignored."""
-    for env_id, entry in data.items():
+    """Refuse a section that is not a method's or ``finetune``, and a teacher kind that no
+    loader reads: misspelt, either would be ignored."""
+    entries = dict(data)
+    kinds = entries.pop(TEACHER_KINDS, None) or {}
+    if not isinstance(kinds, dict):
+        raise ConfigError(f"{where}: {TEACHER_KINDS} must map teacher kinds to per-method settings")
+    known = [kind.name for kind in KINDS]
+    for name in kinds:
+        if name not in known:
+            raise ConfigError(
+                f"{where}: {TEACHER_KINDS} has {name!r}, which is not a teacher kind; "
+                f"kinds are {', '.join(known)}"
+            )
+    for key, entry in [*entries.items(), *((f"{TEACHER_KINDS}.{k}", v) for k, v in kinds.items())]:
         unknown = sorted(set(entry) - set(CONFIG_SECTIONS)) if isinstance(entry, dict) else []
         if unknown:
             valid = ", ".join(CONFIG_SECTIONS)
-            raise ConfigError(f"{where}: entry {env_id} has a section {unknown[0]!r}; sections are {valid}")
+            raise ConfigError(f"{where}: entry {key} has a section {unknown[0]!r}; sections are {valid}")
 
 
 def hyperparameters(
-    env_id: str, method: str, config: Path | None = None, section: str | None = None
+    env_id: str,
+    method: str,
+    config: Path | None = None,
+    section: str | None = None,
+    teacher_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Merged hyperparameters of ``method`` on ``env_id``: default, then the env's entry.
+    """Merged hyperparameters of ``method`` on ``env_id``: default, then the teacher kind's
+    entry (``teacher_kinds``), then the env's entry.
 
     :param env_id: environment id
     :param method: one of :data:`METHODS`
     :param config: a YAML file to use instead of the shipped ``distill.yml``
     :param section: the config's section to read, checked as ``method``'s keys (default:
         ``method``; ``finetune`` holds the fine-tuning PPO's settings)
+    :param teacher_kind: the teacher's kind name (:func:`~ppdistill.teachers.loading.kind_of_source`),
+        or None: no kind's settings
     """
     section_name = section or method
     data = _read_yaml(config)
     merged: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
-    for key in ("default", env_id):
-        entry = data.get(key) or {}
+    by_kind = data.get(TEACHER_KINDS) or {}
+    layers = [("default", data.get("default"))]
+    if teacher_kind is not None:
+        layers.append((f"{TEACHER_KINDS}.{teacher_kind}", by_kind.get(teacher_kind)))
+    if env_id not in ("default", TEACHER_KINDS):  # "default": recommended() without an env
+        layers.append((env_id, data.get(env_id)))
+    for key, entry in layers:
+        entry = entry or {}
         if not isinstance(entry, dict):
             raise ConfigError(f"entry {key!r} of the config must map method names to settings")
         values = entry.get(section_name) or {}
@@ -772,7 +800,11 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
 
 
 def run_hyperparameters(
-    env_id: str, method: str, overrides: dict[str, Any] | None = None, config: Path | None = None
+    env_id: str,
+    method: str,
+    overrides: dict[str, Any] | None = None,
+    config: Path | None = None,
+    teacher_kind: str | None = None,
 ) -> dict[str, Any]:
     """A run's hyperparameters: the config's section for ``method`` on ``env_id``, then ``overrides``.
 
@@ -787,9 +819,10 @@ def run_hyperparameters(
     :param method: one of :data:`METHODS`
     :param overrides: values replacing the config's (``--hp``, a suite's ``hp``)
     :param config: a YAML file to use instead of the shipped ``distill.yml``
+    :param teacher_kind: the teacher's kind name, for the config's ``teacher_kinds`` entry
     """
     overrides = dict(overrides or {})
-    hp = hyperparameters(env_id, method, config)
+    hp = hyperparameters(env_id, method, config, teacher_kind=teacher_kind)
     if overrides.get("then_finetune", hp.get("then_finetune")):
         finetune = finetune_hyperparameters(env_id, config)
         finetune.update(hp.get("finetune_hp") or {})

@@ -13,7 +13,9 @@ line and the benchmark harness use::
     student = PPD("MlpPolicy", env, teacher=teacher, **recommended("ppd", "CartPole-v1"))
 
 Any keyword given after them overrides one (``**recommended("ppd"), distill_lambda=1.0``), so
-the paper's form stays one argument away.
+the paper's form stays one argument away. ``teacher=`` adds the settings the config gives the
+teacher's kind (``teacher_kinds`` in ``distill.yml``: DQN, SAC, ... teachers), as the command
+line does.
 """
 
 from __future__ import annotations
@@ -22,33 +24,48 @@ from pathlib import Path
 from typing import Any
 
 from ppdistill.experiment.config import METHODS, RUNNER_KEYS, ConfigError, hyperparameters
+from ppdistill.teachers.base import Teacher
+from ppdistill.teachers.loading import kind_of_source
 
 
-def _section(method: str, env_id: str | None, config: Path | None) -> dict[str, Any]:
+def _section(method: str, env_id: str | None, config: Path | None, teacher: object) -> dict[str, Any]:
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return hyperparameters(env_id or "default", method, config)
+    if isinstance(teacher, Teacher):
+        # an SB3 model's kind, as the command line reads it from the file (not an ONNX model's)
+        kind = teacher.info.get("kind") if "algo_policy" in teacher.info else None
+        teacher_kind = kind if isinstance(kind, str) else None
+    else:
+        teacher_kind = kind_of_source(teacher)
+    return hyperparameters(env_id or "default", method, config, teacher_kind=teacher_kind)
 
 
-def recommended(method: str = "ppd", env_id: str | None = None, config: Path | None = None) -> dict[str, Any]:
+def recommended(
+    method: str = "ppd", env_id: str | None = None, config: Path | None = None, teacher: object = None
+) -> dict[str, Any]:
     """The keyword arguments of ``method``'s class that ``ppdistill distill`` uses.
 
     :param method: ``"ppd"``, ``"student-distill"``, ``"teacher-distill"`` or ``"ppo"``
     :param env_id: an environment id with its own entry in the config (Pendulum-v1 has one);
         None: the settings every environment starts from
     :param config: a YAML file to read instead of the shipped ``distill.yml``
+    :param teacher: the teacher (loaded, or what :func:`~ppdistill.load_teacher` takes), for
+        its kind's settings; None: none
     :returns: a new dict (changing it changes nothing else); the runner's own keys, such as
         ``n_envs``, are left out (:func:`recommended_n_envs`)
     :raises ConfigError: an unknown method, or a config file that cannot be read
     """
-    return {k: v for k, v in _section(method, env_id, config).items() if k not in RUNNER_KEYS}
+    return {k: v for k, v in _section(method, env_id, config, teacher).items() if k not in RUNNER_KEYS}
 
 
-def recommended_n_envs(method: str = "ppd", env_id: str | None = None, config: Path | None = None) -> int:
+def recommended_n_envs(
+    method: str = "ppd", env_id: str | None = None, config: Path | None = None, teacher: object = None
+) -> int:
     """How many environments the settings of :func:`recommended` were measured with.
 
     :param method: as in :func:`recommended`
     :param env_id: as in :func:`recommended`
     :param config: as in :func:`recommended`
+    :param teacher: as in :func:`recommended`
     """
-    return int(_section(method, env_id, config).get("n_envs", 1))
+    return int(_section(method, env_id, config, teacher).get("n_envs", 1))

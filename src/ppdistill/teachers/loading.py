@@ -193,6 +193,29 @@ def kind_of(policy_class: type) -> TeacherKind | None:
     return next((kind for kind in KINDS if kind.claims(policy_class)), None)
 
 
+def kind_of_source(source: object) -> str | None:
+    """The kind name of the SB3 model a teacher source holds (``"sac"``, ``"q-values"``, ...),
+    read from its zip without rebuilding it; None for callables, ONNX or TorchScript files, and
+    anything that cannot be read (loading it then says why, in its own words).
+
+    The settings a teacher kind gets in ``distill.yml`` (``teacher_kinds``) are chosen with it.
+
+    :param source: what :func:`load_agent` takes
+    """
+    try:
+        if hub.is_hub_source(source):
+            source = hub.locate_in_cache(source).zip_path  # type: ignore[arg-type]
+        if not isinstance(source, str | Path) or external.is_external(source, None):
+            return None
+        located = locate(Path(source).expanduser())
+        data = read_sb3_zip(located.zip_path).data
+        policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle=False)
+    except PPDistillError:
+        return None
+    kind = kind_of(policy_class) if isinstance(policy_class, type) else None
+    return kind.name if kind is not None else None
+
+
 def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwargs: dict[str, Any]) -> bool:
     """Whether the ``vecnormalize.pkl`` found with a model is the model's own.
 

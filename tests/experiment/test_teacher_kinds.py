@@ -1,0 +1,99 @@
+"""``teacher_kinds`` in a config: settings a teacher kind gets (DQN, SAC, ...) between ``default``
+and an env's entry, applied alike by the command line, the harness and ``recommended``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ppdistill import load_teacher, recommended
+from ppdistill.bench.suite import load_suite
+from ppdistill.cli.main import main
+from ppdistill.experiment import config as config_module
+from ppdistill.experiment.config import ConfigError, hyperparameters
+
+from ..conftest import zoo_path
+from ..helpers import CARTPOLE
+
+ROOT = Path(__file__).resolve().parents[2]
+DQN = ROOT / "teachers" / "kinds" / "dqn-MountainCar-v0.zip"
+KINDS_CONFIG = """
+default:
+  ppd: {gamma: 0.999, learning_rate: 1.0e-3, n_steps: 64}
+teacher_kinds:
+  q-values: {ppd: {gamma: 0.97, gae_lambda: 0.8}}
+Acrobot-v1:
+  ppd: {gamma: 0.95}
+"""
+
+
+@pytest.fixture
+def kinds_config(tmp_path) -> Path:
+    path = tmp_path / "distill.yml"
+    path.write_text(KINDS_CONFIG)
+    return path
+
+
+def test_the_kinds_entry_sits_between_default_and_the_envs(kinds_config):
+    plain = hyperparameters("MountainCar-v0", "ppd", kinds_config)
+    dqn = hyperparameters("MountainCar-v0", "ppd", kinds_config, teacher_kind="q-values")
+    other = hyperparameters("MountainCar-v0", "ppd", kinds_config, teacher_kind="sac")
+    on_acrobot = hyperparameters("Acrobot-v1", "ppd", kinds_config, teacher_kind="q-values")
+    base = {"learning_rate": 1.0e-3, "n_steps": 64}
+    assert plain == other == {**base, "gamma": 0.999}
+    assert dqn == {**base, "gamma": 0.97, "gae_lambda": 0.8}
+    assert on_acrobot == {**base, "gamma": 0.95, "gae_lambda": 0.8}  # the env's entry wins
+    assert hyperparameters("MountainCar-v0", "student-distill", kinds_config, teacher_kind="q-values") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("teacher_kinds:\n  dqn: {ppd: {gamma: 0.9}}\n", "'dqn', which is not a teacher kind; kinds are"),
+        ("teacher_kinds:\n  sac: {pdd: {gamma: 0.9}}\n", "entry teacher_kinds.sac has a section 'pdd'"),
+        ("teacher_kinds: [sac]\n", "teacher_kinds must map teacher kinds"),
+        ("teacher_kinds:\n  sac: {ppd: {gamma: 2.0}}\n", "entry teacher_kinds.sac.ppd"),
+    ],
+    ids=["unknown-kind", "misspelt-section", "not-a-mapping", "bad-value"],
+)
+def test_a_bad_kinds_entry_is_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "distill.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        hyperparameters("Hopper-v5", "ppd", path, teacher_kind="sac")
+    assert "\n" not in str(caught.value)
+
+
+def test_recommended_gives_a_teachers_kind_its_settings_from_a_path_or_a_loaded_teacher(kinds_config):
+    loaded = load_teacher(DQN, "MountainCar-v0")
+    by_path = recommended("ppd", config=kinds_config, teacher=DQN)
+    assert by_path == recommended("ppd", config=kinds_config, teacher=loaded)
+    assert by_path["gamma"] == 0.97
+    assert recommended("ppd", config=kinds_config)["gamma"] == 0.999
+
+
+def test_the_command_line_runs_with_the_teachers_kind_settings(tmp_path, kinds_config):
+    out = tmp_path / "out"
+    argv = ["distill", "--teacher", str(DQN), "--env", "MountainCar-v0", "--timesteps", "512",
+            "--n-envs", "2", "--eval-freq", "512", "--final-episodes", "1",
+            "--config", str(kinds_config), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    hp = yaml.safe_load((out / "config.yml").read_text())["hp"]
+    assert (hp["gamma"], hp["gae_lambda"]) == (0.97, 0.8)
+    assert json.loads((out / "results.json").read_text())["spec"]["hp"]["gamma"] == 0.97
+
+
+def test_the_harness_gives_each_entry_its_teachers_kind_settings(tmp_path, monkeypatch, kinds_config):
+    shipped = yaml.safe_load(kinds_config.read_text())
+    monkeypatch.setattr(config_module, "_shipped_config", lambda: shipped)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"name: kinds\nseeds: [0]\nstudents: [smaller]\nmethods: [ppd]\nenvs:\n"
+        f"  - {{env: MountainCar-v0, teacher: {DQN}, timesteps: 512}}\n"
+        f"  - {{env: CartPole-v1, teacher: {zoo_path(CARTPOLE)}, timesteps: 512}}\n"
+    )
+    gammas = {spec.env_id: spec.hp["gamma"] for _, spec, _ in load_suite(suite).runs()}
+    assert gammas == {"MountainCar-v0": 0.97, "CartPole-v1": 0.999}
