@@ -7,13 +7,15 @@ mean normalized score over training (AUC); ``d`` = a variant minus its shipped m
 (``ppd-*`` against ``ppd``, ``sd-*`` against ``student-distill``). A variant qualifies for a
 teacher kind (the tag's first word: ``sac``, ``td3``, ``dqn``) when, over the kind's entries,
 mean ``d_final`` ≥ +0.05, mean ``d_auc`` ≥ −0.02 and no entry's ``d_final`` < −0.05; of a
-method's qualifying variants, the largest mean ``d_final`` is chosen. Prints a Markdown table
-and the choice, and writes them to ``choice.md`` in the folder.
+method's qualifying variants, the largest mean ``d_final`` is chosen. A variant, or its shipped
+method, without a successful run for every seed on every entry of the kind is *incomplete* and
+does not qualify (a run that failed on one teacher must not be judged on the others). AUC is
+the reports' (:func:`ppdistill.bench.bootstrap.curve_auc`). Prints a Markdown table and the
+choice, and writes them to ``choice.md`` in the folder.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ppdistill.bench.bootstrap import curve_auc
+from ppdistill.bench.execute import read_records
+from ppdistill.bench.stats import task_of
 
 MIN_GAIN = 0.05  # mean d_final over the kind's entries
 MAX_AUC_LOSS = 0.02  # mean d_auc may not fall below -MAX_AUC_LOSS
@@ -37,6 +43,7 @@ class Comparison:
     variant: str
     d_final: dict[str, float]  # entry -> mean over seeds (variant minus method)
     d_auc: dict[str, float]
+    missing: tuple[str, ...] = ()  # "entry: label seed s" without a successful run
 
     @property
     def mean_final(self) -> float:
@@ -48,10 +55,12 @@ class Comparison:
 
     @property
     def qualifies(self) -> bool:
+        eps = 1e-9  # the limits are inclusive: 0.55 - 0.5 must count as +0.05
         return (
-            self.mean_final >= MIN_GAIN
-            and self.mean_auc >= -MAX_AUC_LOSS
-            and min(self.d_final.values()) >= -MAX_ENTRY_LOSS
+            not self.missing
+            and self.mean_final >= MIN_GAIN - eps
+            and self.mean_auc >= -MAX_AUC_LOSS - eps
+            and min(self.d_final.values()) >= -MAX_ENTRY_LOSS - eps
         )
 
 
@@ -63,25 +72,25 @@ def base_method(label: str) -> str | None:
     return BASE[prefix]
 
 
-Means = dict[tuple[str, str], float]  # (entry, label) -> mean over seeds
+Scores = dict[tuple[str, str], dict[int, float]]  # (entry, label) -> seed -> score
 
 
-def entry_means(records: list[dict[str, Any]]) -> tuple[Means, Means]:
-    """(entry, label) -> mean over seeds of the final normalized score, and of the AUC."""
-    finals: dict[tuple[str, str], list[float]] = defaultdict(list)
-    aucs: dict[tuple[str, str], list[float]] = defaultdict(list)
+def entry_scores(records: list[dict[str, Any]]) -> tuple[Scores, Scores, set[int]]:
+    """(entry, label) -> seed -> final normalized score, and AUC normalized alike, of the
+    successful runs; and every seed any run had."""
+    finals: Scores = defaultdict(dict)
+    aucs: Scores = defaultdict(dict)
+    seeds: set[int] = set()
     for r in records:
+        seed = int(r["spec"]["seed"])
+        seeds.add(seed)
         if r.get("status") != "ok":
             continue
+        key = (task_of(r), r["label"])
         span = r["reference_score"] - r["random_score"]
-        finals[(r["task"], r["label"])].append(float(r["normalized_score"]))
-        aucs[(r["task"], r["label"])].append(
-            float(np.mean([(p["mean"] - r["random_score"]) / span for p in r["curve"]]))
-        )
-    return (
-        {k: float(np.mean(v)) for k, v in finals.items()},
-        {k: float(np.mean(v)) for k, v in aucs.items()},
-    )
+        finals[key][seed] = float(r["normalized_score"])
+        aucs[key][seed] = (curve_auc(r["curve"]) - r["random_score"]) / span
+    return finals, aucs, seeds
 
 
 def kind_of(task: str) -> str:
@@ -92,22 +101,38 @@ def kind_of(task: str) -> str:
 
 def comparisons(records: list[dict[str, Any]]) -> list[Comparison]:
     """Every variant against its shipped method, per teacher kind."""
-    finals, aucs = entry_means(records)
+    finals, aucs, seeds = entry_scores(records)
+    planned = {(task_of(r), r["label"]) for r in records}  # ran, whether or not it succeeded
     grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)  # (kind, method, variant) -> entries
-    for task, label in finals:
+    for task, label in sorted(planned):
         method = base_method(label)
-        if method is not None and (task, method) in finals:
+        if method is not None:
             grouped[(kind_of(task), method, label)].append(task)
-    return [
-        Comparison(
-            kind,
-            method,
-            variant,
-            {t: finals[(t, variant)] - finals[(t, method)] for t in sorted(tasks)},
-            {t: aucs[(t, variant)] - aucs[(t, method)] for t in sorted(tasks)},
+    out = []
+    for (kind, method, variant), tasks in sorted(grouped.items()):
+        missing = tuple(
+            f"{t}: {label} seed {seed}"
+            for t in tasks
+            for label in (variant, method)
+            for seed in sorted(seeds)
+            if seed not in finals.get((t, label), {})
         )
-        for (kind, method, variant), tasks in sorted(grouped.items())
-    ]
+
+        def mean(scores: Scores, task: str, label: str) -> float:
+            values = list(scores.get((task, label), {}).values())
+            return float(np.mean(values)) if values else float("nan")
+
+        out.append(
+            Comparison(
+                kind,
+                method,
+                variant,
+                {t: mean(finals, t, variant) - mean(finals, t, method) for t in tasks},
+                {t: mean(aucs, t, variant) - mean(aucs, t, method) for t in tasks},
+                missing,
+            )
+        )
+    return out
 
 
 def choose(found: list[Comparison]) -> dict[tuple[str, str], Comparison | None]:
@@ -123,8 +148,9 @@ def choose(found: list[Comparison]) -> dict[tuple[str, str], Comparison | None]:
 
 
 def main(folder: Path) -> str:
-    text = (folder / "records.jsonl").read_text()
-    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not (folder / "records.jsonl").is_file():
+        raise SystemExit(f"{folder} has no records.jsonl: give a bench output folder")
+    records = read_records(folder)
     found = comparisons(records)
     lines = [
         "| kind | method | variant | d final per entry | mean d final | mean d AUC | qualifies |",
@@ -132,14 +158,17 @@ def main(folder: Path) -> str:
     ]
     for c in found:
         per_entry = ", ".join(f"{t}: {d:+.3f}" for t, d in c.d_final.items())
+        verdict = (
+            f"incomplete ({len(c.missing)} runs missing)" if c.missing else ("yes" if c.qualifies else "no")
+        )
         lines.append(
             f"| {c.kind} | {c.method} | {c.variant} | {per_entry} | {c.mean_final:+.3f} | "
-            f"{c.mean_auc:+.3f} | {'yes' if c.qualifies else 'no'} |"
+            f"{c.mean_auc:+.3f} | {verdict} |"
         )
     lines += ["", "### The rule's choice", ""]
     for (kind, method), c in choose(found).items():
         lines.append(f"- {kind}, {method}: " + (f"`{c.variant}`" if c else "the shipped settings"))
-    kinds = sorted({kind_of(r["task"]) for r in records})
+    kinds = sorted({kind_of(task_of(r)) for r in records})
     text = "\n".join(lines) + "\n"
     (folder / "choice.md").write_text(
         "# teachers-ablation: the choice\n\nMade by `python benchmarks/choose_teachers.py "

@@ -6,7 +6,7 @@ from ppdistill import algorithms, core
 from ppdistill.algorithms import PPD, StudentDistill, TeacherDistill
 from ppdistill.core.version import __version__
 from ppdistill.evaluation import EvalResult, evaluate
-from ppdistill.experiment.recommended import recommended, recommended_n_envs
+from ppdistill.experiment.recommended import recommended, recommended_n_envs, recommended_teacher_kwargs
 from ppdistill.teachers import Teacher, load_teacher
 
 # Saved models name the classes they pickle by module: students saved by ppdistill 0.1 refer
@@ -26,4 +26,5 @@ __all__ = [
     "load_teacher",
     "recommended",
     "recommended_n_envs",
+    "recommended_teacher_kwargs",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ppdistill import load_teacher, recommended
+from ppdistill import load_teacher, recommended, recommended_teacher_kwargs
 from ppdistill.bench.suite import load_suite
 from ppdistill.cli.main import main
 from ppdistill.experiment import config as config_module
@@ -56,8 +56,10 @@ def test_the_kinds_entry_sits_between_default_and_the_envs(kinds_config):
         ("teacher_kinds:\n  sac: {pdd: {gamma: 0.9}}\n", "entry teacher_kinds.sac has a section 'pdd'"),
         ("teacher_kinds: [sac]\n", "teacher_kinds must map teacher kinds"),
         ("teacher_kinds:\n  sac: {ppd: {gamma: 2.0}}\n", "entry teacher_kinds.sac.ppd"),
+        ("teacher_kinds:\n  ddpg: {ppd: {gamma: 0.9}}\n", "DDPG teachers are td3's"),
+        ("teacher_kinds:\n  sac: {finetune: {gamma: 0.9}}\n", "teacher_kinds.sac has a finetune section"),
     ],
-    ids=["unknown-kind", "misspelt-section", "not-a-mapping", "bad-value"],
+    ids=["unknown-kind", "misspelt-section", "not-a-mapping", "bad-value", "ddpg", "finetune"],
 )
 def test_a_bad_kinds_entry_is_refused_in_one_line(tmp_path, text, message):
     path = tmp_path / "distill.yml"
@@ -65,6 +67,26 @@ def test_a_bad_kinds_entry_is_refused_in_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as caught:
         hyperparameters("Hopper-v5", "ppd", path, teacher_kind="sac")
     assert "\n" not in str(caught.value)
+
+
+def test_a_kind_no_loader_reads_is_refused_when_asked_for(kinds_config):
+    with pytest.raises(ConfigError, match="teacher kind 'dqn' is not one of"):
+        hyperparameters("MountainCar-v0", "ppd", kinds_config, teacher_kind="dqn")
+
+
+def test_a_ddpg_teacher_gets_td3s_settings_from_its_path_and_loaded(tmp_path):
+    from stable_baselines3 import DDPG
+
+    path = tmp_path / "ddpg.zip"
+    DDPG("MlpPolicy", "Pendulum-v1", seed=0).save(path)
+    config = tmp_path / "distill.yml"
+    config.write_text("teacher_kinds:\n  td3: {ppd: {gamma: 0.9, target_std: 0.3}}\n")
+    loaded = load_teacher(path, "Pendulum-v1")
+    assert loaded.info["kind"] == "ddpg"  # what `teacher inspect` shows; the config's kind is td3
+    assert recommended("ppd", config=config, teacher=path)["gamma"] == 0.9
+    assert recommended("ppd", config=config, teacher=loaded)["gamma"] == 0.9
+    assert recommended_teacher_kwargs("ppd", config=config, teacher=loaded) == {"target_std": 0.3}
+    assert "target_std" not in recommended("ppd", config=config, teacher=loaded)
 
 
 def test_recommended_gives_a_teachers_kind_its_settings_from_a_path_or_a_loaded_teacher(kinds_config):

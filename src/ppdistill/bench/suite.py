@@ -28,7 +28,7 @@ Method variants (for ablations) are named under ``variants`` and used like metho
       ppd-detached: {method: ppd, hp: {detach_ratio: true}}
     methods: [ppd, ppd-detached]
 
-Hyperparameters: the shipped ``distill.yml`` for the env and method, then the suite's
+Hyperparameters: the shipped ``distill.yml`` for the env, method and teacher kind, then the suite's
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
 (stochastic, the paper's rule) unless ``deterministic`` says otherwise.
 

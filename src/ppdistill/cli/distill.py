@@ -167,7 +167,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from ppdistill.experiment.outputs import plot_curves
     from ppdistill.experiment.runner import run
     from ppdistill.experiment.spec import RunSpec
-    from ppdistill.teachers.loading import load_teacher
+    from ppdistill.teachers.loading import kind_of_source, load_teacher
 
     check_out_folder(args.out, force=args.force)
     teacher_path = resources.files("ppdistill").joinpath(QUICKSTART_TEACHER)
@@ -196,7 +196,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 timesteps=budget,
                 student="smaller",
                 seed=args.seed,
-                hp=hyperparameters(env_id, method),
+                hp=hyperparameters(env_id, method, teacher_kind=kind_of_source(teacher_path)),
                 eval_episodes=5,
                 final_episodes=args.episodes,
             )

@@ -1,9 +1,10 @@
 """Hyperparameter files in the rl_zoo3 style: YAML keyed by env id, with a ``default`` entry.
 
 ``distill.yml`` (shipped in ``ppdistill/configs``) holds one section per method under each
-key; an environment's section overrides ``default`` key by key. ``--hp key=value`` on the
-command line overrides both; values are parsed as YAML (``1e-3``, ``null``, ``[64, 64]``,
-``{net_arch: [32, 16]}``).
+key; an environment's section overrides ``default`` key by key, and the ``teacher_kinds``
+entry sits between them (settings for the teachers of one kind: DQN, SAC, ...). ``--hp
+key=value`` on the command line overrides all of them; values are parsed as YAML (``1e-3``,
+``null``, ``[64, 64]``, ``{net_arch: [32, 16]}``).
 
 Every value of a known hyperparameter is checked against :data:`HYPERPARAMETERS` (its type
 and range, finiteness for numbers, its choices) before any work: :func:`check_values`, run
@@ -232,11 +233,16 @@ def _check_sections(data: dict[str, Any], where: str) -> None:
     if not isinstance(kinds, dict):
         raise ConfigError(f"{where}: {TEACHER_KINDS} must map teacher kinds to per-method settings")
     known = [kind.name for kind in KINDS]
-    for name in kinds:
+    for name, entry in kinds.items():
         if name not in known:
             raise ConfigError(
                 f"{where}: {TEACHER_KINDS} has {name!r}, which is not a teacher kind; "
-                f"kinds are {', '.join(known)}"
+                f"kinds are {', '.join(known)} (DDPG teachers are td3's)"
+            )
+        if isinstance(entry, dict) and "finetune" in entry:
+            raise ConfigError(
+                f"{where}: {TEACHER_KINDS}.{name} has a finetune section; a pipeline's fine-tuning "
+                "settings are the env's (put them under the env id)"
             )
     for key, entry in [*entries.items(), *((f"{TEACHER_KINDS}.{k}", v) for k, v in kinds.items())]:
         unknown = sorted(set(entry) - set(CONFIG_SECTIONS)) if isinstance(entry, dict) else []
@@ -268,6 +274,9 @@ def hyperparameters(
     merged: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     by_kind = data.get(TEACHER_KINDS) or {}
+    known = [kind.name for kind in KINDS]
+    if teacher_kind is not None and teacher_kind not in known:
+        raise ConfigError(f"teacher kind {teacher_kind!r} is not one of {', '.join(known)}")
     layers = [("default", data.get("default"))]
     if teacher_kind is not None:
         layers.append((f"{TEACHER_KINDS}.{teacher_kind}", by_kind.get(teacher_kind)))
@@ -808,7 +817,8 @@ def run_hyperparameters(
 ) -> dict[str, Any]:
     """A run's hyperparameters: the config's section for ``method`` on ``env_id``, then ``overrides``.
 
-    A distill-then-fine-tune pipeline (``then_finetune`` > 0) also gets ``finetune_hp``
+    The config's layers: ``default``, then the teacher kind's entry (``teacher_kinds``), then
+    the env's. A distill-then-fine-tune pipeline (``then_finetune`` > 0) also gets ``finetune_hp``
     completed: :func:`finetune_hyperparameters` for the env, then the ``finetune_hp`` given. Its
     ``gamma``, ``gae_lambda`` and ``normalize_reward`` become the distillation phase's too
     (where they shape the critic's value target, and for PPD its reward term), unless

@@ -32,16 +32,17 @@ def _section(method: str, env_id: str | None, config: Path | None, teacher: obje
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(teacher, Teacher):
-        # an SB3 model's kind, as the command line reads it from the file (not an ONNX model's)
-        kind = teacher.info.get("kind") if "algo_policy" in teacher.info else None
-        teacher_kind = kind if isinstance(kind, str) else None
+        # read from its file, as the command line does (a DDPG teacher's info says "ddpg", the
+        # loader's kind is td3's); a model from outside SB3 zips has no kind's settings
+        path = teacher.info.get("path") if "algo_policy" in teacher.info else None
+        teacher_kind = kind_of_source(path) if isinstance(path, str) else None
     else:
         teacher_kind = kind_of_source(teacher)
     return hyperparameters(env_id or "default", method, config, teacher_kind=teacher_kind)
 
 
 def recommended(
-    method: str = "ppd", env_id: str | None = None, config: Path | None = None, teacher: object = None
+    method: str = "ppd", env_id: str | None = None, config: Path | None = None, *, teacher: object = None
 ) -> dict[str, Any]:
     """The keyword arguments of ``method``'s class that ``ppdistill distill`` uses.
 
@@ -51,15 +52,16 @@ def recommended(
     :param config: a YAML file to read instead of the shipped ``distill.yml``
     :param teacher: the teacher (loaded, or what :func:`~ppdistill.load_teacher` takes), for
         its kind's settings; None: none
-    :returns: a new dict (changing it changes nothing else); the runner's own keys, such as
-        ``n_envs``, are left out (:func:`recommended_n_envs`)
+    :returns: a new dict (changing it changes nothing else); the runner's own keys are left
+        out: ``n_envs`` (:func:`recommended_n_envs`) and how the teacher is read, ``temperature``,
+        ``target_std``, ``squashed_target`` (:func:`recommended_teacher_kwargs`)
     :raises ConfigError: an unknown method, or a config file that cannot be read
     """
     return {k: v for k, v in _section(method, env_id, config, teacher).items() if k not in RUNNER_KEYS}
 
 
 def recommended_n_envs(
-    method: str = "ppd", env_id: str | None = None, config: Path | None = None, teacher: object = None
+    method: str = "ppd", env_id: str | None = None, config: Path | None = None, *, teacher: object = None
 ) -> int:
     """How many environments the settings of :func:`recommended` were measured with.
 
@@ -69,3 +71,23 @@ def recommended_n_envs(
     :param teacher: as in :func:`recommended`
     """
     return int(_section(method, env_id, config, teacher).get("n_envs", 1))
+
+
+TEACHER_KEYS = ("temperature", "target_std", "squashed_target")
+"""The config's keys that are :func:`~ppdistill.load_teacher`'s keywords, not the class's."""
+
+
+def recommended_teacher_kwargs(
+    method: str = "ppd", env_id: str | None = None, config: Path | None = None, *, teacher: object = None
+) -> dict[str, Any]:
+    """The keywords of :func:`~ppdistill.load_teacher` that the config sets (a DQN teacher's
+    ``temperature``, a SAC teacher's ``squashed_target``, ...), for loading the teacher as the
+    command line does: ``load_teacher(path, env_id, **recommended_teacher_kwargs(teacher=path))``.
+
+    :param method: as in :func:`recommended`
+    :param env_id: as in :func:`recommended`
+    :param config: as in :func:`recommended`
+    :param teacher: as in :func:`recommended` (a path here: the keywords are for loading it)
+    """
+    section = _section(method, env_id, config, teacher)
+    return {k: section[k] for k in TEACHER_KEYS if k in section}
