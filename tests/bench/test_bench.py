@@ -412,6 +412,15 @@ def test_env_runs_some_entries_now_and_the_whole_suite_skips_them_later(tmp_path
     )
     only = load_suite(path).only_envs(["CartPole-v1"])
     assert only.name == "two" and [s.env_id for _, s, _ in only.runs()] == ["CartPole-v1"]
+    # where an env has several teachers, ENV[TAG] picks one of them
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text(
+        path.read_text().replace("cartpole-teacher.zip'}", "cartpole-teacher.zip', tag: a}")
+        + "  - {env: CartPole-v1, tag: b, teacher: 'package:cartpole-teacher.zip'}\n"
+    )
+    ids = [run_id for run_id, _, _ in load_suite(tagged).only_envs(["CartPole-v1[b]"]).runs()]
+    assert len(ids) == 1 and ids[0].endswith("__b")
+    assert len(load_suite(tagged).only_envs(["CartPole-v1"]).runs()) == 2
     # an env the suite does not have: one line naming those it has, nothing written
     assert main(["bench", "run", str(path), "--out", str(tmp_path / "out"), "--env", "Pendulum-v1"]) == 2
     err = capsys.readouterr().err.strip()

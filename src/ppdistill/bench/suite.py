@@ -197,16 +197,19 @@ class Suite:
         """The suite reduced to the entries of some env ids (the rest run later into the same
         folder: runs are keyed by their id, so a resumed full suite skips these).
 
-        :param env_ids: env ids of the suite's entries
-        :raises ConfigError: an env id no entry has
+        :param env_ids: env ids of the suite's entries, or ``ENV[TAG]`` for the entry of one
+            teacher where an env has several (``Hopper-v5[td3]``)
+        :raises ConfigError: an env id or tag no entry has
         """
-        known = sorted({e.env for e in self.envs})
+        known = sorted({e.env for e in self.envs} | {f"{e.env}[{e.name}]" for e in self.envs if e.name})
         unknown = [env for env in env_ids if env not in known]
         if unknown:
             raise ConfigError(
                 f"--env {unknown[0]}: not in {self.path or self.name} (its envs: {', '.join(known)})"
             )
-        return replace(self, envs=[e for e in self.envs if e.env in env_ids])
+        return replace(
+            self, envs=[e for e in self.envs if e.env in env_ids or f"{e.env}[{e.name}]" in env_ids]
+        )
 
     def base_method(self, label: str) -> str:
         """The algorithm behind a method label (a variant's, or the label itself)."""

@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="ENV_ID",
-        help="run only this env's entries (repeatable); the rest can run later into the same --out",
+        help="run only this env's entries, or ENV[TAG] for one teacher's (repeatable); the rest "
+        "can run later into the same --out",
     )
     p.set_defaults(func=cmd_bench_run)
     p = bsub.add_parser("report", help="tables, IQM with bootstrap CIs, curves and a Markdown report")
