@@ -99,6 +99,12 @@ def kind_of(task: str) -> str:
     return tag.split("-")[0] if tag else "?"
 
 
+def mean(scores: Scores, task: str, label: str) -> float:
+    """Mean over the seeds that ran (NaN for none: such a variant is incomplete anyway)."""
+    values = list(scores.get((task, label), {}).values())
+    return float(np.mean(values)) if values else float("nan")
+
+
 def comparisons(records: list[dict[str, Any]]) -> list[Comparison]:
     """Every variant against its shipped method, per teacher kind."""
     finals, aucs, seeds = entry_scores(records)
@@ -117,11 +123,6 @@ def comparisons(records: list[dict[str, Any]]) -> list[Comparison]:
             for seed in sorted(seeds)
             if seed not in finals.get((t, label), {})
         )
-
-        def mean(scores: Scores, task: str, label: str) -> float:
-            values = list(scores.get((task, label), {}).values())
-            return float(np.mean(values)) if values else float("nan")
-
         out.append(
             Comparison(
                 kind,

@@ -105,6 +105,8 @@ PIPELINE_METHODS = ("ppd", "student-distill", "teacher-distill")
 CONFIG_SECTIONS = (*METHODS, "finetune")
 TEACHER_KINDS = "teacher_kinds"
 """The config's entry of settings per teacher kind, between ``default`` and an env's entry."""
+KIND_NAMES = tuple(kind.name for kind in KINDS)
+"""The kinds ``teacher_kinds`` may name: the loader's (``q-values``, ``sac``, ``td3``, ...)."""
 
 
 class ConfigError(PPDistillError, ValueError):
@@ -232,12 +234,11 @@ def _check_sections(data: dict[str, Any], where: str) -> None:
     kinds = entries.pop(TEACHER_KINDS, None) or {}
     if not isinstance(kinds, dict):
         raise ConfigError(f"{where}: {TEACHER_KINDS} must map teacher kinds to per-method settings")
-    known = [kind.name for kind in KINDS]
     for name, entry in kinds.items():
-        if name not in known:
+        if name not in KIND_NAMES:
             raise ConfigError(
                 f"{where}: {TEACHER_KINDS} has {name!r}, which is not a teacher kind; "
-                f"kinds are {', '.join(known)} (DDPG teachers are td3's)"
+                f"kinds are {', '.join(KIND_NAMES)} (DDPG teachers are td3's)"
             )
         if isinstance(entry, dict) and "finetune" in entry:
             raise ConfigError(
@@ -274,9 +275,8 @@ def hyperparameters(
     merged: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     by_kind = data.get(TEACHER_KINDS) or {}
-    known = [kind.name for kind in KINDS]
-    if teacher_kind is not None and teacher_kind not in known:
-        raise ConfigError(f"teacher kind {teacher_kind!r} is not one of {', '.join(known)}")
+    if teacher_kind is not None and teacher_kind not in KIND_NAMES:
+        raise ConfigError(f"teacher kind {teacher_kind!r} is not one of {', '.join(KIND_NAMES)}")
     layers = [("default", data.get("default"))]
     if teacher_kind is not None:
         layers.append((f"{TEACHER_KINDS}.{teacher_kind}", by_kind.get(teacher_kind)))
