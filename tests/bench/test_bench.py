@@ -12,6 +12,7 @@ import pytest
 
 from ppdistill.bench import load_suite, read_records, run_suite
 from ppdistill.bench.execute import _run_local
+from ppdistill.bench.report import build_report
 from ppdistill.experiment.config import ConfigError
 
 from ..conftest import zoo_path
@@ -451,6 +452,15 @@ def test_a_suite_in_halves_runs_one_half_at_a_time(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="has no halves"):
         load_suite(tiny_suite(tmp_path)).half("tune")
+    # a half's records say which half they are, and the report names the command that made them
+    path.write_text(
+        path.read_text().replace("timesteps: 1024\n", "timesteps: 512\neval_episodes: 1\nfinal_episodes: 1\n")
+    )
+    assert main(["bench", "run", str(path), "--half", "tune", "--out", str(tmp_path / "out")]) == 0
+    (record,) = read_records(tmp_path / "out")
+    assert (record["suite"], record["half"], record["status"]) == ("halves-tune", "tune", "ok")
+    report = build_report(tmp_path / "out", reps=50).read_text()
+    assert "`ppdistill bench run benchmarks/suites/halves.yaml --half tune --out " in report
 
 
 def test_the_verify_half_runs_only_on_the_frozen_defaults(tmp_path, capsys):

@@ -65,6 +65,7 @@ def test_report_pairs_methods_and_gives_each_claim_a_verdict(tmp_path):
     final_verdict, auc_verdict = row.split("|")[5].strip(), row.split("|")[7].strip()
     assert final_verdict == "tie" and auc_verdict == "PPD ahead"  # same end, PPD faster
     assert "never (0/5)" in report  # teacher-distill ends at 0.7: never holds 90%
+    assert f"Made by `ppdistill bench run benchmarks/suites/s.yaml --out {tmp_path}`" in report  # no half
     claims = {(c["claim"], c["verdict"]) for c in json.loads((tmp_path / "claims.json").read_text())}
     assert ("PPD ahead of both baselines (smaller students)", "not shown") in claims  # a tie in final
     assert ("Larger students surpass the teacher", "not testable here") in claims

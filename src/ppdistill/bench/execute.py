@@ -208,6 +208,12 @@ def prepare_references(suite: Suite, out: Path, log: Any = print, jobs: int = 1)
     return cached
 
 
+def _identity(payload: dict[str, Any]) -> dict[str, Any]:
+    """The keys that name a run in its record: id, suite, task, and the suite's half if any."""
+    half = {"half": payload["half"]} if "half" in payload else {}
+    return {"id": payload["id"], "suite": payload["suite"], "task": payload.get("task"), **half}
+
+
 def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point and return its record (never raises)."""
     th.set_num_threads(int(payload.get("threads", 1)))
@@ -215,9 +221,7 @@ def execute_run(payload: dict[str, Any]) -> dict[str, Any]:
     spec = RunSpec(**payload["spec"])
     base = payload["reference"]
     record: dict[str, Any] = {
-        "id": payload["id"],
-        "suite": payload["suite"],
-        "task": payload.get("task"),
+        **_identity(payload),
         "label": payload.get("label", spec.method),
         "spec": asdict(spec),
     }
@@ -273,6 +277,8 @@ def _payloads(suite: Suite, references: dict[str, dict[str, Any]]) -> list[dict[
             {
                 "id": rid,
                 "suite": suite.name,
+                # so that the report names the command that made it (suite file and --half)
+                **({"half": suite.which_half} if suite.which_half else {}),
                 "task": task,
                 "label": label,
                 "spec": spec_dict,
@@ -356,9 +362,7 @@ def _supervise(
                 yield (
                     payload,
                     {
-                        "id": payload["id"],
-                        "suite": payload["suite"],
-                        "task": payload.get("task"),
+                        **_identity(payload),
                         "spec": payload["spec"],
                         "status": "error",
                         "error": f"worker exited with status {proc.returncode} "
@@ -385,9 +389,7 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
                 record = ray.get(done[0])
             except Exception as exc:  # a crashed worker
                 record = {
-                    "id": payload["id"],
-                    "suite": payload["suite"],
-                    "task": payload.get("task"),
+                    **_identity(payload),
                     "spec": payload["spec"],
                     "status": "error",
                     "error": one_line(exc),

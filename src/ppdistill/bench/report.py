@@ -162,6 +162,15 @@ def build_report(out: Path, reps: int = 2000) -> Path:
     return report
 
 
+def _suite_args(suite: str, records: list[dict[str, Any]]) -> str:
+    """The suite file (and ``--half``) that made a suite's records: a half is named
+    ``<file>-<half>`` (records before the ``half`` key name no half)."""
+    half = next((str(r["half"]) for r in records if r["suite"] == suite and r.get("half")), "")
+    if half and suite.endswith(f"-{half}"):
+        return f"benchmarks/suites/{suite[: -len(half) - 1]}.yaml --half {half}"
+    return f"benchmarks/suites/{suite}.yaml"
+
+
 def _header(
     out: Path, records: list[dict[str, Any]], errors: list[dict[str, Any]], suites: list[str], reps: int
 ) -> list[str]:
@@ -201,7 +210,7 @@ def _header(
         ),
         "",
         "Made by `"
-        + "`, `".join(f"ppdistill bench run benchmarks/suites/{s}.yaml --out {out}" for s in suites)
+        + "`, `".join(f"ppdistill bench run {_suite_args(s, records)} --out {out}" for s in suites)
         + f"` and `ppdistill bench report {out}`, on "
         + "; ".join(sorted({str(r.get("machine", "?")) for r in records}))
         + ". Versions: "

@@ -160,6 +160,8 @@ class Suite:
     description: str = ""
     variants: dict[str, str] = field(default_factory=dict)
     frozen_defaults_sha256: str = ""
+    which_half: str = ""
+    """``tune`` or ``verify`` once reduced by :meth:`half` (its name then ends in it), else empty."""
 
     @property
     def halves(self) -> bool:
@@ -191,7 +193,12 @@ class Suite:
                     f"verify half ({self.frozen_defaults_sha256[:12]}...): the defaults changed after "
                     "freezing; verify on a checkout of the frozen defaults, or choose again"
                 )
-        return replace(self, envs=[e for e in self.envs if e.half == which], name=f"{self.name}-{which}")
+        return replace(
+            self,
+            envs=[e for e in self.envs if e.half == which],
+            name=f"{self.name}-{which}",
+            which_half=which,
+        )
 
     def only_envs(self, env_ids: list[str]) -> Suite:
         """The suite reduced to the entries of some env ids (the rest run later into the same
