@@ -112,6 +112,15 @@ def test_paper_suite_dry_runs():
             "either seed or a non-empty list of seeds",
         ),
         (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, corrupt: {sigma: 0.1, sead: 1}}]\n",
+            "corrupt takes calibration_episodes, seed, seeds, sigma, target_fraction, not sead",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, "
+            "corrupt: {target_fraction: 0.5, calibration_episodes: 0}}]\n",
+            "corrupt.calibration_episodes must be a positive integer",
+        ),
+        (
             "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, half: test}]\n",
             "half is 'test'; use tune or verify",
         ),
@@ -510,3 +519,25 @@ def test_several_teachers_of_one_env_are_told_apart_by_their_tags(tmp_path):
     bad.write_text("name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, tag: 'a b'}]\n")
     with pytest.raises(ConfigError, match="tag 'a b' may hold letters, digits"):
         load_suite(bad)
+
+
+def test_a_calibrated_corruption_is_scored_on_the_entrys_calibration_episodes(tmp_path, monkeypatch):
+    from ppdistill.bench import execute
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: c\nseeds: [0]\nmethods: [ppd]\nstudents: [smaller]\nenvs:\n"
+        "  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', "
+        "corrupt: {target_fraction: 0.5, seeds: [3], calibration_episodes: 30}}\n"
+    )
+    (entry,) = load_suite(path).envs
+    seen = {}
+
+    def calibrate(source, env_id, target_fraction, **kwargs):
+        seen.update(kwargs, target_fraction=target_fraction)
+        return {"sigma": 0.125}
+
+    monkeypatch.setattr(execute, "calibrate_sigma", calibrate)
+    teacher = execute._teacher_of(entry, tmp_path / "out", log=lambda m: None)
+    assert (seen["episodes"], seen["seed"], seen["target_fraction"]) == (30, 3, 0.5)
+    assert teacher["sigma"] == 0.125 and Path(teacher["teacher"]).exists()

@@ -280,9 +280,26 @@ def _zoo_hyperparameters(path: Path, env: str, label: str, method: str, teacher:
     return zoo_ppo_hyperparameters(located.config, f"{teacher}'s config.yml")
 
 
+CORRUPT_KEYS = {"sigma", "seed", "seeds", "target_fraction", "calibration_episodes"}
+"""``corrupt``'s keys: a fixed ``sigma``, or a ``target_fraction`` found by calibration on
+``calibration_episodes`` episodes (10 by default: too few for a teacher whose returns spread widely)."""
+
+
 def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]:
     """``corrupt: {..., seeds: [a, b, c]}``: one entry per corruption seed, each its own
     corrupted teacher, its runs' ids ending in ``__c<seed>``."""
+    if entry.corrupt is not None:
+        unknown = sorted(set(entry.corrupt) - CORRUPT_KEYS) if isinstance(entry.corrupt, dict) else ["?"]
+        if unknown:
+            raise ConfigError(
+                f"{path}: envs[{index}].corrupt takes {', '.join(sorted(CORRUPT_KEYS))}, "
+                f"not {', '.join(unknown)}"
+            )
+        episodes = entry.corrupt.get("calibration_episodes", 10)
+        if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+            raise ConfigError(
+                f"{path}: envs[{index}].corrupt.calibration_episodes must be a positive integer"
+            )
     if not entry.corrupt or "seeds" not in entry.corrupt:
         return [entry]
     seeds = entry.corrupt["seeds"]
