@@ -85,12 +85,14 @@ def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, 
     return present + [(a, b) for a, b in variants if a != b]
 
 
-def build_report(out: Path, reps: int = 2000) -> Path:
+def build_report(out: Path, reps: int = 2000, made_by: str | None = None) -> Path:
     """Write ``report.md``, ``aggregate.json``, ``claims.json``, ``aggregate.png`` and
     ``curves-<suite>-<env>.png`` into ``out``; return the report's path.
 
     :param out: a folder written by ``ppdistill bench run``
     :param reps: bootstrap replicates
+    :param made_by: how the folder's records were made, where not by ``bench run`` into it (a
+        script that selects records of another folder); default: the ``bench run`` commands
     """
     out = Path(out)
     records = [r for r in read_records(out) if r.get("status") == "ok"]
@@ -127,7 +129,7 @@ def build_report(out: Path, reps: int = 2000) -> Path:
                 final[(*k, m)], auc[(*k, m)] = own.iqm(m), own.iqm(m, "auc")
     keys = [k for k in ((s, z) for s in suites for z in sizes) if k in cells]
 
-    lines = _header(out, records, errors, suites, reps)
+    lines = _header(out, records, errors, suites, reps, made_by)
     lines += _aggregate_table("Final score", final, keys, methods)
     if final:
         lines += ["", "![final scores](aggregate.png)"]
@@ -172,7 +174,12 @@ def _suite_args(suite: str, records: list[dict[str, Any]]) -> str:
 
 
 def _header(
-    out: Path, records: list[dict[str, Any]], errors: list[dict[str, Any]], suites: list[str], reps: int
+    out: Path,
+    records: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    suites: list[str],
+    reps: int,
+    made_by: str | None = None,
 ) -> list[str]:
     seeds = sorted({int(r["spec"]["seed"]) for r in records})
     episodes = sorted({len(r.get("returns") or []) for r in records})
@@ -209,9 +216,14 @@ def _header(
             "policy's scores are taken as exact."
         ),
         "",
-        "Made by `"
-        + "`, `".join(f"ppdistill bench run {_suite_args(s, records)} --out {out}" for s in suites)
-        + f"` and `ppdistill bench report {out}`, on "
+        "Made by "
+        + (
+            made_by
+            or "`"
+            + "`, `".join(f"ppdistill bench run {_suite_args(s, records)} --out {out}" for s in suites)
+            + f"` and `ppdistill bench report {out}`"
+        )
+        + ", on "
         + "; ".join(sorted({str(r.get("machine", "?")) for r in records}))
         + ". Versions: "
         + "; ".join(

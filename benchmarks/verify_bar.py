@@ -1,0 +1,73 @@
+"""Check issue 17's bar on a verify half, with entries replaced as a rule written before they ran says.
+
+    python benchmarks/verify_bar.py benchmarks/results/teachers-verify \\
+        benchmarks/results/teachers-verify-bar --drop 'Walker2d-v5 [sac-imperfect]'
+
+Copies the records of IN except those of the dropped tasks (an entry replaced by another, the
+replacement's records staying in) into OUT, writes the harness's report there (its header says
+this command made it), and prints the bar: PPD's final IQM ≥ 0.9 of the teacher with the lower end
+of its 95% interval ≥ 0.8, and PPD − student-distill ≥ 0 or a tie on every task. The records in
+IN are not changed; OUT must not exist (a finished result is not overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ppdistill.bench.execute import read_records
+from ppdistill.bench.report import build_report
+from ppdistill.bench.stats import task_of
+
+IQM_BAR = 0.9
+LOWER_BAR = 0.8
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", type=Path, help="a verify half's results folder")
+    parser.add_argument("out", type=Path, help="a new folder for the selected records and their report")
+    parser.add_argument(
+        "--drop", action="append", default=[], help="a task to leave out, as the report names it"
+    )
+    parser.add_argument("--reps", type=int, default=2000)
+    args = parser.parse_args(argv)
+    records = read_records(args.src)
+    tasks = {task_of(r) for r in records}
+    unknown = [t for t in args.drop if t not in tasks]
+    if unknown:
+        print(
+            f"error: {args.src} has no task {unknown[0]!r}; its tasks: {', '.join(sorted(tasks))}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.out.exists():
+        print(f"error: {args.out} exists; remove it to make it again", file=sys.stderr)
+        return 2
+    kept = [r for r in records if task_of(r) not in args.drop]
+    args.out.mkdir(parents=True)
+    (args.out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    drops = "".join(f" --drop '{t}'" for t in args.drop)
+    made_by = f"`python benchmarks/verify_bar.py {args.src} {args.out}{drops}` (records of {args.src})"
+    build_report(args.out, reps=args.reps, made_by=made_by)
+    aggregate = json.loads((args.out / "aggregate.json").read_text())
+    (key,) = [k for k in aggregate if k.endswith("|ppd")]
+    iqm, low, high = aggregate[key]["final"]
+    report = (args.out / "report.md").read_text().splitlines()
+    # the per-task rows: | student | PPD − student-distill | final (verdict) | AUC (verdict) |
+    per_task = [line for line in report if line.split("|")[2:3] == [" PPD − student-distill "]]
+    behind = [line for line in per_task if "(student-distill ahead)" in line.split("|")[3]]
+    print(
+        f"PPD final IQM {iqm:.3f} [{low:.3f}, {high:.3f}]: IQM >= {IQM_BAR}: {iqm >= IQM_BAR}; "
+        f"lower end >= {LOWER_BAR}: {low >= LOWER_BAR}"
+    )
+    print(
+        f"PPD - student-distill: behind on {len(behind)} of {len(per_task)} tasks (>= 0 or a tie on the rest)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""benchmarks/verify_bar.py: drops replaced entries, reports the rest, checks issue 17's bar."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .test_report import records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def verify_bar():
+    spec = importlib.util.spec_from_file_location("verify_bar", ROOT / "benchmarks" / "verify_bar.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_dropped_entry_leaves_the_report_and_the_bar_is_checked_on_the_rest(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    levels = {("ppd", "smaller"): (1.0, 1), ("student-distill", "smaller"): (1.0, 3)}
+    runs = records(rng, levels)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    before = (src / "records.jsonl").read_text()
+    assert verify_bar().main([str(src), str(tmp_path / "out"), "--drop", "A"]) == 0
+    printed = capsys.readouterr().out
+    assert "IQM >= 0.9: True; lower end >= 0.8: True" in printed
+    assert "behind on 0 of 1 tasks" in printed
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### B " in report and "### A " not in report
+    assert f"Made by `python benchmarks/verify_bar.py {src} {tmp_path / 'out'} --drop 'A'`" in report
+    assert (src / "records.jsonl").read_text() == before  # the source is never changed
+    # the finished result is not overwritten, and a task the folder lacks is named
+    assert verify_bar().main([str(src), str(tmp_path / "out"), "--drop", "A"]) == 2
+    assert "exists; remove it" in capsys.readouterr().err
+    assert verify_bar().main([str(src), str(tmp_path / "new"), "--drop", "C"]) == 2
+    assert "has no task 'C'; its tasks: A, B" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
