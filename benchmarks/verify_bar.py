@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,11 +48,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.out} exists; remove it to make it again", file=sys.stderr)
         return 2
     kept = [r for r in records if task_of(r) not in args.drop]
+    cells = {(r["suite"], r["spec"]["student"]) for r in kept}
+    labels = {r.get("label", r["spec"]["method"]) for r in kept}
+    if len(cells) != 1 or not {"ppd", "student-distill"} <= labels:
+        print(
+            f"error: the bar needs one suite and student size with ppd and student-distill runs; "
+            f"{args.src} has {sorted(cells)} with {sorted(labels)}",
+            file=sys.stderr,
+        )
+        return 2
     args.out.mkdir(parents=True)
-    (args.out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    drops = "".join(f" --drop '{t}'" for t in args.drop)
-    made_by = f"`python benchmarks/verify_bar.py {args.src} {args.out}{drops}` (records of {args.src})"
-    build_report(args.out, reps=args.reps, made_by=made_by)
+    try:
+        (args.out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        drops = "".join(f" --drop '{t}'" for t in args.drop)
+        made_by = f"`python benchmarks/verify_bar.py {args.src} {args.out}{drops}` (records of {args.src})"
+        build_report(args.out, reps=args.reps, made_by=made_by)
+    except BaseException:  # no half-made folder that the next try would refuse to replace
+        shutil.rmtree(args.out)
+        raise
     aggregate = json.loads((args.out / "aggregate.json").read_text())
     (key,) = [k for k in aggregate if k.endswith("|ppd")]
     iqm, low, high = aggregate[key]["final"]
@@ -59,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     # the per-task rows: | student | PPD − student-distill | final (verdict) | AUC (verdict) |
     per_task = [line for line in report if line.split("|")[2:3] == [" PPD − student-distill "]]
     behind = [line for line in per_task if "(student-distill ahead)" in line.split("|")[3]]
+    met = iqm >= IQM_BAR and low >= LOWER_BAR and not behind
     print(
         f"PPD final IQM {iqm:.3f} [{low:.3f}, {high:.3f}]: IQM >= {IQM_BAR}: {iqm >= IQM_BAR}; "
         f"lower end >= {LOWER_BAR}: {low >= LOWER_BAR}"
@@ -66,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"PPD - student-distill: behind on {len(behind)} of {len(per_task)} tasks (>= 0 or a tie on the rest)"
     )
+    print(f"bar met: {'yes' if met else 'no'}")
     return 0
 
 

@@ -121,6 +121,24 @@ def test_paper_suite_dry_runs():
             "corrupt.calibration_episodes must be a positive integer",
         ),
         (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, corrupt: 0.05}]\n",
+            "corrupt must be a mapping such as {sigma: 0.05, seed: 0}, got 0.05",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, corrupt: {}}]\n",
+            "corrupt must be a mapping such as {sigma: 0.05, seed: 0}, got {}",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, "
+            "corrupt: {sigma: 0.1, target_fraction: 0.5}}]\n",
+            "corrupt takes sigma or target_fraction",
+        ),
+        (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, "
+            "corrupt: {sigma: 0.1, calibration_episodes: 30}}]\n",
+            "corrupt.calibration_episodes applies only with target_fraction",
+        ),
+        (
             "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, half: test}]\n",
             "half is 'test'; use tune or verify",
         ),

@@ -66,6 +66,13 @@ def test_report_pairs_methods_and_gives_each_claim_a_verdict(tmp_path):
     assert final_verdict == "tie" and auc_verdict == "PPD ahead"  # same end, PPD faster
     assert "never (0/5)" in report  # teacher-distill ends at 0.7: never holds 90%
     assert f"Made by `ppdistill bench run benchmarks/suites/s.yaml --out {tmp_path}`" in report  # no half
+    # a suite named like a half but without halves (finetune-verify.yaml) keeps its own file
+    runs_named = records(np.random.default_rng(0))
+    for r in runs_named:
+        r["suite"] = "finetune-verify"
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs_named))
+    report = build_report(tmp_path, reps=50).read_text()
+    assert f"Made by `ppdistill bench run benchmarks/suites/finetune-verify.yaml --out {tmp_path}`" in report
     claims = {(c["claim"], c["verdict"]) for c in json.loads((tmp_path / "claims.json").read_text())}
     assert ("PPD ahead of both baselines (smaller students)", "not shown") in claims  # a tie in final
     assert ("Larger students surpass the teacher", "not testable here") in claims

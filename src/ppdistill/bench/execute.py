@@ -91,9 +91,14 @@ def _teacher_of(entry: EnvEntry, out: Path, log: Any) -> dict[str, Any]:
             entry.env,
             float(entry.corrupt["target_fraction"]),
             seed=noise_seed,
-            episodes=int(entry.corrupt.get("calibration_episodes", 10)),
             deterministic=entry.deterministic,
             log=lambda line, env=entry.env: log(f"calibrating {env}: {line}"),
+            # calibrate_sigma's own default where the entry names none
+            **(
+                {"episodes": int(entry.corrupt["calibration_episodes"])}
+                if "calibration_episodes" in entry.corrupt
+                else {}
+            ),
         )
         sigma = float(found["sigma"])
     else:

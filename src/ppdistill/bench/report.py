@@ -85,6 +85,9 @@ def _pairs(records: list[dict[str, Any]], labels: list[str]) -> list[tuple[str, 
     return present + [(a, b) for a, b in variants if a != b]
 
 
+MADE_BY_FILE = "made-by.txt"
+
+
 def build_report(out: Path, reps: int = 2000, made_by: str | None = None) -> Path:
     """Write ``report.md``, ``aggregate.json``, ``claims.json``, ``aggregate.png`` and
     ``curves-<suite>-<env>.png`` into ``out``; return the report's path.
@@ -92,9 +95,14 @@ def build_report(out: Path, reps: int = 2000, made_by: str | None = None) -> Pat
     :param out: a folder written by ``ppdistill bench run``
     :param reps: bootstrap replicates
     :param made_by: how the folder's records were made, where not by ``bench run`` into it (a
-        script that selects records of another folder); default: the ``bench run`` commands
+        script that selects records of another folder); kept in ``made-by.txt`` so that a later
+        report says it too; default: that file's, else the ``bench run`` commands
     """
     out = Path(out)
+    if made_by:
+        (out / MADE_BY_FILE).write_text(made_by + "\n")
+    elif (out / MADE_BY_FILE).exists():
+        made_by = (out / MADE_BY_FILE).read_text().strip()
     records = [r for r in read_records(out) if r.get("status") == "ok"]
     errors = [r for r in read_records(out) if r.get("status") != "ok"]
     if not records:

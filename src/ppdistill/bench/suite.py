@@ -280,26 +280,34 @@ def _zoo_hyperparameters(path: Path, env: str, label: str, method: str, teacher:
     return zoo_ppo_hyperparameters(located.config, f"{teacher}'s config.yml")
 
 
-CORRUPT_KEYS = {"sigma", "seed", "seeds", "target_fraction", "calibration_episodes"}
+CORRUPT_KEYS = frozenset({"sigma", "seed", "seeds", "target_fraction", "calibration_episodes"})
 """``corrupt``'s keys: a fixed ``sigma``, or a ``target_fraction`` found by calibration on
-``calibration_episodes`` episodes (10 by default: too few for a teacher whose returns spread widely)."""
+``calibration_episodes`` episodes (by default :func:`~ppdistill.experiment.teacher_prep.calibrate_sigma`'s
+10, too few for a teacher whose returns spread widely; more narrow σ's error without removing it)."""
+
+
+def _check_corrupt(corrupt: Any, where: str) -> None:
+    """One-line errors for a ``corrupt`` entry that is not what :data:`CORRUPT_KEYS` says."""
+    if not isinstance(corrupt, dict) or not corrupt:
+        raise ConfigError(f"{where} must be a mapping such as {{sigma: 0.05, seed: 0}}, got {corrupt!r}")
+    unknown = sorted(set(corrupt) - CORRUPT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where} takes {', '.join(sorted(CORRUPT_KEYS))}, not {', '.join(unknown)}")
+    if "sigma" in corrupt and "target_fraction" in corrupt:
+        raise ConfigError(f"{where} takes sigma or target_fraction (calibrated), not both")
+    if "calibration_episodes" in corrupt:
+        episodes = corrupt["calibration_episodes"]
+        if "target_fraction" not in corrupt:
+            raise ConfigError(f"{where}.calibration_episodes applies only with target_fraction")
+        if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+            raise ConfigError(f"{where}.calibration_episodes must be a positive integer")
 
 
 def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]:
     """``corrupt: {..., seeds: [a, b, c]}``: one entry per corruption seed, each its own
     corrupted teacher, its runs' ids ending in ``__c<seed>``."""
     if entry.corrupt is not None:
-        unknown = sorted(set(entry.corrupt) - CORRUPT_KEYS) if isinstance(entry.corrupt, dict) else ["?"]
-        if unknown:
-            raise ConfigError(
-                f"{path}: envs[{index}].corrupt takes {', '.join(sorted(CORRUPT_KEYS))}, "
-                f"not {', '.join(unknown)}"
-            )
-        episodes = entry.corrupt.get("calibration_episodes", 10)
-        if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
-            raise ConfigError(
-                f"{path}: envs[{index}].corrupt.calibration_episodes must be a positive integer"
-            )
+        _check_corrupt(entry.corrupt, f"{path}: envs[{index}].corrupt")
     if not entry.corrupt or "seeds" not in entry.corrupt:
         return [entry]
     seeds = entry.corrupt["seeds"]
