@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
 from ppdistill.bench.execute import read_records
 from ppdistill.bench.report import build_report
 from ppdistill.bench.stats import task_of
@@ -69,17 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     aggregate = json.loads((args.out / "aggregate.json").read_text())
     (key,) = [k for k in aggregate if k.endswith("|ppd")]
     iqm, low, high = aggregate[key]["final"]
-    report = (args.out / "report.md").read_text().splitlines()
-    # the per-task rows: | student | PPD − student-distill | final (verdict) | AUC (verdict) |
-    per_task = [line for line in report if line.split("|")[2:3] == [" PPD − student-distill "]]
-    behind = [line for line in per_task if "(student-distill ahead)" in line.split("|")[3]]
+    # per task, the report's own paired difference (same bootstrap, same seed)
+    verdicts = {}
+    for task in sorted({task_of(r) for r in kept}):
+        boot = Bootstrap(
+            units_from([r for r in kept if task_of(r) == task], lambda r: str(r["label"])), args.reps
+        )
+        both = boot.restricted("ppd", "student-distill")
+        verdicts[task] = (
+            verdict(both.difference("ppd", "student-distill"), "ppd", "sd") if both else "undefined"
+        )
+    behind = [t for t, v in verdicts.items() if v in ("sd ahead", "undefined")]
     met = iqm >= IQM_BAR and low >= LOWER_BAR and not behind
     print(
         f"PPD final IQM {iqm:.3f} [{low:.3f}, {high:.3f}]: IQM >= {IQM_BAR}: {iqm >= IQM_BAR}; "
         f"lower end >= {LOWER_BAR}: {low >= LOWER_BAR}"
     )
     print(
-        f"PPD - student-distill: behind on {len(behind)} of {len(per_task)} tasks (>= 0 or a tie on the rest)"
+        f"PPD - student-distill: behind or undefined on {len(behind)} of {len(verdicts)} tasks"
+        + (f" ({', '.join(behind)})" if behind else "")
+        + " (>= 0 or a tie on the rest)"
     )
     print(f"bar met: {'yes' if met else 'no'}")
     return 0

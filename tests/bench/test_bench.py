@@ -559,3 +559,8 @@ def test_a_calibrated_corruption_is_scored_on_the_entrys_calibration_episodes(tm
     teacher = execute._teacher_of(entry, tmp_path / "out", log=lambda m: None)
     assert (seen["episodes"], seen["seed"], seen["target_fraction"]) == (30, 3, 0.5)
     assert teacher["sigma"] == 0.125 and Path(teacher["teacher"]).exists()
+    # an entry that names none leaves calibrate_sigma its own default
+    path.write_text(path.read_text().replace(", calibration_episodes: 30", ""))
+    seen.clear()
+    execute._teacher_of(load_suite(path).envs[0], tmp_path / "out2", log=lambda m: None)
+    assert "episodes" not in seen and seen["seed"] == 3

@@ -306,8 +306,6 @@ def _check_corrupt(corrupt: Any, where: str) -> None:
 def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]:
     """``corrupt: {..., seeds: [a, b, c]}``: one entry per corruption seed, each its own
     corrupted teacher, its runs' ids ending in ``__c<seed>``."""
-    if entry.corrupt is not None:
-        _check_corrupt(entry.corrupt, f"{path}: envs[{index}].corrupt")
     if not entry.corrupt or "seeds" not in entry.corrupt:
         return [entry]
     seeds = entry.corrupt["seeds"]
@@ -436,6 +434,8 @@ def load_suite(path: Path) -> Suite:
             name=name,
             tag=f"__{name}" if name else "",
         )
+        if entry.corrupt is not None:
+            _check_corrupt(entry.corrupt, f"{path}: envs[{i}].corrupt")
         envs += _corruption_seeds(entry, path, i)
     if any(e.half for e in envs) and not all(e.half for e in envs):
         missing = next(e.env for e in envs if not e.half)
