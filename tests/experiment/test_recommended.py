@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
 
-from ppdistill import PPD, recommended, recommended_n_envs
+from ppdistill import PPD, load_teacher, recommended, recommended_n_envs
+from ppdistill.core.schedules import Linear
 from ppdistill.experiment.config import (
     METHODS,
     RUNNER_KEYS,
@@ -13,6 +14,7 @@ from ppdistill.experiment.config import (
     algorithm_class,
     run_hyperparameters,
 )
+from ..conftest import zoo_path
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -57,3 +59,17 @@ def test_a_copy_is_returned():
 def test_an_unknown_method_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="method must be one of ppd, student-distill"):
         recommended("dagger")
+
+
+def test_a_falling_learning_rate_comes_as_a_schedule_the_class_takes():
+    # distill.yml gives PPD from SAC-like teachers lin_0.001; the class must get a callable,
+    # not the config's string (SB3 refuses strings)
+    teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"))
+    settings = recommended("ppd", teacher=teacher)
+    assert settings["learning_rate"] == Linear(1.0e-3, 0.0)
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = PPD("MlpPolicy", env, teacher=teacher, **settings, seed=0)
+    assert model.lr_schedule(1.0) == pytest.approx(1.0e-3)
+    assert model.lr_schedule(0.25) == pytest.approx(2.5e-4)
+    # without the teacher, the plain default: a constant
+    assert recommended("ppd")["learning_rate"] == 1.0e-3

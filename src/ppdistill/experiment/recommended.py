@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ppdistill.core.schedules import zoo_schedule
 from ppdistill.experiment.config import METHODS, RUNNER_KEYS, ConfigError, hyperparameters
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import kind_of_source
@@ -54,10 +55,13 @@ def recommended(
         its kind's settings; None: none
     :returns: a new dict (changing it changes nothing else); the runner's own keys are left
         out: ``n_envs`` (:func:`recommended_n_envs`) and how the teacher is read, ``temperature``,
-        ``target_std``, ``squashed_target`` (:func:`recommended_teacher_kwargs`)
+        ``target_std``, ``squashed_target`` (:func:`recommended_teacher_kwargs`); a ``lin_X``
+        value comes as the schedule :class:`~ppdistill.core.schedules.Linear` (X falling to 0)
     :raises ConfigError: an unknown method, or a config file that cannot be read
     """
-    return {k: v for k, v in _section(method, env_id, config, teacher).items() if k not in RUNNER_KEYS}
+    # lin_X (a SAC-like teacher's PPD learning rate) becomes the schedule the runner builds:
+    # SB3's classes take a number or a callable, not the config's string
+    return {k: zoo_schedule(v) for k, v in _section(method, env_id, config, teacher).items() if k not in RUNNER_KEYS}
 
 
 def recommended_n_envs(
