@@ -14,6 +14,7 @@ from ppdistill.experiment.config import (
     algorithm_class,
     run_hyperparameters,
 )
+
 from ..conftest import zoo_path
 
 

@@ -61,7 +61,8 @@ def recommended(
     """
     # lin_X (a SAC-like teacher's PPD learning rate) becomes the schedule the runner builds:
     # SB3's classes take a number or a callable, not the config's string
-    return {k: zoo_schedule(v) for k, v in _section(method, env_id, config, teacher).items() if k not in RUNNER_KEYS}
+    section = _section(method, env_id, config, teacher)
+    return {k: zoo_schedule(v) for k, v in section.items() if k not in RUNNER_KEYS}
 
 
 def recommended_n_envs(
