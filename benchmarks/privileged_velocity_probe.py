@@ -1,9 +1,10 @@
 """Why masked LunarLander is hard for a recurrent student: how fast an LSTM learns the velocities.
 
 Issue 18's positions-only LunarLander student must infer the lander's velocities from its
-positions, which move by about a hundredth of the velocity per step. This probe takes that out of
-RL: it plays the zoo teacher (ε-greedy, ε 0.2) for 60 training and 15 held-out episodes, then fits,
-by supervised regression on 64-step windows, the three velocities (vx, vy, angular) from
+positions, which move by a hundredth (x) to a twentieth (the angle) of the observed velocity per
+step. This probe takes that out of RL: it plays the zoo teacher (ε-greedy, ε 0.2) for 60
+training and 15 held-out episodes, then fits, by supervised regression on 64-step windows, the
+three velocities (vx, vy, angular) from
 
 - ``mlp``: the positions of the current step only (no memory: the floor);
 - ``lstm``: the positions, through an LSTM (64 units), as the recurrent student sees them;

@@ -74,3 +74,12 @@ def test_a_falling_learning_rate_comes_as_a_schedule_the_class_takes():
     assert model.lr_schedule(0.25) == pytest.approx(2.5e-4)
     # without the teacher, the plain default: a constant
     assert recommended("ppd")["learning_rate"] == 1.0e-3
+
+
+def test_lin_x_from_any_config_becomes_a_linear_schedule(tmp_path):
+    # needs no zoo teacher: the conversion itself, from a config of the user's
+    config = tmp_path / "distill.yml"
+    config.write_text("default:\n  ppd: {learning_rate: lin_0.002, clip_range: 0.2}\n")
+    settings = recommended("ppd", config=config)
+    assert settings["learning_rate"] == Linear(0.002, 0.0)
+    assert settings["clip_range"] == 0.2
