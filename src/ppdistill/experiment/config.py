@@ -22,7 +22,7 @@ import hashlib
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,7 +44,7 @@ from ppdistill.algorithms import (
     TeacherDistill,
 )
 from ppdistill.core.errors import PPDistillError, one_line
-from ppdistill.core.schedules import parse_schedule_name
+from ppdistill.core.schedules import parse_schedule_name, zoo_schedule
 from ppdistill.teachers.loading import KINDS
 
 METHODS = ("ppd", "student-distill", "teacher-distill", "ppo")
@@ -88,6 +88,20 @@ RUNNER_KEYS = {
     "finetune_anchor",
     "finetune_anchor_steps",
 }
+
+
+def class_kwargs(hp: Mapping[str, Any], exclude: Collection[str] = ()) -> dict[str, Any]:
+    """The keyword arguments of the method's class in resolved hyperparameters: the runner's
+    keys (and ``exclude``) left out, rl_zoo3's ``lin_X`` turned into the schedule it names (SB3's
+    classes take a number or a callable, not the config's string). The command line, the
+    fine-tuning phase and :func:`~ppdistill.experiment.recommended.recommended` all build with it.
+
+    :param hp: hyperparameters as :func:`hyperparameters` resolves them
+    :param exclude: further keys the caller passes another way (e.g. ``policy_kwargs``)
+    """
+    return {k: zoo_schedule(v) for k, v in hp.items() if k not in RUNNER_KEYS and k not in exclude}
+
+
 # Keys an rl_zoo3 user may bring that a run does not take, with what to do instead.
 NOT_HYPERPARAMETERS = {
     "timesteps": "the budget is --timesteps (a suite's `timesteps`)",

@@ -11,7 +11,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.schedules import Schedule, zoo_schedule
+from ppdistill.core.schedules import Schedule
 from ppdistill.core.seeds import SeedPlan
 from ppdistill.envs.masked import positions_view
 from ppdistill.envs.recipe import EnvRecipe, RecipeError, raw_view
@@ -20,8 +20,8 @@ from ppdistill.experiment.checkpoints import (
     EpisodeRecorder,
 )
 from ppdistill.experiment.config import (
-    RUNNER_KEYS,
     algorithm_class,
+    class_kwargs,
     resolve_policy_kwargs,
 )
 from ppdistill.experiment.spec import RunSpec
@@ -152,7 +152,7 @@ def build_model(
     :param verbose: SB3 verbosity
     :param distill_lambda: PPD's λ schedule, replacing ``spec.hp["distill_lambda"]``
     """
-    hp = {k: zoo_schedule(v) for k, v in spec.hp.items() if k not in RUNNER_KEYS and k != "policy_kwargs"}
+    hp = class_kwargs(spec.hp, exclude={"policy_kwargs"})
     if distill_lambda is not None:
         hp["distill_lambda"] = distill_lambda
     n_envs = int(spec.hp.get("n_envs", 1))

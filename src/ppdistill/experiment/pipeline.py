@@ -49,8 +49,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.algorithms.ppd import PPD
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.schedules import Fading, Schedule, zoo_schedule
-from ppdistill.experiment.config import RUNNER_KEYS
+from ppdistill.core.schedules import Fading, Schedule
+from ppdistill.experiment.config import class_kwargs
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 
 # The student's network decides these: the fine-tuning PPO takes the student's values.
@@ -226,7 +226,7 @@ def finetune_model(
         raise PPDistillError(
             f"only actor-critic students can be fine-tuned with PPO, not {type(distilled).__name__}"
         )
-    kwargs = {k: zoo_schedule(v) for k, v in hp.items() if k not in RUNNER_KEYS and k not in POLICY_KEYS}
+    kwargs = class_kwargs(hp, exclude=POLICY_KEYS)
     use_sde = bool(getattr(distilled, "use_sde", False))
     if not use_sde:
         kwargs.pop("sde_sample_freq", None)

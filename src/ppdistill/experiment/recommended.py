@@ -23,8 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ppdistill.core.schedules import zoo_schedule
-from ppdistill.experiment.config import METHODS, RUNNER_KEYS, ConfigError, hyperparameters
+from ppdistill.experiment.config import METHODS, ConfigError, class_kwargs, hyperparameters
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import kind_of_source
 
@@ -59,10 +58,7 @@ def recommended(
         value comes as the schedule :class:`~ppdistill.core.schedules.Linear` (X falling to 0)
     :raises ConfigError: an unknown method, or a config file that cannot be read
     """
-    # lin_X (a SAC-like teacher's PPD learning rate) becomes the schedule the runner builds:
-    # SB3's classes take a number or a callable, not the config's string
-    section = _section(method, env_id, config, teacher)
-    return {k: zoo_schedule(v) for k, v in section.items() if k not in RUNNER_KEYS}
+    return class_kwargs(_section(method, env_id, config, teacher))
 
 
 def recommended_n_envs(
