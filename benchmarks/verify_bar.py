@@ -70,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     aggregate = json.loads((args.out / "aggregate.json").read_text())
     (key,) = [k for k in aggregate if k.endswith("|ppd")]
     iqm, low, high = aggregate[key]["final"]
-    # per task, the report's own paired difference (same bootstrap, same seed)
+    # per task, the report's own paired difference (same bootstrap, same seed), over the finished
+    # runs as the report takes them (a failed run has no returns to pair)
+    finished = [r for r in kept if r.get("status") == "ok"]
     verdicts = {}
     for task in sorted({task_of(r) for r in kept}):
         boot = Bootstrap(
-            units_from([r for r in kept if task_of(r) == task], lambda r: str(r["label"])), args.reps
+            units_from([r for r in finished if task_of(r) == task], lambda r: str(r["label"])), args.reps
         )
         both = boot.restricted("ppd", "student-distill")
         verdicts[task] = (
