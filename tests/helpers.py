@@ -83,12 +83,12 @@ def interrupt_after(n_updates: int, only: type | None = None):
     return hook
 
 
-def weights(path):
-    """The policy's and the optimizer's saved tensors."""
+def weights(path, *names):
+    """The saved tensors of ``names`` (default: the policy's and the optimizer's)."""
     with zipfile.ZipFile(path) as archive:
         return {
             name: th.load(io.BytesIO(archive.read(name)), weights_only=True)
-            for name in ("policy.pth", "policy.optimizer.pth")
+            for name in names or ("policy.pth", "policy.optimizer.pth")
         }
 
 

@@ -19,6 +19,7 @@ from ppdistill.algorithms import (
     StudentDistill,
 )
 from ppdistill.algorithms.buffers import DistillRecurrentRolloutBuffer
+from ppdistill.core.errors import PPDistillError
 from ppdistill.envs.memory import CueMemory
 from ppdistill.envs.views import split_observations
 from ppdistill.networks.forward import recurrent_actor_critic_forward
@@ -187,3 +188,97 @@ def test_an_lstm_student_of_a_privileged_teacher_remembers_the_cue_a_memoryless_
     memoryless = evaluate(mlp, cue_env(seed=9), n_episodes=20, seed=1).mean
     assert remembering >= 0.95
     assert memoryless <= 0.7
+
+
+# ---- privileged prediction: the student's memory predicts the teacher's observation ----------
+
+PREDICTING = {**SMALL, "policy_kwargs": LSTM, "n_steps": 16, "batch_size": 16}
+
+
+def test_the_privileged_targets_line_up_with_the_padded_sequences_and_the_loss_is_their_masked_mse():
+    """The targets are the teacher's observation (groups in key order), standardized over the
+    rollout: their ``policy`` columns are the student's own observations at the same padded
+    positions; the loss is the coefficient times the mean squared error over the steps that count."""
+    student = RecurrentPPD("MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=2.0,
+                           **PREDICTING)  # fmt: skip
+    student.learn(64)  # one rollout of 16 steps x 4 envs, 8-step episodes cut across it
+    buffer = student.rollout_buffer
+    observations = th.as_tensor(buffer.observations).reshape(-1, 3)
+    mean, std = observations.mean(dim=0), observations.std(dim=0, unbiased=False)
+    padded_any = False
+    for batch in buffer.get(16):
+        mask = batch.mask > 1e-8
+        padded_any |= bool((~mask).any())
+        assert batch.privileged_targets.shape == (batch.observations.shape[0], 5)
+        expected = (batch.observations - mean) / std
+        th.testing.assert_close(batch.privileged_targets[mask][:, :3], expected[mask])
+        assert bool((batch.privileged_targets[~mask] == 0).all())
+        # the loss, by hand, on the same forward pass
+        _, _, forward_mask = student._minibatch_forward(batch, True)
+        memory = student._memory
+        loss, mse = student._auxiliary_loss(batch, forward_mask)
+        errors = ((student.privileged_head(memory) - batch.privileged_targets) ** 2).mean(dim=1)
+        th.testing.assert_close(mse, errors[mask].mean())
+        th.testing.assert_close(loss, 2.0 * errors[mask].mean())
+    assert padded_any, "no minibatch was padded: the test would not see a misalignment"
+
+
+@pytest.mark.parametrize("cls", [RecurrentPPD, RecurrentStudentDistill, RecurrentTeacherDistill])
+def test_the_privileged_loss_moves_the_lstm_and_leaves_the_policy_without_a_head(cls):
+    def trained(coef):
+        kwargs = {"distill_lambda": 0.0} if cls is RecurrentPPD else {}
+        student = cls("MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=coef,
+                      **kwargs, **PREDICTING)  # fmt: skip
+        return student.learn(64)
+
+    without, with_head = trained(0.0), trained(1.0)
+    assert without.privileged_head is None and with_head.privileged_head is not None
+    assert without.policy.state_dict().keys() == with_head.policy.state_dict().keys()  # not in the policy
+    assert not th.equal(without.policy.lstm_actor.weight_hh_l0, with_head.policy.lstm_actor.weight_hh_l0)
+
+
+def test_a_student_with_a_privileged_head_saves_and_resumes_it(tmp_path):
+    student = RecurrentPPD("MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=1.0,
+                           **PREDICTING).learn(64)  # fmt: skip
+    student.save(tmp_path / "student.zip")
+    alone = RecurrentPPD.load(tmp_path / "student.zip", device="cpu")  # no env: the head's size was saved
+    assert alone.privileged_head is not None
+    for name, tensor in student.privileged_head.state_dict().items():
+        assert th.equal(tensor, alone.privileged_head.state_dict()[name]), name
+    loaded = RecurrentPPD.load(tmp_path / "student.zip", env=cue_env(), teacher=cue_teacher(), device="cpu")
+    before = loaded.privileged_head.weight.clone()
+    loaded.learn(64, reset_num_timesteps=False)
+    assert not th.equal(before, loaded.privileged_head.weight)  # the optimizer still holds the head
+
+
+def test_privileged_prediction_without_a_view_or_with_a_bad_value_is_refused():
+    teacher = toy_teacher(ACTION_SPACES["discrete"])
+    with pytest.raises(PPDistillError, match="needs a teacher that reads more than the student"):
+        RecurrentPPD(
+            "MlpLstmPolicy", toy_env("discrete"), teacher=teacher, privileged_prediction=1.0, **SMALL
+        )
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="privileged_prediction must be a finite number >= 0"):
+            RecurrentStudentDistill(
+                "MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=bad, **PREDICTING
+            )
+
+
+def test_the_students_memory_learns_to_predict_the_cue_it_saw_once():
+    """The cue is in the student's view at the first step only; the privileged group shows it at
+    every step. Trained with the prediction, the head's error on the privileged columns falls
+    far below the rollout's variance (1.0), which only a memory of the first step can do."""
+    student = RecurrentStudentDistill(
+        "MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=1.0,
+        policy_kwargs={"lstm_hidden_size": 16, "net_arch": [16]},
+        n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, seed=0, device="cpu",
+    )  # fmt: skip
+    student.learn(1536)
+    errors = []
+    for batch in student.rollout_buffer.get(64):
+        mask = batch.mask > 1e-8
+        with th.no_grad():
+            student._minibatch_forward(batch, False)
+            predicted = student.privileged_head(student._memory)
+        errors.append(((predicted - batch.privileged_targets)[mask][:, 3:] ** 2).mean())
+    assert float(th.stack(errors).mean()) < 0.2

@@ -259,13 +259,19 @@ def test_a_gaussian_student_resumes_bit_for_bit_without_taking_its_teachers_std_
     )
 
 
-@pytest.mark.parametrize("method", ["ppd", "student-distill", "teacher-distill", "ppo"])
-def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeypatch, method):
+@pytest.mark.parametrize(
+    ("method", "privileged"),
+    [("ppd", 0.0), ("student-distill", 0.0), ("teacher-distill", 0.0), ("ppo", None), ("ppd", 1.0)],
+)
+def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeypatch, method, privileged):
     """The student's LSTM states at the rollout boundary are part of the checkpoint: without
     them the resumed student would act from a blank memory mid-episode. The student sees
-    CartPole's positions only (its velocities masked), the zoo teacher the whole state."""
+    CartPole's positions only (its velocities masked), the zoo teacher the whole state. With a
+    privileged prediction, its head and the head's optimizer state are in the checkpoint too."""
     settings = hyperparameters("CartPole-v1", method)
     settings.update(n_envs=2, n_steps=32, batch_size=32, student_policy="lstm")
+    if privileged:
+        settings["privileged_prediction"] = privileged
     spec = RunSpec(env_id="CartPole-v1", method=method, teacher=str(zoo_path(CARTPOLE)), timesteps=512,
                    student="8,8", seed=4, hp=settings, eval_episodes=1, final_episodes=2,
                    student_obs="positions")  # fmt: skip
@@ -295,3 +301,8 @@ def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeyp
         weights(tmp_path / "cut" / "student.zip"), weights(tmp_path / "whole" / "student.zip")
     )
     assert result["returns"] == whole["returns"]
+    if privileged:
+        assert_same_tensors(
+            weights(tmp_path / "cut" / "student.zip", "privileged_head.pth"),
+            weights(tmp_path / "whole" / "student.zip", "privileged_head.pth"),
+        )

@@ -108,6 +108,16 @@ def test_lstm_settings_and_a_ppo_hand_over_are_refused_without_or_with_an_lstm_s
         spec("ppd", student_policy="lstm", rollout_buffer_class=None)  # RecurrentPPO builds its own
 
 
+def test_privileged_prediction_reaches_a_recurrent_student_and_is_refused_for_others():
+    assert "privileged_prediction" in valid_keys("ppd", "lstm")
+    assert "privileged_prediction" in valid_keys("teacher-distill", "lstm")
+    assert "privileged_prediction" not in valid_keys("ppo", "lstm")  # RecurrentPPO has no teacher
+    with pytest.raises(PPDistillError, match="it is for an LSTM student: student_policy lstm"):
+        spec("ppd", privileged_prediction=1.0)
+    with pytest.raises(PPDistillError, match="privileged_prediction"):
+        spec("ppd", student_policy="lstm", privileged_prediction=-1.0)
+
+
 def test_n_envs_sets_the_training_environments(cartpole_teacher):
     assert models.build_model(spec(n_envs=3), cartpole_teacher).n_envs == 3
 

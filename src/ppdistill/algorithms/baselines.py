@@ -161,6 +161,7 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
         value_losses: list[float] = []
         entropies: list[float] = []
         losses: list[float] = []
+        auxiliary_errors: list[float] = []
         batch: DistillRolloutBufferSamples
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):  # type: ignore[assignment]
@@ -184,6 +185,10 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
                     entropy = counted(entropy, mask)
                     loss = loss - self.ent_coef * entropy.mean()
                     entropies.append(entropy.mean().item())
+                auxiliary = self._auxiliary_loss(batch, mask)  # a recurrent student's privileged prediction
+                if auxiliary is not None:
+                    loss = loss + auxiliary[0]
+                    auxiliary_errors.append(auxiliary[1].item())
 
                 losses.append(loss.item())  # read before the step: a NaN must not reach the weights
                 if not math.isfinite(losses[-1]):
@@ -208,6 +213,8 @@ class KLDistillation(DistillationMixin, OnPolicyAlgorithm):  # type: ignore[misc
             self.logger.record("train/value_loss", np.mean(value_losses))
         if entropies:
             self.logger.record("train/entropy", np.mean(entropies))
+        if auxiliary_errors:
+            self.logger.record("distill/privileged_prediction_mse", np.mean(auxiliary_errors))
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -76,6 +76,10 @@ class DistillRecurrentRolloutBufferSamples(NamedTuple):
     mask: th.Tensor
     teacher_params: th.Tensor | None
     teacher_values: th.Tensor | None
+    privileged_targets: th.Tensor | None
+    """What the student's memory is asked to predict at each step (the teacher's observation,
+    standardized), padded as the rest; None unless the student was made with
+    ``privileged_prediction``."""
 
 
 class _TeacherStorage:
@@ -219,10 +223,24 @@ class DistillMaskableDictRolloutBuffer(_OwnActionMasks, DistillDictRolloutBuffer
 
 class _PaddedTeacher(_TeacherStorage):
     """The teacher's outputs of a minibatch of a recurrent buffer, cut into its sequences and
-    padded as sb3-contrib pads the rest (``seq_start_indices`` of the minibatch)."""
+    padded as sb3-contrib pads the rest (``seq_start_indices`` of the minibatch); and, for a
+    student that predicts the privileged part, its targets cut and padded the same way."""
 
     samples_class = DistillRecurrentRolloutBufferSamples
     seq_start_indices: Any  # set by sb3-contrib's _get_samples
+    privileged_targets: th.Tensor | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.privileged_targets = None
+
+    def set_privileged_targets(self, targets: th.Tensor) -> None:
+        """Store what the student's memory predicts at each step (flat sample order, on the
+        student's device), for this rollout."""
+        n = self.buffer_size * self.n_envs
+        if targets.shape[0] != n:
+            raise ValueError(f"privileged targets for {targets.shape[0]} samples, buffer holds {n}")
+        self.privileged_targets = targets
 
     def _padded(self, values: th.Tensor, batch_inds: np.ndarray) -> th.Tensor:
         rows = values[th.as_tensor(batch_inds, device=values.device)]
@@ -233,13 +251,17 @@ class _PaddedTeacher(_TeacherStorage):
         return padded.reshape(-1, *rows.shape[1:])
 
     def _with_padded_teacher(self, base: Any, batch_inds: np.ndarray) -> DistillRecurrentRolloutBufferSamples:
+        # the targets are the teacher's observations: there even when the teacher did not run (λ 0)
+        targets = None
+        if self.privileged_targets is not None:
+            targets = self._padded(self.privileged_targets, batch_inds)
         if self.teacher_skipped:
-            return self.samples_class._make((*base, None, None))
+            return self.samples_class._make((*base, None, None, targets))
         if self.teacher_params is None:
             raise RuntimeError("the teacher's outputs were not computed for this rollout")
         params = self._padded(self.teacher_params, batch_inds)
         values = self._padded(self.teacher_values, batch_inds) if self.teacher_values is not None else None
-        return self.samples_class._make((*base, params, values))
+        return self.samples_class._make((*base, params, values, targets))
 
 
 class DistillRecurrentRolloutBuffer(_PaddedTeacher, RecurrentRolloutBuffer):

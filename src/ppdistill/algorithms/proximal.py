@@ -112,6 +112,7 @@ class ProximalDistillation(DistillationMixin):
         distill_losses: list[th.Tensor] = []
         agreements: list[float] = []
         weight_clipped: list[th.Tensor] = []
+        auxiliary_errors: list[th.Tensor] = []
         approx_kl_divs: list[float] = []
 
         continue_training = True
@@ -170,6 +171,10 @@ class ProximalDistillation(DistillationMixin):
                     distill_losses.append(lam * term.loss.detach())
                     if epoch == 0:  # agreement of the policy that collected the rollout; once is enough
                         agreements.append(action_agreement(self.action_space, teacher_params, student_params))
+                auxiliary = self._auxiliary_loss(batch, mask)  # PPD: a privileged prediction, say
+                if auxiliary is not None:
+                    loss = loss + auxiliary[0]
+                    auxiliary_errors.append(auxiliary[1])
 
                 with th.no_grad():
                     log_ratio = log_prob - batch.old_log_prob
@@ -220,3 +225,5 @@ class ProximalDistillation(DistillationMixin):
             self.logger.record("distill/loss", th.stack(distill_losses).mean().item())
             self.logger.record("distill/agreement", np.mean(agreements))
             self.logger.record("distill/weight_clipped_fraction", th.stack(weight_clipped).mean().item())
+        if auxiliary_errors:
+            self.logger.record("distill/privileged_prediction_mse", th.stack(auxiliary_errors).mean().item())

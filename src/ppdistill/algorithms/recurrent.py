@@ -14,10 +14,21 @@ needs memory. These classes give it RecurrentPPO's LSTM policy (``MlpLstmPolicy`
 - with λ = 0, :class:`RecurrentPPD` is RecurrentPPO bit for bit (tested);
 - ``_last_lstm_states``, the state at the rollout boundary, is kept in checkpoints
   (:mod:`ppdistill.experiment.checkpoints`), so a resumed run continues exactly.
+
+With ``privileged_prediction`` > 0 (off by default), the student's memory is also asked to say
+what it does not see: a linear head on the actor's LSTM output predicts, at every step, the
+teacher's observation (standardized over the rollout), and the mean squared error over the
+steps that count, times the coefficient, is added to each minibatch's loss. A student that sees
+positions learns that velocities matter from the KL to the teacher's actions alone, slowly
+(``benchmarks/privileged_velocity_probe.py``); this says it directly, with what the privileged
+setup has at training time only. The head is not part of the policy: ``predict``, evaluation,
+export and fine-tuning never see it; it is saved with the model (``privileged_head``) so that
+a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any, ClassVar
 
@@ -32,7 +43,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import obs_as_tensor
 
-from ppdistill.algorithms.base import StudentObsNorm
+from ppdistill.algorithms.base import StudentObsNorm, counted
 from ppdistill.algorithms.baselines import StudentDistill, TeacherDistill
 from ppdistill.algorithms.buffers import (
     DistillRecurrentDictRolloutBuffer,
@@ -40,10 +51,58 @@ from ppdistill.algorithms.buffers import (
     DistillRecurrentRolloutBufferSamples,
 )
 from ppdistill.algorithms.proximal import ProximalDistillation
+from ppdistill.core.errors import PPDistillError
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.schedules import Schedule
-from ppdistill.networks.forward import TensorObs, recurrent_actor_critic_forward
+from ppdistill.envs.views import find_student_view
+from ppdistill.networks.forward import (
+    TensorObs,
+    recurrent_actor_critic_forward,
+    recurrent_forward_with_memory,
+)
 from ppdistill.teachers.base import Teacher
+
+# A privileged target wider than this is an image, not a state to be predicted
+_MAX_PRIVILEGED_TARGET = 4096
+
+
+def privileged_target_size(space: spaces.Space) -> int:
+    """The number of values the student's memory predicts for a teacher that reads ``space``:
+    every entry of its Box observation (or of every Box group of a Dict one).
+
+    :param space: the teacher's observation space
+    :raises PPDistillError: for a part that is not a Box of numbers, or an image-sized one
+    """
+    parts = list(space.spaces.items()) if isinstance(space, spaces.Dict) else [("", space)]
+    size = 0
+    for name, part in parts:
+        where = f"the teacher's group {name!r}" if name else "the teacher's observation"
+        if not isinstance(part, spaces.Box):
+            raise PPDistillError(
+                f"privileged_prediction predicts the teacher's observation, but {where} is a "
+                f"{type(part).__name__}, not a Box of numbers; use privileged_prediction 0"
+            )
+        size += int(np.prod(part.shape))
+    if size > _MAX_PRIVILEGED_TARGET:
+        raise PPDistillError(
+            f"privileged_prediction predicts the teacher's observation, which has {size} values "
+            f"(more than {_MAX_PRIVILEGED_TARGET}: an image?); use privileged_prediction 0"
+        )
+    return size
+
+
+def standardized(inputs: Any, device: th.device) -> th.Tensor:
+    """The teacher's observations of a rollout (flat sample order; a Dict's groups in key
+    order) as one float matrix, each column standardized over the rollout (a constant column
+    becomes 0): targets on one scale, whatever the state's units."""
+    if isinstance(inputs, dict):
+        columns = [np.asarray(inputs[k]).reshape(len(inputs[k]), -1) for k in sorted(inputs)]
+        flat = np.concatenate(columns, axis=1)
+    else:
+        flat = np.asarray(inputs).reshape(len(inputs), -1)
+    x = th.as_tensor(flat, dtype=th.float32, device=device)
+    mean, std = x.mean(dim=0), x.std(dim=0, unbiased=False)
+    return th.where(std > 1e-6, (x - mean) / std.clamp_min(1e-6), th.zeros_like(x))
 
 
 class RecurrentStudentMixin:
@@ -64,9 +123,65 @@ class RecurrentStudentMixin:
     n_envs: int
     gamma: float
     gae_lambda: float
+    env: Any
+    logger: Any
+
+    privileged_prediction: float = 0.0
+    privileged_head: th.nn.Linear | None = None
+    _privileged_size: int | None = None
+    _memory: th.Tensor | None = None
+
+    def __init__(self, *args: Any, privileged_prediction: float = 0.0, **kwargs: Any) -> None:
+        value = privileged_prediction
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            raise ValueError(f"privileged_prediction must be a finite number >= 0, got {value!r}")
+        self.privileged_prediction = float(value)
+        super().__init__(*args, **kwargs)
 
     def _algorithm_kwargs(self) -> dict[str, Any]:
         return {}  # RecurrentPPO declares its own action spaces
+
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        self.privileged_head = None
+        if self.privileged_prediction > 0:
+            self._setup_privileged_head()
+
+    def _setup_privileged_head(self) -> None:
+        """A linear head from the actor's LSTM output to the teacher's observation, trained by
+        the policy's optimizer (its own parameter group)."""
+        view = find_student_view(self.env) if self.env is not None else None
+        if view is not None:
+            self._privileged_size = privileged_target_size(view.teacher_observation_space)
+        elif self.env is not None or self._privileged_size is None:
+            # without a view the teacher reads what the student reads: nothing to predict
+            raise PPDistillError(
+                "privileged_prediction needs a teacher that reads more than the student: give the "
+                "student a view of the environment (--student-obs positions|KEYS, or "
+                "ppdistill.envs.views.split_observations), or use privileged_prediction 0"
+            )
+        hidden = int(self.policy.lstm_actor.hidden_size)
+        self.privileged_head = th.nn.Linear(hidden, self._privileged_size).to(self.device)
+        self.policy.optimizer.add_param_group({"params": list(self.privileged_head.parameters())})
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        names, variables = super()._get_torch_save_params()  # type: ignore[misc]
+        if self.privileged_head is not None:
+            names = [*names, "privileged_head"]
+        return names, variables
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_memory"]  # type: ignore[misc]
+
+    def collect_rollouts(
+        self, env: Any, callback: Any, rollout_buffer: RolloutBuffer, n_rollout_steps: int, **kwargs: Any
+    ) -> bool:
+        complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps, **kwargs)  # type: ignore[misc]
+        if complete and self.privileged_head is not None:  # whoever acted, and whether or not λ is 0
+            targets = standardized(rollout_buffer.teacher_inputs(), self.device)  # type: ignore[attr-defined]
+            rollout_buffer.set_privileged_targets(targets)  # type: ignore[attr-defined]
+        return bool(complete)
 
     def _connect_rollout_buffer(self) -> None:
         # RecurrentPPO builds its own buffer class: the same one, holding the teacher's outputs
@@ -109,11 +224,29 @@ class RecurrentStudentMixin:
     def _minibatch_forward(
         self, batch: DistillRecurrentRolloutBufferSamples, with_values: bool
     ) -> tuple[Distribution, th.Tensor | None, th.Tensor | None]:
-        """The student over the minibatch's padded sequences; the mask of the steps that count."""
-        distribution, values, _ = recurrent_actor_critic_forward(
-            self.policy, batch.observations, batch.lstm_states, batch.episode_starts, with_values=with_values
-        )
+        """The student over the minibatch's padded sequences; the mask of the steps that count.
+        With a privileged head, the same pass keeps the actor's LSTM output for its loss."""
+        args = (self.policy, batch.observations, batch.lstm_states, batch.episode_starts, with_values)
+        if self.privileged_head is None:
+            distribution, values, _ = recurrent_actor_critic_forward(*args)
+        else:
+            distribution, values, _, self._memory = recurrent_forward_with_memory(*args)
         return distribution, values, batch.mask > 1e-8
+
+    def _auxiliary_loss(
+        self, batch: DistillRecurrentRolloutBufferSamples, mask: th.Tensor | None
+    ) -> tuple[th.Tensor, th.Tensor] | None:
+        """``privileged_prediction`` × the mean squared error of the head's prediction of the
+        teacher's standardized observation over the steps that count, and that error (1.0 is
+        no better than the rollout's mean), for the minibatch just passed forward."""
+        if self.privileged_head is None:
+            return None
+        memory, self._memory = self._memory, None
+        if memory is None or batch.privileged_targets is None:
+            raise RuntimeError("no privileged targets or no memory of the student for this minibatch")
+        error = ((self.privileged_head(memory) - batch.privileged_targets) ** 2).mean(dim=1)
+        mse = counted(error, mask).mean()
+        return self.privileged_prediction * mse, mse.detach()
 
 
 class RecurrentPPD(RecurrentStudentMixin, ProximalDistillation, RecurrentPPO):  # type: ignore[misc]
@@ -140,6 +273,9 @@ class RecurrentPPD(RecurrentStudentMixin, ProximalDistillation, RecurrentPPO):  
         :class:`~ppdistill.PPD`
     :param student_obs_norm: "teacher", "none" or "running", as in :class:`~ppdistill.PPD`
     :param log_std_from_teacher: as in :class:`~ppdistill.PPD`
+    :param privileged_prediction: weight of the auxiliary loss that has the student's memory
+        predict the teacher's observation (0: none; see the module docstring); needs a student
+        that sees less than the teacher
     :param recurrent_kwargs: every other argument of :class:`sb3_contrib.RecurrentPPO`
         (learning_rate, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef,
         vf_coef, max_grad_norm, target_kl, policy_kwargs with ``lstm_hidden_size``,
@@ -156,10 +292,17 @@ class RecurrentPPD(RecurrentStudentMixin, ProximalDistillation, RecurrentPPO):  
         detach_ratio: bool = True,
         student_obs_norm: StudentObsNorm = "teacher",
         log_std_from_teacher: bool = True,
+        privileged_prediction: float = 0.0,
         _init_setup_model: bool = True,
         **recurrent_kwargs: Any,
     ) -> None:
-        super().__init__(policy, env, _init_setup_model=False, **recurrent_kwargs)
+        super().__init__(
+            policy,
+            env,
+            _init_setup_model=False,
+            privileged_prediction=privileged_prediction,
+            **recurrent_kwargs,
+        )
         self._init_lambda(distill_lambda, detach_ratio)
         self._init_distillation(teacher, kl_direction, student_obs_norm, log_std_from_teacher)
         if _init_setup_model:
@@ -171,7 +314,8 @@ class RecurrentStudentDistill(RecurrentStudentMixin, StudentDistill, RecurrentPP
     learns ``KL(π_T ‖ π_θ)`` over RecurrentPPO's sequences (padded steps masked out).
 
     Parameters as in :class:`~ppdistill.algorithms.baselines.KLDistillation`, with a
-    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``.
+    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``, plus
+    ``privileged_prediction`` as in :class:`RecurrentPPD`.
     """
 
 
@@ -181,7 +325,8 @@ class RecurrentTeacherDistill(RecurrentStudentMixin, TeacherDistill, RecurrentPP
     starts), and it learns ``KL(π_T ‖ π_θ)`` over RecurrentPPO's sequences.
 
     Parameters as in :class:`~ppdistill.algorithms.baselines.TeacherDistill`, with a
-    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``.
+    RecurrentPPO policy ("MlpLstmPolicy", ...) and its ``policy_kwargs``, plus
+    ``privileged_prediction`` as in :class:`RecurrentPPD`.
     """
 
     _last_lstm_states: RNNStates  # type: ignore[assignment]

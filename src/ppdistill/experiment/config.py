@@ -180,8 +180,13 @@ def valid_keys(method: str, student_policy: str = "feedforward") -> frozenset[st
     """
     keys = _constructor_keys(algorithm_class(method))
     if student_policy != "feedforward":
-        keys &= _constructor_keys(algorithm_class(method, student_policy))
+        own = _constructor_keys(algorithm_class(method, student_policy))
+        keys = (keys & own) | (own & RECURRENT_STUDENT_KEYS)
     return frozenset((keys - _RESERVED) | RUNNER_KEYS)
+
+
+RECURRENT_STUDENT_KEYS = frozenset({"privileged_prediction"})
+"""Hyperparameters only a recurrent student takes (the distillation methods' LSTM classes)."""
 
 
 def student_policy_of(values: Mapping[str, Any]) -> str:
@@ -359,6 +364,8 @@ def check_keys(method: str, values: dict[str, Any], where: str) -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
+        if unknown[0] in valid_keys(method, "lstm"):
+            hint = " (it is for an LSTM student: student_policy lstm, --student-policy lstm)"
         raise ConfigError(
             f"unknown hyperparameter {unknown[0]!r} for {method} in {where}{hint}; "
             f"valid keys: {', '.join(sorted(allowed))}"
@@ -476,6 +483,9 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "vf_coef": HpRule("a finite number >= 0", _non_negative, 0.5),
     "max_grad_norm": HpRule("a finite number > 0", _positive, 0.5),
     "target_kl": HpRule("a finite number > 0, or null (no early stop)", _or_none(_positive), 0.02),
+    "privileged_prediction": HpRule(
+        "a finite number >= 0 (0: no prediction of the teacher's observation)", _non_negative, 1.0
+    ),
     "distill_lambda": HpRule("a finite number >= 0", _schedule(_non_negative), 3.0, option="--lambda"),
     "temperature": HpRule("a finite number > 0", _positive, 0.1, option="--temperature"),
     "target_std": HpRule("a finite number > 0 (a fraction of half the action range)", _positive, 0.1),

@@ -62,6 +62,31 @@ def recurrent_actor_critic_forward(
     :param with_values: also run the critic
     :return: the distribution, the values ``(batch, 1)`` (or None) and the states after the sequences
     """
+    distribution, values, states, _ = recurrent_forward_with_memory(
+        policy, obs, lstm_states, episode_starts, with_values
+    )
+    return distribution, values, states
+
+
+def recurrent_forward_with_memory(
+    policy: RecurrentActorCriticPolicy,
+    obs: TensorObs,
+    lstm_states: RNNStates,
+    episode_starts: th.Tensor,
+    with_values: bool = True,
+) -> tuple[Distribution, th.Tensor | None, RNNStates, th.Tensor]:
+    """:func:`recurrent_actor_critic_forward`, also giving the actor's LSTM output at every step
+    (``(batch, lstm_hidden_size)``, in the observations' order): the student's memory, which an
+    auxiliary loss can ask to predict what the student does not see.
+
+    :param policy: as in :func:`recurrent_actor_critic_forward`
+    :param obs: as there
+    :param lstm_states: as there
+    :param episode_starts: as there
+    :param with_values: as there
+    :return: the distribution, the values (or None), the states after the sequences, the actor's
+        LSTM output
+    """
     p: Any = policy  # sb3-contrib's LSTM helpers are loosely typed
     features = p.extract_features(obs)
     if p.share_features_extractor:
@@ -83,10 +108,11 @@ def recurrent_actor_critic_forward(
     else:
         latent_vf = p.critic(vf_features) if with_values else None
         states_vf = states_pi
+    memory = latent_pi
     latent_pi = p.mlp_extractor.forward_actor(latent_pi)
     if with_values:
         latent_vf = p.mlp_extractor.forward_critic(latent_vf)
     distribution = p._get_action_dist_from_latent(latent_pi)
     if with_values:
         values = p.value_net(latent_vf)
-    return distribution, values, RNNStates(states_pi, states_vf)
+    return distribution, values, RNNStates(states_pi, states_vf), memory
