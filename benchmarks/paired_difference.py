@@ -1,0 +1,72 @@
+"""A paired difference between two groups of runs of one results folder, by a field the report
+does not pair on (the student's size, say), with the report's bootstrap and verdict.
+
+The report pairs methods within one student size; a probe that varies the size (or anything
+else in a record's spec) needs the same statistics across it:
+
+    python benchmarks/paired_difference.py benchmarks/results/teachers-fresh-size \
+        --by student --a same --b smaller [--label ppd]
+
+prints ``a − b``, final and mean score over training (AUC), mean over envs [95% CI] and the
+verdict, over the (env, teacher, seed) units that have both.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ppdistill.bench import read_records
+from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
+
+
+def _group(record: dict[str, Any], by: str) -> str:
+    return str(record["spec"][by]) if by in record["spec"] else str(record.get(by))
+
+
+def differences(
+    records: list[dict[str, Any]], by: str, a: str, b: str, label: str | None = None, reps: int = 2000
+) -> dict[str, tuple[float, float, float]]:
+    """``a − b`` (final and AUC) over the finished runs of one method label, grouped by ``by``.
+
+    :param records: a results folder's records
+    :param by: a spec field (``student``) or a record field that tells the groups apart
+    :param a: the group on the left of the difference
+    :param b: the group on the right
+    :param label: the method label to keep (needed when the folder holds several)
+    :param reps: bootstrap replicates
+    """
+    finished = [r for r in records if r.get("status") == "ok"]
+    labels = {str(r.get("label", r["spec"]["method"])) for r in finished}
+    if label is None and len(labels) > 1:
+        raise SystemExit(f"the folder holds methods {', '.join(sorted(labels))}: choose one with --label")
+    kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
+    boot = Bootstrap(units_from(kept, lambda r: _group(r, by)), reps).restricted(a, b)
+    if boot is None:
+        raise SystemExit(f"no (env, teacher, seed) has runs of both {by} {a} and {b}")
+    return {what: boot.difference(a, b, what) for what in ("final", "auc")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a results folder (records.jsonl)")
+    parser.add_argument("--by", default="student", help="the spec field that tells the groups apart")
+    parser.add_argument("--a", required=True, help="the left group (e.g. same)")
+    parser.add_argument("--b", required=True, help="the right group (e.g. smaller)")
+    parser.add_argument("--label", default=None, help="the method label, when the folder has several")
+    parser.add_argument("--reps", type=int, default=2000)
+    args = parser.parse_args()
+    out = differences(read_records(args.results), args.by, args.a, args.b, args.label, args.reps)
+    for what, interval in out.items():
+        point, low, high = interval
+        name = "final" if what == "final" else "mean score over training"
+        print(
+            f"{args.by} {args.a} − {args.b}, {name}: {point:+.2f} [{low:+.2f}, {high:+.2f}] "
+            f"({verdict(interval, args.a, args.b)})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""benchmarks/paired_difference.py: the report's paired statistics across student sizes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .test_report import records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "paired_difference", ROOT / "benchmarks" / "paired_difference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_larger_student_ahead_and_equal_ones_tied():
+    rng = np.random.default_rng(0)
+    runs = records(
+        rng, {("ppd", "same"): (0.9, 1), ("ppd", "smaller"): (0.7, 1), ("ppd", "larger"): (0.7, 1)}
+    )
+    out = script().differences(runs, "student", "same", "smaller", reps=300)
+    point, low, high = out["final"]
+    assert point == pytest.approx(0.2, abs=0.02) and low > 0  # same ahead
+    _, low, high = script().differences(runs, "student", "larger", "smaller", reps=300)["final"]
+    assert low < 0 < high  # a tie
+
+
+def test_several_methods_need_a_label_and_missing_groups_are_named(tmp_path, capsys, monkeypatch):
+    runs = records(
+        np.random.default_rng(1), {("ppd", "same"): (0.9, 1), ("student-distill", "smaller"): (0.7, 1)}
+    )
+    with pytest.raises(SystemExit, match="choose one with --label"):
+        script().differences(runs, "student", "same", "smaller")
+    with pytest.raises(
+        SystemExit, match="no \\(env, teacher, seed\\) has runs of both student same and smaller"
+    ):
+        script().differences(runs, "student", "same", "smaller", label="ppd")
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    monkeypatch.setattr(
+        "sys.argv", ["x", str(tmp_path), "--a", "same", "--b", "same", "--label", "ppd", "--reps", "50"]
+    )
+    assert script().main() == 0
+    assert "student same − same, final: +0.00" in capsys.readouterr().out
