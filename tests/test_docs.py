@@ -86,17 +86,19 @@ def test_privileged_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PPDISTILL_DOCS_EPISODES", "2")
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks(DOCS / "privileged.md")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {"__name__": "__docs__"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/privileged.md, python block {i + 1}", "exec"), namespace)
     out = capsys.readouterr().out
     for expected in ("LSTM student on the policy group", "state_h (1, batch, 32) float32",
-                     "ONNX LSTM student, one episode", "LSTM student on positions"):  # fmt: skip
+                     "ONNX LSTM student, one episode", "LSTM student on positions",
+                     "with the memory's prediction"):  # fmt: skip
         assert expected in out, expected
     assert namespace["student"].observation_space.shape == (3,)  # the policy group, not privileged
     assert namespace["report"].input.startswith("obs (batch, 3) float32, state_h")
     assert (tmp_path / "cue-student.onnx").is_file()
+    assert namespace["predicting"].privileged_head is not None
 
 
 def readme_example() -> str:
