@@ -4,6 +4,7 @@ episode starts; λ = 0 is RecurrentPPO bit for bit."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch as th
 from gymnasium import spaces
@@ -224,17 +225,34 @@ def test_the_privileged_targets_line_up_with_the_padded_sequences_and_the_loss_i
 
 
 @pytest.mark.parametrize("cls", [RecurrentPPD, RecurrentStudentDistill, RecurrentTeacherDistill])
-def test_the_privileged_loss_moves_the_lstm_and_leaves_the_policy_without_a_head(cls):
+def test_the_privileged_loss_moves_the_lstm_and_leaves_the_policy_without_a_head(cls, monkeypatch):
+    """Two students built alike, head included (its initialization draws from torch's
+    generator); one with the coefficient set to 0 afterwards, whose loss term is then 0 × mse:
+    only the loss's gradient can set their LSTMs apart. Its gradient is clipped with the policy's."""
+    clipped: list[set[int]] = []
+    clip = th.nn.utils.clip_grad_norm_
+
+    def spy(parameters, *args, **kwargs):
+        parameters = list(parameters)
+        clipped.append({id(p) for p in parameters})
+        return clip(parameters, *args, **kwargs)
+
+    monkeypatch.setattr(th.nn.utils, "clip_grad_norm_", spy)
+
     def trained(coef):
         kwargs = {"distill_lambda": 0.0} if cls is RecurrentPPD else {}
-        student = cls("MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=coef,
+        student = cls("MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=1.0,
                       **kwargs, **PREDICTING)  # fmt: skip
+        student.privileged_prediction = coef
         return student.learn(64)
 
-    without, with_head = trained(0.0), trained(1.0)
-    assert without.privileged_head is None and with_head.privileged_head is not None
-    assert without.policy.state_dict().keys() == with_head.policy.state_dict().keys()  # not in the policy
-    assert not th.equal(without.policy.lstm_actor.weight_hh_l0, with_head.policy.lstm_actor.weight_hh_l0)
+    without, with_loss = trained(0.0), trained(1.0)
+    assert (
+        with_loss.policy.state_dict().keys()
+        == RecurrentPPO("MlpLstmPolicy", cue_env(), **PREDICTING).policy.state_dict().keys()
+    )  # the head is not in the policy
+    assert not th.equal(without.policy.lstm_actor.weight_hh_l0, with_loss.policy.lstm_actor.weight_hh_l0)
+    assert id(with_loss.privileged_head.weight) in clipped[-1]
 
 
 def test_a_student_with_a_privileged_head_saves_and_resumes_it(tmp_path):
@@ -245,6 +263,13 @@ def test_a_student_with_a_privileged_head_saves_and_resumes_it(tmp_path):
     assert alone.privileged_head is not None
     for name, tensor in student.privileged_head.state_dict().items():
         assert th.equal(tensor, alone.privileged_head.state_dict()[name]), name
+
+    # with the student's own environment, which has no teacher view: evaluation, say
+    def policy_group():
+        return gym.wrappers.FlattenObservation(gym.wrappers.FilterObservation(CueMemory(), ["policy"]))
+
+    plain = make_vec_env(policy_group, n_envs=1, seed=5)
+    assert RecurrentPPD.load(tmp_path / "student.zip", env=plain, device="cpu").privileged_head is not None
     loaded = RecurrentPPD.load(tmp_path / "student.zip", env=cue_env(), teacher=cue_teacher(), device="cpu")
     before = loaded.privileged_head.weight.clone()
     loaded.learn(64, reset_num_timesteps=False)
@@ -267,7 +292,8 @@ def test_privileged_prediction_without_a_view_or_with_a_bad_value_is_refused():
 def test_the_students_memory_learns_to_predict_the_cue_it_saw_once():
     """The cue is in the student's view at the first step only; the privileged group shows it at
     every step. Trained with the prediction, the head's error on the privileged columns falls
-    far below the rollout's variance (1.0), which only a memory of the first step can do."""
+    far below what a memoryless predictor can reach: the cue is known at 1 step of 8, so at
+    best 7/8 of the variance stays (0.875; a standardized column's variance is 1)."""
     student = RecurrentStudentDistill(
         "MlpLstmPolicy", cue_env(), teacher=cue_teacher(), privileged_prediction=1.0,
         policy_kwargs={"lstm_hidden_size": 16, "net_arch": [16]},
@@ -281,4 +307,4 @@ def test_the_students_memory_learns_to_predict_the_cue_it_saw_once():
             student._minibatch_forward(batch, False)
             predicted = student.privileged_head(student._memory)
         errors.append(((predicted - batch.privileged_targets)[mask][:, 3:] ** 2).mean())
-    assert float(th.stack(errors).mean()) < 0.2
+    assert float(th.stack(errors).mean()) < 0.4

@@ -237,6 +237,8 @@ def test_a_privileged_teacher_distilled_into_an_lstm_student_exports_on_the_stud
     assert result["spec"]["student_obs"] == "policy" and result["spec"]["teacher_obs"] == "policy,privileged"
     assert result["student_policy"] == "lstm" and result["agreement"] is None
     assert result["env"]["student"]["student_view"] == {"groups": ["policy"]}
+    with zipfile.ZipFile(out / "student.zip") as archive:  # the memory's head reached the student
+        assert "privileged_head.pth" in archive.namelist()
     assert result["env"]["student"]["teacher_view"] == {"groups": ["policy", "privileged"]}
     onnx_file = tmp_path / "student.onnx"
     proc = ppdistill("export", out / "student.zip", "--out", onnx_file, "--check", 64)

@@ -118,6 +118,16 @@ def test_privileged_prediction_reaches_a_recurrent_student_and_is_refused_for_ot
         spec("ppd", student_policy="lstm", privileged_prediction=-1.0)
 
 
+def test_a_config_file_may_set_privileged_prediction_for_the_lstm_student_the_command_line_asks_for(tmp_path):
+    config = tmp_path / "distill.yml"
+    config.write_text("default:\n  ppd:\n    privileged_prediction: 0.5\n")
+    settings = hyperparameters("CartPole-v1", "ppd", config)
+    assert settings["privileged_prediction"] == 0.5
+    assert "privileged_prediction" in valid_keys("ppd", "lstm")
+    with pytest.raises(PPDistillError, match="it is for an LSTM student"):  # a feedforward run refuses it
+        RunSpec("CartPole-v1", "ppd", "t.zip", 256, hp=settings)
+
+
 def test_n_envs_sets_the_training_environments(cartpole_teacher):
     assert models.build_model(spec(n_envs=3), cartpole_teacher).n_envs == 3
 

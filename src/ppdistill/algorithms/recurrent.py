@@ -21,13 +21,16 @@ teacher's observation (standardized over the rollout), and the mean squared erro
 steps that count, times the coefficient, is added to each minibatch's loss. A student that sees
 positions learns that velocities matter from the KL to the teacher's actions alone, slowly
 (``benchmarks/privileged_velocity_probe.py``); this says it directly, with what the privileged
-setup has at training time only. The head is not part of the policy: ``predict``, evaluation,
-export and fine-tuning never see it; it is saved with the model (``privileged_head``) so that
-a resumed run continues exactly.
+setup has at training time only. The head is not part of the policy: ``predict``, evaluation
+and export never see it; it is saved with the model (``privileged_head``, its parameters a
+second group of the policy's optimizer) so that a resumed run continues exactly; such a zip is
+loaded by the class that made it (RecurrentPPO.load refuses the extra optimizer group), and
+with any environment or none.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import pathlib
 from typing import Any, ClassVar
@@ -153,8 +156,15 @@ class RecurrentStudentMixin:
         the policy's optimizer (its own parameter group)."""
         view = find_student_view(self.env) if self.env is not None else None
         if view is not None:
-            self._privileged_size = privileged_target_size(view.teacher_observation_space)
-        elif self.env is not None or self._privileged_size is None:
+            size = privileged_target_size(view.teacher_observation_space)
+            if self._privileged_size is not None and size != self._privileged_size:
+                raise PPDistillError(
+                    f"this student predicts a teacher's observation of {self._privileged_size} values, "
+                    f"the environment's teacher view has {size}: load it with the environment it was "
+                    "trained on"
+                )
+            self._privileged_size = size
+        elif self._privileged_size is None:  # a new model (a loaded one knows its head's size)
             # without a view the teacher reads what the student reads: nothing to predict
             raise PPDistillError(
                 "privileged_prediction needs a teacher that reads more than the student: give the "
@@ -164,6 +174,11 @@ class RecurrentStudentMixin:
         hidden = int(self.policy.lstm_actor.hidden_size)
         self.privileged_head = th.nn.Linear(hidden, self._privileged_size).to(self.device)
         self.policy.optimizer.add_param_group({"params": list(self.privileged_head.parameters())})
+
+    def _clipped_parameters(self) -> Any:
+        if self.privileged_head is None:
+            return super()._clipped_parameters()  # type: ignore[misc]
+        return itertools.chain(self.policy.parameters(), self.privileged_head.parameters())
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         names, variables = super()._get_torch_save_params()  # type: ignore[misc]

@@ -173,7 +173,8 @@ def _constructor_keys(cls: type) -> set[str]:
 @functools.cache
 def valid_keys(method: str, student_policy: str = "feedforward") -> frozenset[str]:
     """Hyperparameters a method accepts (its constructor's, PPO's for PPD, and the runner's); for
-    an LSTM student, those that both its class and the feedforward one take.
+    an LSTM student, those that both its class and the feedforward one take, plus
+    :data:`RECURRENT_STUDENT_KEYS` where its class takes them.
 
     :param method: one of :data:`METHODS`
     :param student_policy: one of :data:`STUDENT_POLICIES`
@@ -310,7 +311,9 @@ def hyperparameters(
             raise ConfigError(f"entry {key}.{section_name} of the config must be a mapping")
         merged.update(values)
         sections[key] = values
-    check_keys(method, merged, "the config")
+    # student_policy often comes from the command line, after the config: keys of either
+    # student pass here, and RunSpec refuses an LSTM-only key once it sees the merged settings
+    check_keys(method, merged, "the config", any_student=True)
     name = str(config) if config is not None else "the shipped distill.yml"
     for key, values in sections.items():
         check_values(method, values, f"{name} (entry {key}.{section_name})")
@@ -352,14 +355,23 @@ def parse_overrides(items: list[str], option: str = "--hp") -> dict[str, Any]:
     return out
 
 
-def check_keys(method: str, values: dict[str, Any], where: str) -> None:
-    """Raise :class:`ConfigError` naming the first unknown key."""
+def check_keys(method: str, values: dict[str, Any], where: str, any_student: bool = False) -> None:
+    """Raise :class:`ConfigError` naming the first unknown key.
+
+    :param method: one of :data:`METHODS`
+    :param values: the settings
+    :param where: where they come from, for the message
+    :param any_student: accept the keys of either student network (a config layer, whose
+        ``student_policy`` may come later)
+    """
     for key in values:
         if key in NOT_HYPERPARAMETERS:
             raise ConfigError(
                 f"{key!r} in {where} is not a hyperparameter of a run: {NOT_HYPERPARAMETERS[key]}"
             )
     allowed = valid_keys(method, student_policy_of(values))
+    if any_student:
+        allowed = allowed | valid_keys(method, "lstm")
     unknown = sorted(set(values) - allowed)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
