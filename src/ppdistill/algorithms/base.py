@@ -429,11 +429,6 @@ class DistillationMixin:
         distribution, values = self._student_forward(batch.observations, with_values=with_values)
         return distribution, values, None
 
-    def _clipped_parameters(self) -> Any:
-        """The parameters whose gradient norm ``max_grad_norm`` bounds: the policy's (and a
-        recurrent student's privileged head)."""
-        return self.policy.parameters()
-
     def _auxiliary_loss(self, batch: Any, mask: th.Tensor | None) -> tuple[th.Tensor, th.Tensor] | None:
         """A loss added to each minibatch's besides the method's own, and its diagnostic value,
         for the minibatch just passed through :meth:`_minibatch_forward`; None: none (a

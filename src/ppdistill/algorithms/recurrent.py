@@ -25,12 +25,13 @@ setup has at training time only. The head is not part of the policy: ``predict``
 and export never see it; it is saved with the model (``privileged_head``, its parameters a
 second group of the policy's optimizer) so that a resumed run continues exactly; such a zip is
 loaded by the class that made it (RecurrentPPO.load refuses the extra optimizer group), and
-with any environment or none.
+with any environment or none. ``max_grad_norm`` bounds the policy's gradient, as in SB3; the
+head's own is not clipped (Adam's steps do not grow with it; the suites that measured this
+loss ran so).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import pathlib
 from typing import Any, ClassVar
@@ -174,11 +175,6 @@ class RecurrentStudentMixin:
         hidden = int(self.policy.lstm_actor.hidden_size)
         self.privileged_head = th.nn.Linear(hidden, self._privileged_size).to(self.device)
         self.policy.optimizer.add_param_group({"params": list(self.privileged_head.parameters())})
-
-    def _clipped_parameters(self) -> Any:
-        if self.privileged_head is None:
-            return super()._clipped_parameters()  # type: ignore[misc]
-        return itertools.chain(self.policy.parameters(), self.privileged_head.parameters())
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         names, variables = super()._get_torch_save_params()  # type: ignore[misc]
