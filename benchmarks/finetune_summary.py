@@ -16,6 +16,9 @@ For each env, path (a method label) and teacher (good, or corrupted: labels endi
   score on the same episodes;
 - vs constant PPD: the paired difference with the constant-λ PPD label.
 
+A path run with ``finetune_keep_better`` gets a line saying in how many runs it kept the
+distilled student; its final scores are those of the student each run kept.
+
 Usage::
 
     python benchmarks/finetune_summary.py benchmarks/results/finetune-choose --ppd ppd --write
@@ -122,6 +125,7 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
                 -2, f"The corrupted teacher scores {shown} (IQM over seeds, on the final episodes).\n"
             )
         periodic: list[str] = []
+        kept: list[str] = []
         for label in labels:
             mine = [r for r in runs if r["label"] == label]
             lowest = "-"
@@ -137,6 +141,13 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
                 if steps:
                     lowest = f"{min(iqm(v) for v in steps.values()):.2f}"
             pipelines = [r for r in mine if r.get("phases")]
+            choices = [p["keep_better"] for r in pipelines for p in r["phases"][1:] if "keep_better" in p]
+            if choices:
+                back = sum(c["kept"] == "distilled" for c in choices)
+                kept.append(
+                    f"{label} kept the distilled student in {back} of {len(choices)} runs "
+                    f"({choices[0]['episodes']} validation episodes each)"
+                )
             # one kind of comparison per row: the final episodes only if every run has them
             on_final = all(_scored_on_final(r) for r in pipelines)
             drops = [_fine_tuned_minus_distilled(r, on_final) for r in pipelines]
@@ -153,6 +164,8 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
             else:
                 cells.append("-")
             lines.append("| " + " | ".join(cells) + " |")
+        if kept:  # finetune_keep_better: final scores are of the student each run kept
+            lines += ["", "; ".join(kept) + "; its final scores are those of the student it kept."]
         if periodic:
             episodes = int(runs[0]["spec"]["eval_episodes"])
             lines += [

@@ -65,3 +65,20 @@ def test_a_row_mixing_records_with_and_without_the_final_comparison_uses_the_per
     lunar = text.split("### LunarLander-v3")[1].split("###")[0]
     assert "final − distilled of ppd-ft: the last periodic evaluation" in lunar
     assert "periodic evaluation" not in text.split("### HalfCheetah-v5")[1].split("###")[0]
+
+
+def test_a_path_that_kept_the_better_student_says_how_often_it_kept_the_distilled_one():
+    summary = finetune_summary()
+    records = [dict(r) for r in read_records(ROOT / "benchmarks" / "results" / "finetune-verify-paired")]
+    lunar = [i for i, r in enumerate(records) if r["spec"]["env_id"] == "LunarLander-v3"]
+    for n, i in enumerate(lunar):
+        phases = [dict(p) for p in records[i]["phases"]]
+        phases[1]["keep_better"] = {"episodes": 20, "kept": "distilled" if n < 2 else "fine-tuned"}
+        records[i] = {**records[i], "phases": phases}
+    text = "\n".join(summary.summarize(records, "ppd-const"))
+    section = text.split("### LunarLander-v3")[1].split("###")[0]
+    assert (
+        f"ppd-ft kept the distilled student in 2 of {len(lunar)} runs (20 validation episodes each)"
+        in section
+    )
+    assert "kept the distilled" not in text.split("### HalfCheetah-v5")[1].split("###")[0]

@@ -440,6 +440,8 @@ ANCHOR = ["--finetune-anchor", "1"]
         (["--method", "student-distill", "--then-finetune", "100", "--finetune-hp", "bogus=1"], "'bogus'"),
         (["--method", "ppo", "--hp", "then_finetune=100"], "then_finetune applies to"),
         (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
+        (["--method", "student-distill", "--finetune-keep-better", "5"], "need --then-finetune"),
+        ([*SD_FT, "100", "--finetune-keep-better", "1"], "whole number of validation episodes >= 2"),
         ([*SD_FT, "100", "--finetune-anchor-steps", "50"], "finetune_anchor_steps needs finetune_anchor"),
         ([*SD_FT, "100", *ANCHOR, "--finetune-anchor-steps", "500"], r"(500) exceeds then_finetune (100)"),
         ([*SD_FT, "100", "--finetune-anchor", "-1"], "must be"),
@@ -500,3 +502,63 @@ def test_td3_and_sac_refuse_discrete_actions(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "td3 cannot act in CartPole-v1's Discrete action space" in err
     assert not (tmp_path / "t.zip").exists()
+
+
+# ---- finetune_keep_better: the better of the distilled and the fine-tuned student ----------
+
+
+def keep_better_spec(finetune_hp, warmup=0, keep=3):
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 512, "critic_warmup": warmup, "finetune_keep_better": keep,
+         "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64, **finetune_hp}},
+    )  # fmt: skip
+    return RunSpec(
+        env_id="CartPole-v1", method="student-distill", teacher=str(BUNDLED), timesteps=2048,
+        student="32,16", seed=5, hp=hp, eval_freq=1024, eval_episodes=2, final_episodes=3,
+    )  # fmt: skip
+
+
+def test_a_fine_tuning_that_lost_gives_back_the_distilled_student(tmp_path):
+    """A fine-tuning PPO at a learning rate that wrecks the policy: on validation episodes of
+    their own the distilled student is better, so the run's student is the distilled one, and
+    its final returns are the distilled student's on the final episodes."""
+    result = run(keep_better_spec({"learning_rate": 0.5}), out=tmp_path / "run")
+    keep = result["phases"][1]["keep_better"]
+    assert keep["kept"] == "distilled" and keep["distilled"] > keep["fine_tuned"]
+    assert keep["episodes"] == 3 and keep["seed"] == 5 + 50_000 != 5 + 20_000  # not the final episodes
+    assert result["returns"] == result["phases"][0]["final"]["returns"]
+    kept = PPO.load(tmp_path / "run" / "student.zip", device="cpu").policy.state_dict()
+    distilled = StudentDistill.load(tmp_path / "run" / "distilled.zip", device="cpu").policy.state_dict()
+    for name, tensor in distilled.items():
+        assert th.equal(tensor, kept[name]), name
+    # and nothing else a run records moved: the same run without the comparison
+    plain = run(keep_better_spec({"learning_rate": 0.5}, keep=0), out=tmp_path / "plain")
+    assert "keep_better" not in plain["phases"][1]
+    for key in ("teacher_score", "random_score", "curve"):
+        assert _no_wall(plain[key]) == _no_wall(result[key]), key
+    assert plain["phases"][0]["final"] == result["phases"][0]["final"]
+    assert plain["returns"] != result["returns"]  # the wrecked student, kept without the comparison
+
+
+def test_a_tie_keeps_the_fine_tuned_student():
+    """With the whole fine-tuning a critic warm-up the actor is the distilled one: equal means,
+    and the fine-tuned student (its trained critic) stays."""
+    result = run(keep_better_spec({}, warmup=512))
+    keep = result["phases"][1]["keep_better"]
+    assert keep["distilled"] == keep["fine_tuned"] and keep["kept"] == "fine-tuned"
+
+
+def _no_wall(value):
+    if isinstance(value, list):
+        return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in value]
+    return value
+
+
+def test_keep_better_values_are_checked():
+    with pytest.raises(ConfigError, match="finetune_keep_better needs then_finetune"):
+        run_spec_with("student-distill", finetune_keep_better=5)
+    for bad in (1, -2, 2.5, True):
+        with pytest.raises(ConfigError, match="finetune_keep_better must be a whole number of validation"):
+            run_spec_with("student-distill", then_finetune=100, finetune_keep_better=bad)

@@ -35,6 +35,7 @@ _SPEC_OPTIONS = (
     "finetune_hp",
     "finetune_anchor",
     "finetune_anchor_steps",
+    "finetune_keep_better",
     "teacher_obs",
     "student_policy",
 )
@@ -84,9 +85,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if args.method != "ppd":
             raise CLIError("--lambda-schedule applies to --method ppd only")
         overrides["lambda_schedule"] = args.lambda_schedule
-    pipeline_options = (args.critic_warmup, args.finetune_anchor, args.finetune_anchor_steps)
+    pipeline_options = (
+        args.critic_warmup,
+        args.finetune_anchor,
+        args.finetune_anchor_steps,
+        args.finetune_keep_better,
+    )
     if args.then_finetune is None and (any(o is not None for o in pipeline_options) or args.finetune_hp):
-        raise CLIError("--critic-warmup, --finetune-anchor(-steps) and --finetune-hp need --then-finetune N")
+        raise CLIError(
+            "--critic-warmup, --finetune-anchor(-steps), --finetune-keep-better and --finetune-hp "
+            "need --then-finetune N"
+        )
     if args.then_finetune is not None:
         if args.method == "ppo":
             raise CLIError("--then-finetune applies to --method ppd, student-distill or teacher-distill")
@@ -96,6 +105,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
             overrides["finetune_anchor"] = args.finetune_anchor
         if args.finetune_anchor_steps is not None:
             overrides["finetune_anchor_steps"] = args.finetune_anchor_steps
+        if args.finetune_keep_better is not None:
+            overrides["finetune_keep_better"] = args.finetune_keep_better
         finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
         overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp, option="--finetune-hp")}
     hp = run_hyperparameters(args.env, args.method, overrides, args.config, kind_of_source(args.teacher))

@@ -116,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --finetune-anchor: env steps over which λ fades to 0 (default: all of the fine-tuning)",
     )
     p.add_argument(
+        "--finetune-keep-better",
+        type=non_negative_int,
+        default=None,
+        metavar="K",
+        help="with --then-finetune: score the distilled and the fine-tuned student on K validation "
+        "episodes at the end and keep the better one (default 0: the fine-tuned one)",
+    )
+    p.add_argument(
         "--finetune-hp",
         action="append",
         default=[],

@@ -17,6 +17,9 @@ stream                     seed            what it seeds
 ``calibration``            seed + 40 000   with the noise seed of ``teacher corrupt
                                            --target-fraction``: the episodes every candidate
                                            σ is scored on (one stream per calibration)
+``validation``             seed + 50 000   the episodes on which a pipeline with
+                                           ``finetune_keep_better`` compares the distilled
+                                           and the fine-tuned student (never the final ones)
 =========================  ==============  ====================================================
 
 The offsets are 10 000 apart so that the streams of runs with nearby seeds (0, 1, 2, ...)
@@ -61,6 +64,10 @@ class SeedPlan:
     @property
     def calibration(self) -> int:
         return self.seed + 40_000
+
+    @property
+    def validation(self) -> int:
+        return self.seed + 50_000
 
     def as_dict(self) -> dict[str, int]:
         """Every stream's seed, for results records."""

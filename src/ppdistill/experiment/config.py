@@ -70,8 +70,9 @@ _RESERVED = {
 # TQC or CrossQ teacher's target: "moments" or "mode"), lambda_schedule
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
-# then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps (a
-# distill-then-fine-tune pipeline of ppd, student-distill or teacher-distill), student_policy
+# then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps /
+# finetune_keep_better (a distill-then-fine-tune pipeline of ppd, student-distill or
+# teacher-distill), student_policy
 # (feedforward or lstm: which class the method's student is). Each acts;
 # tests/experiment/test_hp_keys.py checks that.
 RUNNER_KEYS = {
@@ -87,6 +88,7 @@ RUNNER_KEYS = {
     "finetune_hp",
     "finetune_anchor",
     "finetune_anchor_steps",
+    "finetune_keep_better",
 }
 
 
@@ -112,7 +114,14 @@ NOT_HYPERPARAMETERS = {
         "(student_obs_norm); for the reward part, set normalize_reward: true"
     ),
 }
-PIPELINE_KEYS = ("then_finetune", "critic_warmup", "finetune_hp", "finetune_anchor", "finetune_anchor_steps")
+PIPELINE_KEYS = (
+    "then_finetune",
+    "critic_warmup",
+    "finetune_hp",
+    "finetune_anchor",
+    "finetune_anchor_steps",
+    "finetune_keep_better",
+)
 # Methods whose student can be handed over to PPO after distilling.
 PIPELINE_METHODS = ("ppd", "student-distill", "teacher-distill")
 # A config's sections per env: a method's settings, or the fine-tuning PPO's (``finetune``).
@@ -833,6 +842,11 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
         raise ConfigError(f"finetune_anchor_steps ({fading}) exceeds then_finetune ({finetune})")
     if fading and not anchor:
         raise ConfigError("finetune_anchor_steps needs finetune_anchor (the KL anchor's λ at the switch)")
+    keep = hp.get("finetune_keep_better") or 0
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0 or keep == 1:
+        raise ConfigError(
+            f"finetune_keep_better must be a whole number of validation episodes >= 2 (0: off), got {keep!r}"
+        )
     extra = hp.get("finetune_hp")
     if extra is not None:
         if not isinstance(extra, dict):

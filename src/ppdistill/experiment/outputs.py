@@ -218,6 +218,8 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
             ),
             "hp": effective,
             "student": "student.zip",
+            # finetune_keep_better: both students on validation episodes, and which student.zip holds
+            **({"keep_better": finetune["keep_better"]} if "keep_better" in finetune else {}),
         },
     ]
 

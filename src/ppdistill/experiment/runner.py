@@ -40,7 +40,9 @@ harness run them alike:
   continues as SB3's PPO for N more env steps (:mod:`ppdistill.experiment.pipeline`), on fresh training
   environments, with PPO's hyperparameters ``finetune_hp`` and, with ``critic_warmup: M``,
   only the critic learning for the first M of them; with ``finetune_anchor: λ``, held to the
-  distilled student by a KL term whose λ fades to 0 over ``finetune_anchor_steps``. One
+  distilled student by a KL term whose λ fades to 0 over ``finetune_anchor_steps``; with
+  ``finetune_keep_better: K``, the distilled and the fine-tuned student are scored on K
+  validation episodes of their own at the end, and the better one is the run's student. One
   evaluation curve spans both phases (env steps continue); the output folder also holds
   ``distilled.zip``, the student at the end of distillation, and ``results.json`` a
   ``phases`` list. A pipeline resumes from either phase: a checkpoint holds whichever model
@@ -456,6 +458,34 @@ class Run:
             result = self._on_final_episodes(policy)
         return result.as_dict()
 
+    def _keep_better(self, model: BaseAlgorithm, episodes: int) -> dict[str, Any]:
+        """``finetune_keep_better``: the distilled and the fine-tuned student on ``episodes``
+        validation episodes of their own (never the final evaluation's), and the distilled
+        student's weights put back into ``model`` when its mean is higher: what a user keeps
+        is never below what distillation gave, as far as those episodes can tell."""
+        spec, seed = self.spec, self.seeds.validation
+        cuda = [model.device] if model.device.type == "cuda" else []
+        with th.random.fork_rng(devices=cuda):  # the final numbers as they would be without it
+            weights = self._distilled_weights(model.device)
+            distilled = evaluate(
+                distilled_policy(model.policy, weights),
+                self.student_env,
+                episodes,
+                spec.deterministic,
+                seed=seed,
+            ).mean
+            fine_tuned = evaluate(model, self.student_env, episodes, spec.deterministic, seed=seed).mean
+        kept = "distilled" if distilled > fine_tuned else "fine-tuned"
+        if kept == "distilled":
+            model.policy.load_state_dict(weights, strict=True)
+        return {
+            "episodes": episodes,
+            "seed": seed,
+            "distilled": distilled,
+            "fine_tuned": fine_tuned,
+            "kept": kept,
+        }
+
     def _on_final_episodes(self, agent: Agent, record_observations: bool = False) -> EvalResult:
         """A student (or the distilled one) on the final evaluation's episodes, every one seeded."""
         spec = self.spec
@@ -537,6 +567,9 @@ class Run:
         train_time = self._train_time()
         if not self.evaluation.rows or self.evaluation.rows[-1]["timesteps"] < model.num_timesteps:
             self.evaluation.evaluate_now()
+        keep = int(spec.hp.get("finetune_keep_better") or 0)
+        if keep and self.distilled is not None and self.state.finetune is not None:
+            self.state.finetune["keep_better"] = self._keep_better(model, keep)
         final = self._on_final_episodes(model, record_observations=True)
         teacher_score = self._reference("teacher")
         if self.distilled is not None and self.state.finetune is not None:
