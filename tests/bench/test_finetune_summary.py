@@ -27,7 +27,12 @@ def finetune_summary() -> ModuleType:
 def test_a_committed_summary_is_regenerated_from_its_records(summary):
     first = summary.read_text().splitlines()[0]
     ppd = first.split("--ppd ")[1].split()[0]  # the label its command named
-    lines = finetune_summary().summarize(read_records(summary.parent), ppd)
+    records = read_records(summary.parent)
+    if " --with " in first:  # comparison runs taken from another folder
+        other = ROOT / first.split(" --with ")[1].split()[0]
+        labels = first.split("--with-labels ")[1].split()[0].split(",")
+        records = finetune_summary().with_comparison(records, other, labels)
+    lines = finetune_summary().summarize(records, ppd)
     assert summary.read_text() == f"{first}\n\n" + "\n".join(lines) + "\n"
 
 
@@ -82,3 +87,21 @@ def test_a_path_that_kept_the_better_student_says_how_often_it_kept_the_distille
         in section
     )
     assert "kept the distilled" not in text.split("### HalfCheetah-v5")[1].split("###")[0]
+
+
+def test_comparison_runs_come_from_another_folder_only_for_labels_this_one_lacks():
+    summary = finetune_summary()
+    paired = read_records(ROOT / "benchmarks" / "results" / "finetune-verify-paired")
+    verify = ROOT / "benchmarks" / "results" / "finetune-verify"
+    merged = summary.with_comparison(paired, verify, ["ppd-const"])
+    added = merged[len(paired) :]
+    assert added and {r["label"] for r in added} == {"ppd-const"}
+    # the MinAtar teacher is a project file, recorded under the two worktrees' paths: one teacher
+    text = "\n".join(summary.summarize(merged, "ppd-const"))
+    rows = [line for line in text.splitlines() if line.startswith("| ppd-ft |")]
+    verdicts = ("(ppd-const ahead) |", "(tie) |", "(ppd-ft ahead) |")
+    assert len(rows) == 3 and all(row.endswith(verdicts) for row in rows), rows
+    with pytest.raises(SystemExit, match="already in the results"):
+        summary.with_comparison(paired, verify, ["ppd-ft"])
+    with pytest.raises(SystemExit, match="has no runs labelled nope"):
+        summary.with_comparison(paired, verify, ["nope"])
