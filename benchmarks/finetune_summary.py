@@ -196,15 +196,16 @@ def with_comparison(records: list[dict[str, Any]], other: Path, labels: list[str
     missing = sorted(set(labels) - {r["label"] for r in taken})
     if missing:
         raise SystemExit(f"{other} has no runs labelled {', '.join(missing)}")
-    # a teacher file of the project is recorded by its absolute path, which is the worktree's a
-    # suite ran from: the same file under another worktree is the same teacher
+    # a teacher file is recorded by its absolute path, which is under the worktree a suite ran
+    # from (and a corrupted teacher under its suite's folder): a file of the same name whose
+    # returns on the same seed's final episodes are ours, episode for episode, is our teacher
     ours = {
-        (r["spec"]["env_id"], Path(r["spec"]["teacher"]).parts[-3:]): r["spec"]["teacher"] for r in records
+        (r["spec"]["env_id"], Path(r["spec"]["teacher"]).name, int(r["spec"]["seed"])): r for r in records
     }
     for r in taken:
-        same = ours.get((r["spec"]["env_id"], Path(r["spec"]["teacher"]).parts[-3:]))
-        if same is not None and same != r["spec"]["teacher"]:
-            r["spec"] = {**r["spec"], "teacher": same}
+        mine = ours.get((r["spec"]["env_id"], Path(r["spec"]["teacher"]).name, int(r["spec"]["seed"])))
+        if mine is not None and mine.get("teacher_returns") == r.get("teacher_returns"):
+            r["spec"] = {**r["spec"], "teacher": mine["spec"]["teacher"]}
     return records + taken
 
 
