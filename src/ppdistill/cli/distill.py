@@ -28,28 +28,22 @@ QUICKSTART_ENV = "LunarLander-v3"
 _RUN_OPTIONS = ("teacher", "env", "timesteps", "out")
 
 
-_SPEC_OPTIONS = (
-    "lambda_schedule",
-    "then_finetune",
-    "critic_warmup",
-    "finetune_hp",
-    "finetune_anchor",
-    "finetune_anchor_steps",
-    "finetune_keep_better",
-    "teacher_obs",
-    "student_policy",
-)
+# Options that --resume refuses besides those: the run's settings (the pipeline's keys come
+# from ppdistill.experiment.config.PIPELINE_KEYS, imported when the command runs).
+_SPEC_OPTIONS = ("lambda_schedule", "teacher_obs", "student_policy")
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from ppdistill.experiment.config import parse_overrides, run_hyperparameters
+    from ppdistill.experiment.config import PIPELINE_KEYS, parse_overrides, run_hyperparameters
     from ppdistill.experiment.runner import Run, resume
     from ppdistill.experiment.spec import RunSpec
     from ppdistill.teachers.loading import kind_of_source
 
     if args.resume is not None:
         given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
-        given += [f"--{name.replace('_', '-')}" for name in _SPEC_OPTIONS if getattr(args, name)]
+        given += [
+            f"--{name.replace('_', '-')}" for name in (*_SPEC_OPTIONS, *PIPELINE_KEYS) if getattr(args, name)
+        ]
         if given:
             raise CLIError(f"--resume continues the run saved in {args.resume}; drop {', '.join(given)}")
         with _pointing_at_checkpoint(args.resume):

@@ -75,6 +75,14 @@ _RESERVED = {
 # teacher-distill), student_policy
 # (feedforward or lstm: which class the method's student is). Each acts;
 # tests/experiment/test_hp_keys.py checks that.
+PIPELINE_KEYS = (
+    "then_finetune",
+    "critic_warmup",
+    "finetune_hp",
+    "finetune_anchor",
+    "finetune_anchor_steps",
+    "finetune_keep_better",
+)
 RUNNER_KEYS = {
     "n_envs",
     "student_policy",
@@ -83,12 +91,7 @@ RUNNER_KEYS = {
     "target_std",
     "squashed_target",
     "lambda_schedule",
-    "then_finetune",
-    "critic_warmup",
-    "finetune_hp",
-    "finetune_anchor",
-    "finetune_anchor_steps",
-    "finetune_keep_better",
+    *PIPELINE_KEYS,
 }
 
 
@@ -114,14 +117,6 @@ NOT_HYPERPARAMETERS = {
         "(student_obs_norm); for the reward part, set normalize_reward: true"
     ),
 }
-PIPELINE_KEYS = (
-    "then_finetune",
-    "critic_warmup",
-    "finetune_hp",
-    "finetune_anchor",
-    "finetune_anchor_steps",
-    "finetune_keep_better",
-)
 # Methods whose student can be handed over to PPO after distilling.
 PIPELINE_METHODS = ("ppd", "student-distill", "teacher-distill")
 # A config's sections per env: a method's settings, or the fine-tuning PPO's (``finetune``).
