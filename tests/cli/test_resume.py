@@ -91,6 +91,9 @@ def test_resume_errors_are_one_line(tmp_path):
     # --resume takes the run from the folder: other run options are refused
     proc = ppdistill("distill", "--resume", tmp_path, "--env", "CartPole-v1", check=False)
     assert_clean_error(proc, "drop --env")
+    options = ("--finetune-keep-better", 5, "--lambda-schedule", "linear")
+    proc = ppdistill("distill", "--resume", tmp_path, *options, check=False)
+    assert_clean_error(proc, "drop --lambda-schedule, --finetune-keep-better")
     # without --resume the run options are required
     assert_clean_error(ppdistill("distill", "--env", "CartPole-v1", check=False), "required", "--teacher")
 
