@@ -204,8 +204,13 @@ def with_comparison(records: list[dict[str, Any]], other: Path, labels: list[str
     }
     for r in taken:
         mine = ours.get((r["spec"]["env_id"], Path(r["spec"]["teacher"]).name, int(r["spec"]["seed"])))
-        if mine is not None and mine.get("teacher_returns") == r.get("teacher_returns"):
-            r["spec"] = {**r["spec"], "teacher": mine["spec"]["teacher"]}
+        if mine is None or mine.get("teacher_returns") != r.get("teacher_returns"):
+            # an unpaired run would enter its label's own row unseen
+            raise SystemExit(
+                f"{other}: run {r['id']} has no run here of the same env, teacher and seed "
+                "(its teacher's returns on the final episodes differ, or no such run)"
+            )
+        r["spec"] = {**r["spec"], "teacher": mine["spec"]["teacher"]}
     return records + taken
 
 

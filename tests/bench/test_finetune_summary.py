@@ -103,5 +103,9 @@ def test_comparison_runs_come_from_another_folder_only_for_labels_this_one_lacks
     assert len(rows) == 3 and all(row.endswith(verdicts) for row in rows), rows
     with pytest.raises(SystemExit, match="already in the results"):
         summary.with_comparison(paired, verify, ["ppd-ft"])
+    # a comparison run without its pair here (one seed fewer) is refused, not added unseen
+    fewer = [r for r in paired if int(r["spec"]["seed"]) != 104]
+    with pytest.raises(SystemExit, match="has no run here of the same env, teacher and seed"):
+        summary.with_comparison(fewer, verify, ["ppd-const"])
     with pytest.raises(SystemExit, match="has no runs labelled nope"):
         summary.with_comparison(paired, verify, ["nope"])

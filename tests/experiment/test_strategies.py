@@ -562,3 +562,35 @@ def test_keep_better_values_are_checked():
     for bad in (1, -2, 2.5, True):
         with pytest.raises(ConfigError, match="finetune_keep_better must be a whole number of validation"):
             run_spec_with("student-distill", then_finetune=100, finetune_keep_better=bad)
+
+
+def test_keeping_the_better_student_changes_no_other_number_of_a_stochastic_run(tmp_path):
+    """Pendulum with sampled actions: the comparison's episodes draw from torch's generator,
+    forked, so the distilled student's final returns and the references are the same run's
+    without the comparison, whichever student is kept."""
+
+    def spec(keep):
+        hp = run_hyperparameters(
+            "Pendulum-v1",
+            "student-distill",
+            {"n_envs": 2, "then_finetune": 256, "finetune_keep_better": keep,
+             "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
+        )  # fmt: skip
+        return RunSpec(
+            env_id="Pendulum-v1", method="student-distill", teacher=str(zoo_path("ppo/Pendulum-v1_1")),
+            timesteps=256, student="32,16", seed=3, hp=hp, eval_freq=256, eval_episodes=2,
+            final_episodes=3, deterministic=False,
+        )  # fmt: skip
+
+    kept = run(spec(3), out=tmp_path / "kept")
+    plain = run(spec(0), out=tmp_path / "plain")
+    assert kept["phases"][1]["keep_better"]["episodes"] == 3
+    assert kept["phases"][0]["final"] == plain["phases"][0]["final"]
+    for key in ("teacher_score", "random_score"):
+        assert kept[key] == plain[key], key
+    if kept["phases"][1]["keep_better"]["kept"] == "fine-tuned":
+        assert kept["returns"] == plain["returns"]
+    else:  # the distilled weights (sampled actions make two scorings of them differ)
+        saved = PPO.load(tmp_path / "kept" / "student.zip", device="cpu").policy.state_dict()
+        distilled = StudentDistill.load(tmp_path / "kept" / "distilled.zip", device="cpu").policy.state_dict()
+        assert all(th.equal(tensor, saved[name]) for name, tensor in distilled.items())

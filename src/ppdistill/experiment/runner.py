@@ -465,16 +465,21 @@ class Run:
         is never below what distillation gave, as far as those episodes can tell."""
         spec, seed = self.spec, self.seeds.validation
         cuda = [model.device] if model.device.type == "cuda" else []
-        with th.random.fork_rng(devices=cuda):  # the final numbers as they would be without it
+        # the final numbers as they would be without it: torch's generator forked, and copies
+        # scored (a gSDE policy's exploration noise is state that scoring would otherwise move)
+        with th.random.fork_rng(devices=cuda):
             weights = self._distilled_weights(model.device)
-            distilled = evaluate(
-                distilled_policy(model.policy, weights),
-                self.student_env,
-                episodes,
-                spec.deterministic,
-                seed=seed,
-            ).mean
-            fine_tuned = evaluate(model, self.student_env, episodes, spec.deterministic, seed=seed).mean
+            means = [
+                evaluate(
+                    distilled_policy(model.policy, state),
+                    self.student_env,
+                    episodes,
+                    spec.deterministic,
+                    seed=seed,
+                ).mean
+                for state in (weights, model.policy.state_dict())
+            ]
+        distilled, fine_tuned = means
         kept = "distilled" if distilled > fine_tuned else "fine-tuned"
         if kept == "distilled":
             model.policy.load_state_dict(weights, strict=True)
