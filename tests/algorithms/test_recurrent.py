@@ -297,4 +297,4 @@ def test_the_students_memory_learns_to_predict_the_cue_it_saw_once():
             student._minibatch_forward(batch, False)
             predicted = student.privileged_head(student._memory)
         errors.append(((predicted - batch.privileged_targets)[mask][:, 3:] ** 2).mean())
-    assert float(th.stack(errors).mean()) < 0.4
+    assert float(th.stack(errors).mean()) < 0.2  # 0.07 measured

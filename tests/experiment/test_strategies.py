@@ -520,14 +520,29 @@ def keep_better_spec(finetune_hp, warmup=0, keep=3):
     )  # fmt: skip
 
 
-def test_a_fine_tuning_that_lost_gives_back_the_distilled_student(tmp_path):
+def test_a_fine_tuning_that_lost_gives_back_the_distilled_student(tmp_path, monkeypatch):
     """A fine-tuning PPO at a learning rate that wrecks the policy: on validation episodes of
     their own the distilled student is better, so the run's student is the distilled one, and
     its final returns are the distilled student's on the final episodes."""
+    from ppdistill.experiment import runner
+
+    scored, evaluate_in_runner = [], runner.evaluate
+
+    def spy(agent, env, n_episodes, deterministic=True, seed=None, **kwargs):
+        scored.append((n_episodes, seed))
+        return evaluate_in_runner(agent, env, n_episodes, deterministic, seed=seed, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", spy)
     result = run(keep_better_spec({"learning_rate": 0.5}), out=tmp_path / "run")
+    monkeypatch.setattr(runner, "evaluate", evaluate_in_runner)
     keep = result["phases"][1]["keep_better"]
+    # the two students on the validation episodes (this CartPole student scores 500 on any seed,
+    # so the seed used is read from the calls, not from the scores)
+    assert scored.count((3, SeedPlan(5).validation)) == 2
     assert keep["kept"] == "distilled" and keep["distilled"] > keep["fine_tuned"]
-    assert keep["episodes"] == 3 and keep["seed"] == 5 + 50_000 != 5 + 20_000  # not the final episodes
+    seeds = SeedPlan(5)
+    assert keep["episodes"] == 3 and keep["seed"] == seeds.validation != seeds.final_evaluation
+    assert result["seeds"]["validation"] == seeds.validation
     assert result["returns"] == result["phases"][0]["final"]["returns"]
     kept = PPO.load(tmp_path / "run" / "student.zip", device="cpu").policy.state_dict()
     distilled = StudentDistill.load(tmp_path / "run" / "distilled.zip", device="cpu").policy.state_dict()

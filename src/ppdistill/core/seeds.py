@@ -71,5 +71,12 @@ class SeedPlan:
 
     def as_dict(self) -> dict[str, int]:
         """Every stream's seed, for results records."""
-        names = ("training", "periodic_evaluation", "final_evaluation", "fresh_episodes", "finetune")
+        names = (
+            "training",
+            "periodic_evaluation",
+            "final_evaluation",
+            "fresh_episodes",
+            "finetune",
+            "validation",
+        )
         return {name: int(getattr(self, name)) for name in names}
