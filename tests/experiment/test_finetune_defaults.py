@@ -27,7 +27,12 @@ from ..helpers import Interrupt, assert_same_tensors, interrupt_after, weights
 BUNDLED = Path(__file__).resolve().parents[2] / "src" / "ppdistill" / "assets" / "cartpole-teacher.zip"
 
 # distill.yml's env id → the rl_zoo3 entry it copies
-ZOO_ENTRIES = {"LunarLander-v3": "LunarLander-v3", "HalfCheetah-v5": "HalfCheetah-v4"}
+ZOO_ENTRIES = {
+    "LunarLander-v3": "LunarLander-v3",
+    "HalfCheetah-v5": "HalfCheetah-v4",
+    "Acrobot-v1": "Acrobot-v1",
+    "Hopper-v5": "Hopper-v4",
+}
 
 
 @pytest.mark.parametrize(("env_id", "zoo_id"), sorted(ZOO_ENTRIES.items()))
