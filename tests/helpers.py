@@ -34,6 +34,21 @@ def ppdistill(*args, env=None, check=True):
     return proc
 
 
+def run_main(capsys, *args):
+    """``ppdistill ARGS`` in this process, as a finished-process record: what the console script
+    runs, without paying a fresh interpreter's start-up (about 5 s) for each error path."""
+    from types import SimpleNamespace
+
+    from ppdistill.cli.main import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse errors
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
 def assert_clean_error(proc, *fragments):
     """Exit 2, one line on stderr naming the problem, no traceback."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr)

@@ -11,7 +11,7 @@ import pytest
 import torch as th
 
 from ..conftest import zoo_path
-from ..helpers import CARTPOLE, FAST, assert_clean_error, distill_args, ppdistill
+from ..helpers import CARTPOLE, FAST, assert_clean_error, distill_args, ppdistill, run_main
 
 
 @pytest.mark.parametrize("method", ["ppd", "student-distill", "teacher-distill"])
@@ -258,8 +258,12 @@ def test_a_privileged_teacher_distilled_into_an_lstm_student_exports_on_the_stud
     assert "student/teacher" in proc.stdout and [r["role"] for r in rows["agents"]] == ["teacher", "student"]
 
 
-def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue_teacher):
+def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue_teacher, capsys):
     out = tmp_path / "run"
+    # one case through the console script's process; the rest in-process (same main())
+    proc = ppdistill(*cue_distill(cue_teacher, out, "--student-obs", "camera"), check=False)
+    assert_clean_error(proc, "no observation group 'camera' (it has policy, privileged)")
+    assert not out.exists()
     refused = {
         ("--student-obs", "policy,privileged"): "observation group 'privileged', which is privileged",
         (
@@ -268,12 +272,11 @@ def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue
             "--teacher-obs",
             "policy",
         ): "reads observation group 'privileged', which it is not given",
-        ("--student-obs", "camera"): "no observation group 'camera' (it has policy, privileged)",
         ("--teacher-obs", "policy,privileged"): "give the student's with --student-obs KEYS",
     }
     for options, fragment in refused.items():
-        assert_clean_error(ppdistill(*cue_distill(cue_teacher, out, *options), check=False), fragment)
+        assert_clean_error(run_main(capsys, *cue_distill(cue_teacher, out, *options)), fragment)
         assert not out.exists(), options
-    proc = ppdistill(*distill_args(tmp_path, **{"--student-obs": "policy", "--timesteps": 1024}), check=False)
+    proc = run_main(capsys, *distill_args(tmp_path, **{"--student-obs": "policy", "--timesteps": 1024}))
     assert_clean_error(proc, "names observation groups, but CartPole-v1's observation is Box")
     assert not out.exists()

@@ -8,26 +8,13 @@ what the console script runs, without paying for a fresh interpreter each time.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from ppdistill.cli.main import main
-
 from ..conftest import zoo_path
-from ..helpers import assert_clean_error, ppdistill
+from ..helpers import assert_clean_error, ppdistill, run_main
 
 CARTPOLE = "ppo/CartPole-v1_1"
-
-
-def run_main(capsys, *args):
-    """``ppdistill ARGS`` in this process, as a finished-process record."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse errors
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 def test_export_writes_a_checked_model_beside_the_student(saved_students, tmp_path, capsys):
