@@ -148,6 +148,11 @@ def test_paper_suite_dry_runs():
             "Acrobot-v1 names no half",
         ),
         (
+            "name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, methods: [ppd]},\n"
+            "       {env: CartPole-v1, teacher: t.zip, methods: [student-distill], deterministic: false}]\n",
+            "score one teacher of CartPole-v1 both deterministically and with sampled actions; give one",
+        ),
+        (
             "name: x\nfrozen_defaults_sha256: 123\nenvs: [{env: CartPole-v1, teacher: t.zip}]\n",
             "frozen_defaults_sha256 must be 64 hexadecimal digits in quotes",
         ),
@@ -537,6 +542,42 @@ def test_several_teachers_of_one_env_are_told_apart_by_their_tags(tmp_path):
     bad.write_text("name: x\nenvs: [{env: CartPole-v1, teacher: t.zip, tag: 'a b'}]\n")
     with pytest.raises(ConfigError, match="tag 'a b' may hold letters, digits"):
         load_suite(bad)
+
+
+def test_a_teacher_scored_with_sampled_actions_has_references_of_its_own(tmp_path, monkeypatch):
+    """Under a tag, one teacher may be scored both ways; each entry's runs are normalized by
+    references taken its own way, never by the other mode's."""
+    from ppdistill.bench import execute
+
+    path = tmp_path / "modes.yaml"
+    path.write_text(
+        "name: modes\nseeds: [0]\nstudents: [smaller]\nmethods: [ppd]\ntimesteps: 1024\n"
+        "final_episodes: 2\nenvs:\n"
+        "  - &a {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip'}\n"
+        "  - {<<: *a, tag: sampled, deterministic: false}\n"
+    )
+    suite = load_suite(path)
+    argmax, sampled = (execute._references_key(e) for e in suite.envs)
+    assert argmax == f"CartPole-v1|{suite.envs[0].teacher}|null"  # keys of existing folders unchanged
+    assert sampled == f"{argmax}|sampled"
+
+    def score(task):  # the mode each reference is taken in, as its teacher score
+        return {
+            "teacher_score": float(task["deterministic"]),
+            "original_teacher_score": None,
+            "random_score": -1.0,
+            "teacher_returns": [],
+            "original_teacher_returns": None,
+            "random_returns": [],
+        }
+
+    monkeypatch.setattr(execute, "_score_references", score)
+    references = execute.prepare_references(suite, tmp_path / "out", log=lambda m: None)
+    assert references[argmax]["seeds"]["0"]["teacher_score"] == 1.0
+    assert references[sampled]["seeds"]["0"]["teacher_score"] == 0.0
+    payloads = {p["id"]: p for p in execute._payloads(suite, references)}
+    assert payloads["CartPole-v1__ppd__smaller__s0"]["reference"]["teacher_score"] == 1.0
+    assert payloads["CartPole-v1__ppd__smaller__s0__sampled"]["reference"]["teacher_score"] == 0.0
 
 
 def test_a_calibrated_corruption_is_scored_on_the_entrys_calibration_episodes(tmp_path, monkeypatch):

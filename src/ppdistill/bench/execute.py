@@ -77,7 +77,10 @@ def _append_record(out: Path, record: dict[str, Any]) -> None:
 
 
 def _references_key(entry: EnvEntry) -> str:
-    return f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
+    key = f"{entry.env}|{entry.teacher}|{json.dumps(entry.corrupt, sort_keys=True)}"
+    # references taken with sampled actions are other numbers than the argmax policy's: their
+    # own key, so that neither mode is normalized by the other's (deterministic keys unchanged)
+    return key if entry.deterministic else f"{key}|sampled"
 
 
 def _teacher_of(entry: EnvEntry, out: Path, log: Any) -> dict[str, Any]:

@@ -30,7 +30,9 @@ Method variants (for ablations) are named under ``variants`` and used like metho
 
 Hyperparameters: the shipped ``distill.yml`` for the env, method and teacher kind, then the suite's
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
-(stochastic, the paper's rule) unless ``deterministic`` says otherwise.
+(stochastic, the paper's rule) unless ``deterministic`` says otherwise. A teacher is scored one
+way per task: to score it by its argmax and with sampled actions, give one entry a ``tag``
+(references are taken, and runs paired, per mode).
 
 The runner's keys work in ``hp`` too (see :mod:`ppdistill.experiment.runner`): ``lambda_schedule`` for
 PPD, and ``then_finetune`` / ``critic_warmup`` / ``finetune_hp`` for a distill-then-fine-tune
@@ -63,6 +65,7 @@ cannot slip into the verification (every record carries the hash it ran with)::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -315,6 +318,28 @@ def _corruption_seeds(entry: EnvEntry, path: Path, index: int) -> list[EnvEntry]
     return [replace(entry, corrupt={**rest, "seed": int(s)}, tag=f"{entry.tag}__c{int(s)}") for s in seeds]
 
 
+def _check_modes(
+    entries: list[EnvEntry], index: int, modes: dict[tuple[str, str, str, str], tuple[int, bool]], path: Path
+) -> None:
+    """Refuse one task and teacher scored both by the argmax policy and with sampled actions:
+    their runs would be paired in one unit against one mode's references.
+
+    :param entries: the entries of file entry ``index`` (several with corruption seeds)
+    :param index: the entry's place in the file's ``envs``
+    :param modes: the evaluation mode of each (env, tag, teacher, corruption) before, filled in here
+    :param path: the suite file, for messages
+    """
+    for entry in entries:
+        key = (entry.env, entry.tag, entry.teacher, json.dumps(entry.corrupt, sort_keys=True))
+        first, deterministic = modes.setdefault(key, (index, entry.deterministic))
+        if deterministic != entry.deterministic:
+            raise ConfigError(
+                f"{path}: envs[{first}] and envs[{index}] score one teacher of {entry.env} both "
+                "deterministically and with sampled actions; give one of them a tag, so that each "
+                "is paired with references taken its own way"
+            )
+
+
 def run_id(env_id: str, method: str, student: str, seed: int) -> str:
     """A file-name-safe id, e.g. ``MinAtar-Breakout-v1__ppd__smaller__s0``."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
@@ -377,6 +402,7 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(
             f"{path}: unknown key {unknown[0]!r}; a suite takes {', '.join(sorted(_SUITE_KEYS))}"
         )
+    modes: dict[tuple[str, str, str, str], tuple[int, bool]] = {}
     for i, raw in enumerate(data["envs"]):
         if not isinstance(raw, dict) or "env" not in raw or "teacher" not in raw:
             raise ConfigError(f"{path}: envs[{i}] needs 'env' and 'teacher'")
@@ -436,7 +462,9 @@ def load_suite(path: Path) -> Suite:
         )
         if entry.corrupt is not None:
             _check_corrupt(entry.corrupt, f"{path}: envs[{i}].corrupt")
-        envs += _corruption_seeds(entry, path, i)
+        expanded = _corruption_seeds(entry, path, i)
+        _check_modes(expanded, i, modes, path)
+        envs += expanded
     if any(e.half for e in envs) and not all(e.half for e in envs):
         missing = next(e.env for e in envs if not e.half)
         raise ConfigError(
