@@ -24,11 +24,14 @@ Usage::
     python benchmarks/finetune_summary.py benchmarks/results/finetune-choose --ppd ppd --write
     python benchmarks/finetune_summary.py benchmarks/results/finetune-keep --ppd ppd-const \
         --with benchmarks/results/finetune-verify --with-labels ppd-const,ppd-const-imp --write
+    python benchmarks/finetune_summary.py benchmarks/results/finetune-blind --ppd ppd-const \
+        --more-seeds benchmarks/results/finetune-blind-hopper --write
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -214,6 +217,57 @@ def with_comparison(records: list[dict[str, Any]], other: Path, labels: list[str
     return records + taken
 
 
+def with_more_seeds(records: list[dict[str, Any]], here: Path, other: Path) -> list[dict[str, Any]]:
+    """The runs of ``other`` (the same suite's paths run again at other seeds) with this folder's
+    runs of the same task and label: the summary of the paths extended, at all their seeds.
+
+    Refused, in one line, unless each run there has runs here of its task and label with the
+    same settings (the spec but for seed and teacher path), a teacher here of the same file name
+    (and, for a corrupted one, the same σ in both folders' references), and a seed not here.
+
+    :param records: this folder's records
+    :param here: this folder (its references name the σ of a corrupted teacher)
+    :param other: the folder of the added seeds
+    """
+    done = [r for r in records if r.get("status") == "ok"]
+    templates = {(task_of(r), r["label"]): r for r in done}
+    seeds_here = {(task_of(r), r["label"], int(r["spec"]["seed"])) for r in done}
+    teachers = {(r["spec"]["env_id"], Path(r["spec"]["teacher"]).name): r["spec"]["teacher"] for r in records}
+
+    def sigmas(folder: Path) -> dict[str, Any]:
+        path = folder / "references.json"
+        items = json.loads(path.read_text()).values() if path.exists() else []
+        return {Path(str(item["teacher"])).name: item.get("sigma") for item in items}
+
+    sigma_here, sigma_there = sigmas(here), sigmas(other)
+    added = []
+    for r in read_records(other):
+        if r.get("status") != "ok":
+            continue
+        task, label, seed = task_of(r), r["label"], int(r["spec"]["seed"])
+        mine = templates.get((task, label))
+        if mine is None:
+            raise SystemExit(f"{other}: run {r['id']}: no run here of {label} on {task}")
+        if (task, label, seed) in seeds_here:
+            raise SystemExit(f"{other}: run {r['id']}: seed {seed} of {label} on {task} is here already")
+        name = Path(r["spec"]["teacher"]).name
+        teacher = teachers.get((r["spec"]["env_id"], name))
+        if teacher is None or sigma_there.get(name) != sigma_here.get(name):
+            raise SystemExit(f"{other}: run {r['id']}: its teacher {name} is not one of the teachers here")
+        differ = sorted(
+            k
+            for k in set(mine["spec"]) | set(r["spec"])
+            if k not in ("seed", "teacher") and mine["spec"].get(k) != r["spec"].get(k)
+        )
+        if differ:
+            raise SystemExit(f"{other}: run {r['id']} differs from the runs here in {', '.join(differ)}")
+        added.append({**r, "spec": {**r["spec"], "teacher": teacher}})
+    if not added:
+        raise SystemExit(f"{other} has no finished runs")
+    extended = {(task_of(r), r["label"]) for r in added}
+    return [r for r in records if (task_of(r), r["label"]) in extended] + added
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a fine-tuning suite's results folder")
@@ -226,6 +280,13 @@ def main() -> None:
         help="take the --with-labels runs from this folder too",
     )
     parser.add_argument("--with-labels", default="", help="comma list of labels to take from --with")
+    parser.add_argument(
+        "--more-seeds",
+        type=Path,
+        default=None,
+        help="the same paths run at other seeds in this folder: summarize the paths it has, at all seeds "
+        "(--write writes there)",
+    )
     parser.add_argument("--write", action="store_true", help="also write RESULTS/finetune-summary.md")
     args = parser.parse_args()
     records = read_records(args.results)
@@ -233,12 +294,17 @@ def main() -> None:
     if args.other is not None:
         records = with_comparison(records, args.other, [x for x in args.with_labels.split(",") if x])
         extra = f" --with {args.other} --with-labels {args.with_labels}"
+    written = args.results
+    if args.more_seeds is not None:
+        records = with_more_seeds(records, args.results, args.more_seeds)
+        extra += f" --more-seeds {args.more_seeds}"
+        written = args.more_seeds  # the folder's own summary stays that of its seeds
     lines = summarize(records, args.ppd)
     text = "\n".join(lines)
     print(text)
     if args.write:
         command = f"python benchmarks/finetune_summary.py {args.results} --ppd {args.ppd}{extra} --write"
-        (args.results / "finetune-summary.md").write_text(f"<!-- generated by: {command} -->\n\n{text}\n")
+        (written / "finetune-summary.md").write_text(f"<!-- generated by: {command} -->\n\n{text}\n")
 
 
 if __name__ == "__main__":

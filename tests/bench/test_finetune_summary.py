@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -27,11 +28,18 @@ def finetune_summary() -> ModuleType:
 def test_a_committed_summary_is_regenerated_from_its_records(summary):
     first = summary.read_text().splitlines()[0]
     ppd = first.split("--ppd ")[1].split()[0]  # the label its command named
-    records = read_records(summary.parent)
+    results = ROOT / first.split("finetune_summary.py ")[1].split()[0]
+    records = read_records(results)
     if " --with " in first:  # comparison runs taken from another folder
         other = ROOT / first.split(" --with ")[1].split()[0]
         labels = first.split("--with-labels ")[1].split()[0].split(",")
         records = finetune_summary().with_comparison(records, other, labels)
+    if " --more-seeds " in first:  # written into the folder of the added seeds
+        more = ROOT / first.split(" --more-seeds ")[1].split()[0]
+        assert more == summary.parent
+        records = finetune_summary().with_more_seeds(records, results, more)
+    else:
+        assert results == summary.parent
     lines = finetune_summary().summarize(records, ppd)
     assert summary.read_text() == f"{first}\n\n" + "\n".join(lines) + "\n"
 
@@ -109,3 +117,41 @@ def test_comparison_runs_come_from_another_folder_only_for_labels_this_one_lacks
         summary.with_comparison(fewer, verify, ["ppd-const"])
     with pytest.raises(SystemExit, match="has no runs labelled nope"):
         summary.with_comparison(paired, verify, ["nope"])
+
+
+def test_more_seeds_of_the_same_paths_are_summarized_with_these_and_anything_else_refused(tmp_path):
+    summary = finetune_summary()
+    blind = ROOT / "benchmarks" / "results" / "finetune-blind"
+    records = read_records(blind)
+    hopper = [r for r in records if r["id"].startswith("Hopper-v5__ppd-") and r["label"].endswith("-imp")]
+    references = (blind / "references.json").read_text()
+
+    def folder(name, runs, refs=references):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+        (path / "references.json").write_text(refs)
+        return path
+
+    def moved(r, **spec):  # the same run at seed + 5, its teacher under another worktree's path
+        seed = int(r["spec"]["seed"]) + 5
+        teacher = "/elsewhere/" + Path(r["spec"]["teacher"]).name
+        return {**r, "id": r["id"].replace(f"s{seed - 5}", f"s{seed}"),
+                "spec": {**r["spec"], "seed": seed, "teacher": teacher, **spec}}  # fmt: skip
+
+    more = folder("more", [moved(r) for r in hopper])
+    merged = summary.with_more_seeds(records, blind, more)
+    assert {r["label"] for r in merged} == {"ppd-ft-keep-imp", "ppd-const-imp"}  # only the paths extended
+    assert len(merged) == 2 * len(hopper) and len({r["spec"]["teacher"] for r in merged}) == 1
+    text = "\n".join(summary.summarize(merged, "ppd-const"))
+    assert "### corrupted teacher" in text and "Acrobot" not in text
+    with pytest.raises(SystemExit, match="is here already"):
+        summary.with_more_seeds(records, blind, folder("same", hopper))
+    with pytest.raises(SystemExit, match="differs from the runs here in timesteps"):
+        summary.with_more_seeds(records, blind, folder("longer", [moved(r, timesteps=1) for r in hopper]))
+    other_sigma = references.replace("0.06276903785123457", "0.07")
+    with pytest.raises(SystemExit, match="is not one of the teachers here"):
+        summary.with_more_seeds(records, blind, folder("sigma", [moved(r) for r in hopper], other_sigma))
+    relabelled = [{**r, "label": "ppd-other"} for r in hopper[:1]]
+    with pytest.raises(SystemExit, match="no run here of ppd-other on Hopper-v5"):
+        summary.with_more_seeds(records, blind, folder("label", [moved(r) for r in relabelled]))
