@@ -42,6 +42,27 @@ def test_compare_prints_a_table_and_writes_json(saved_students, tmp_path):
     assert data["agents"][0]["returns"]["n_episodes"] == 2
 
 
+def test_compare_stochastic_plays_both_agents_with_sampled_actions(
+    saved_students, tmp_path, capsys, monkeypatch
+):
+    from ppdistill.deploy import compare
+
+    modes = []
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs["deterministic"])
+        return evaluate(*args, **kwargs)
+
+    evaluate = compare.evaluate
+    monkeypatch.setattr(compare, "evaluate", spy)
+    student = saved_students("CartPole-v1")
+    proc = run_main(capsys, "compare", zoo_path(CARTPOLE), student, "--env", "CartPole-v1",
+                    "--episodes", 2, "--stochastic", "--json", tmp_path / "c.json")  # fmt: skip
+    assert proc.returncode == 0 and "2 episodes with sampled actions" in proc.stdout
+    assert modes == [False, False]  # teacher and student
+    assert json.loads((tmp_path / "c.json").read_text())["deterministic"] is False
+
+
 def test_export_bad_input(saved_students, tmp_path, capsys):
     assert_clean_error(ppdistill("export", tmp_path / "nope.zip", check=False), "does not exist")
     dqn = zoo_path("dqn/CartPole-v1_1") / "CartPole-v1.zip"

@@ -26,16 +26,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.json:
         check_out_file(args.json, force=args.force, what="--json")  # before the episodes, not after
+    deterministic = not args.stochastic
     stats = compare(
-        args.teacher, args.student, args.env, episodes=args.episodes, seed=args.seed, threads=args.threads
+        args.teacher,
+        args.student,
+        args.env,
+        episodes=args.episodes,
+        seed=args.seed,
+        threads=args.threads,
+        deterministic=deterministic,
     )
+    mode = "deterministic episodes" if deterministic else "episodes with sampled actions"
     print_table(
-        f"{args.env}: teacher against student ({args.episodes} deterministic episodes; "
-        f"{environment_note(args.threads)})",
+        f"{args.env}: teacher against student ({args.episodes} {mode}; {environment_note(args.threads)})",
         COLUMNS,
         table_rows(stats),
     )
     if args.json:
-        payload = {"env_id": args.env, "threads": args.threads, "agents": [s.as_dict() for s in stats]}
+        payload = {
+            "env_id": args.env,
+            "threads": args.threads,
+            "deterministic": deterministic,
+            "agents": [s.as_dict() for s in stats],
+        }
         atomic_write(args.json, json.dumps(payload, indent=2).encode())
     return 0

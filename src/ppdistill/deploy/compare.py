@@ -155,8 +155,10 @@ def agent_stats(
     episodes: int,
     seed: int,
     repeats: int,
+    deterministic: bool = True,
 ) -> AgentStats:
-    """Size, latency and return of one agent (see the module's docstring)."""
+    """Size, latency and return of one agent (see the module's docstring); the return by the
+    argmax policy, or with sampled actions where ``deterministic`` is False."""
     pool = observation_pool(agent.observation_space, max(LATENCY_BATCHES), seed)
     module = acting_module(agent)
     latency = {
@@ -170,7 +172,7 @@ def agent_stats(
         actor_params=count_actor_params(agent),
         file_bytes=path.stat().st_size if path.is_file() else 0,
         latency_us=latency,
-        returns=evaluate(agent, env_id, n_episodes=episodes, deterministic=True, seed=seed),
+        returns=evaluate(agent, env_id, n_episodes=episodes, deterministic=deterministic, seed=seed),
     )
 
 
@@ -183,6 +185,7 @@ def compare(
     seed: int = 0,
     repeats: int = 200,
     threads: int = 1,
+    deterministic: bool = True,
 ) -> list[AgentStats]:
     """Compare a teacher and a student on ``env_id``.
 
@@ -193,6 +196,9 @@ def compare(
     :param seed: seed of the evaluation and of the latency observations
     :param repeats: timed calls at batch 1 (a quarter of them at batch 256)
     :param threads: torch threads while timing (1: the usual deployment on a small CPU)
+    :param deterministic: play both by their argmax policy (False: with sampled actions; a
+        student taught a stochastic teacher can differ a lot between the two, and so can the
+        teacher)
     :return: the teacher's row, then the student's
     """
     if episodes < 1 or repeats < 1 or threads < 1:
@@ -204,7 +210,9 @@ def compare(
     previous = th.get_num_threads()
     th.set_num_threads(threads)
     try:
-        stats = [agent_stats(role, agent, env_id, episodes, seed, repeats) for role, agent in agents]
+        stats = [
+            agent_stats(role, agent, env_id, episodes, seed, repeats, deterministic) for role, agent in agents
+        ]
     finally:
         th.set_num_threads(previous)
     random = random_policy_score(env_id, episodes, seed=seed)  # the same episodes
