@@ -103,7 +103,7 @@ def summarize(records: list[dict[str, Any]], ppd_label: str) -> list[str]:
         if imperfect:
             # the corrupted teacher, on the same episodes, as one more "method" of each unit
             returns = {
-                (r["spec"]["env_id"], str(r["spec"]["teacher"]), int(r["spec"]["seed"])): r["teacher_returns"]
+                (task_of(r), str(r["spec"]["teacher"]), int(r["spec"]["seed"])): r["teacher_returns"]
                 for r in runs
             }
             for u in units:
