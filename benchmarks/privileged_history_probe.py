@@ -9,6 +9,7 @@ the teacher (the RL Zoo's PPO agent) the full state; PPD with the suite's LunarL
 - ``delta``: the positions and their change since the step before (zero at an episode's
   start), an MLP student: the same information, the change no longer 1% of the inputs' size;
 - ``lstm``: the positions, an LSTM student (32 units, then 16), as in the privileged suites;
+- ``lstmdelta``: the positions and their change, that LSTM student;
 - ``-running`` after any of them: the student normalizes its inputs with running statistics
   (``student_obs_norm="running"``).
 
@@ -43,7 +44,7 @@ ENV = "LunarLander-v3"
 POSITIONS = [0, 1, 4, 6, 7]  # x, y, angle, left and right leg contact (ppdistill.envs.masked)
 SETTINGS = dict(n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, gamma=0.999, gae_lambda=0.9,
                 ent_coef=0.0, distill_lambda=3.0, device="cpu")  # fmt: skip
-VARIANTS = ["frames2", "delta", "lstm"]
+VARIANTS = ["frames2", "delta", "lstm", "lstmdelta"]
 
 
 class History(gym.Wrapper):
@@ -63,7 +64,7 @@ class History(gym.Wrapper):
         now = full[POSITIONS]
         if self.view == "lstm":
             policy = now
-        elif self.view == "frames2":
+        elif self.view == "frames2":  # the step before, as it was
             policy = np.concatenate([now, self.before])
         else:
             policy = np.concatenate([now, now - self.before])
@@ -112,7 +113,7 @@ def run(variant: str, seed: int, steps: int, episodes: int) -> dict[str, Any]:
     env = make_vec_env(ENV, n_envs=8, seed=seed, wrapper_class=lambda e: History(e, view))
     env = split_observations(env, student_keys=["policy"], teacher_keys=["privileged"])
     kwargs: dict[str, Any] = {**SETTINGS, "seed": seed, "student_obs_norm": norm or "teacher"}
-    if view == "lstm":
+    if view.startswith("lstm"):
         student: Any = RecurrentPPD("MlpLstmPolicy", env, teacher=teacher, **kwargs,
                                     policy_kwargs={"lstm_hidden_size": 32, "net_arch": [16]})  # fmt: skip
     else:
