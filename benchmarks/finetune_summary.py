@@ -221,9 +221,10 @@ def with_more_seeds(records: list[dict[str, Any]], here: Path, other: Path) -> l
     """The runs of ``other`` (the same suite's paths run again at other seeds) with this folder's
     runs of the same task and label: the summary of the paths extended, at all their seeds.
 
-    Refused, in one line, unless each run there has runs here of its task and label with the
-    same settings (the spec but for seed and teacher path), a teacher here of the same file name
-    (and, for a corrupted one, the same σ in both folders' references), and a seed not here.
+    Refused, in one line, unless each run there finished and has runs here of its task and label
+    with the same settings (the spec but for seed and teacher path), a teacher here of the same
+    name (its folder and file; for a corrupted one, made from the same teacher with the same σ
+    by both folders' references), and a seed neither here nor twice there.
 
     :param records: this folder's records
     :param here: this folder (its references name the σ of a corrupted teacher)
@@ -232,27 +233,35 @@ def with_more_seeds(records: list[dict[str, Any]], here: Path, other: Path) -> l
     done = [r for r in records if r.get("status") == "ok"]
     templates = {(task_of(r), r["label"]): r for r in done}
     seeds_here = {(task_of(r), r["label"], int(r["spec"]["seed"])) for r in done}
-    teachers = {(r["spec"]["env_id"], Path(r["spec"]["teacher"]).name): r["spec"]["teacher"] for r in records}
 
-    def sigmas(folder: Path) -> dict[str, Any]:
+    def named(teacher: str) -> str:  # zoo folders share names across algorithms: ppo/Hopper-v3_1
+        return "/".join(Path(teacher).parts[-2:])
+
+    def origins(folder: Path) -> dict[str, Any]:
+        """Per teacher file (a corrupted one's), what it was made from and with which σ."""
         path = folder / "references.json"
         items = json.loads(path.read_text()).values() if path.exists() else []
-        return {Path(str(item["teacher"])).name: item.get("sigma") for item in items}
+        return {
+            Path(str(item["teacher"])).name: (named(str(item.get("corrupted_from") or "")), item.get("sigma"))
+            for item in items
+        }
 
-    sigma_here, sigma_there = sigmas(here), sigmas(other)
+    teachers = {(task_of(r), named(r["spec"]["teacher"])): r["spec"]["teacher"] for r in done}
+    origin_here, origin_there = origins(here), origins(other)
     added = []
     for r in read_records(other):
-        if r.get("status") != "ok":
-            continue
-        task, label, seed = task_of(r), r["label"], int(r["spec"]["seed"])
+        task, label, seed = task_of(r), r.get("label"), int(r["spec"]["seed"])
+        if r.get("status") != "ok":  # a seed that silently went missing would narrow the interval
+            raise SystemExit(f"{other}: run {r['id']} did not finish ({r.get('status')}); run it again first")
         mine = templates.get((task, label))
         if mine is None:
             raise SystemExit(f"{other}: run {r['id']}: no run here of {label} on {task}")
         if (task, label, seed) in seeds_here:
             raise SystemExit(f"{other}: run {r['id']}: seed {seed} of {label} on {task} is here already")
+        seeds_here.add((task, label, seed))  # and not twice there
+        teacher = teachers.get((task, named(r["spec"]["teacher"])))
         name = Path(r["spec"]["teacher"]).name
-        teacher = teachers.get((r["spec"]["env_id"], name))
-        if teacher is None or sigma_there.get(name) != sigma_here.get(name):
+        if teacher is None or origin_there.get(name) != origin_here.get(name):
             raise SystemExit(f"{other}: run {r['id']}: its teacher {name} is not one of the teachers here")
         differ = sorted(
             k

@@ -48,3 +48,18 @@ def test_the_returns_spread_is_the_sample_standard_deviation():
 
     assert EvalResult(np.array([1.0, 3.0])).std == pytest.approx(np.sqrt(2.0))  # not 1.0 (ddof 0)
     assert EvalResult(np.array([5.0])).std == 0.0
+
+
+def test_sampled_actions_are_seeded_by_the_seed_and_leave_torchs_generator_as_it_was(normalized_model):
+    import torch as th
+
+    th.manual_seed(123)
+    first = evaluate(normalized_model, "Pendulum-v1", n_episodes=2, deterministic=False, seed=7)
+    after = th.rand(1)
+    th.manual_seed(999)  # another state before: the same samples
+    again = evaluate(normalized_model, "Pendulum-v1", n_episodes=2, deterministic=False, seed=7)
+    assert list(first.returns) == list(again.returns)
+    other = evaluate(normalized_model, "Pendulum-v1", n_episodes=2, deterministic=False, seed=8)
+    assert list(other.returns) != list(first.returns)
+    th.manual_seed(123)
+    assert th.equal(th.rand(1), after)  # the evaluation drew nothing from the caller's generator

@@ -118,7 +118,8 @@ def evaluate(
     :param n_episodes: number of episodes (> 0)
     :param deterministic: act with the mode of the policy (the paper's rule for Atari and
         MuJoCo; it used stochastic actions for Procgen)
-    :param seed: seed of the environment's resets, for repeatable numbers
+    :param seed: seed of the environment's resets, for repeatable numbers, and with sampled
+        actions of the sampling (torch's generator is given back as it was)
     :param n_envs: environments played side by side when ``env`` is an id (batched
         forward passes; SB3 splits the episodes evenly among them)
     :param record_observations: keep the observations acted on (e.g. for :func:`action_agreement_on`)
@@ -163,16 +164,23 @@ def evaluate(
         if view is not None:  # the environment's whole observation of that step, the teacher's
             seen_by_teacher.append(_item(view.acted_on(), i))
 
+    # sampled actions draw from torch's generator: with a seed, seeded here and given back as it
+    # was, so that every agent samples alike whatever ran before it, and a training run that
+    # evaluates goes on undisturbed
+    sampling = seed is not None and not deterministic
     try:
-        returns, lengths = _evaluate_policy_checked(
-            agent,
-            vec_env,
-            n_eval_episodes=n_episodes,
-            deterministic=deterministic,
-            return_episode_rewards=True,
-            warn=False,
-            callback=record,
-        )
+        with th.random.fork_rng(enabled=sampling):
+            if sampling and seed is not None:
+                th.manual_seed(seed)
+            returns, lengths = _evaluate_policy_checked(
+                agent,
+                vec_env,
+                n_eval_episodes=n_episodes,
+                deterministic=deterministic,
+                return_episode_rewards=True,
+                warn=False,
+                callback=record,
+            )
     finally:
         if owned:
             vec_env.close()

@@ -135,7 +135,7 @@ def test_more_seeds_of_the_same_paths_are_summarized_with_these_and_anything_els
 
     def moved(r, **spec):  # the same run at seed + 5, its teacher under another worktree's path
         seed = int(r["spec"]["seed"]) + 5
-        teacher = "/elsewhere/" + Path(r["spec"]["teacher"]).name
+        teacher = "/elsewhere/" + "/".join(Path(r["spec"]["teacher"]).parts[-2:])
         return {**r, "id": r["id"].replace(f"s{seed - 5}", f"s{seed}"),
                 "spec": {**r["spec"], "seed": seed, "teacher": teacher, **spec}}  # fmt: skip
 
@@ -152,6 +152,15 @@ def test_more_seeds_of_the_same_paths_are_summarized_with_these_and_anything_els
     other_sigma = references.replace("0.06276903785123457", "0.07")
     with pytest.raises(SystemExit, match="is not one of the teachers here"):
         summary.with_more_seeds(records, blind, folder("sigma", [moved(r) for r in hopper], other_sigma))
+    with pytest.raises(SystemExit, match="did not finish"):
+        failed = [moved(r) for r in hopper[:-1]] + [{**moved(hopper[-1]), "status": "error"}]
+        summary.with_more_seeds(records, blind, folder("failed", failed))
+    with pytest.raises(SystemExit, match="is here already"):  # one seed twice there
+        summary.with_more_seeds(records, blind, folder("twice", [moved(r) for r in hopper + hopper[:1]]))
+    sac = [{**moved(r), "spec": {**moved(r)["spec"], "teacher": "/x/sac/" + Path(r["spec"]["teacher"]).name}}
+           for r in hopper]  # fmt: skip
+    with pytest.raises(SystemExit, match="is not one of the teachers here"):
+        summary.with_more_seeds(records, blind, folder("sac", sac))
     relabelled = [{**r, "label": "ppd-other"} for r in hopper[:1]]
     with pytest.raises(SystemExit, match="no run here of ppd-other on Hopper-v5"):
         summary.with_more_seeds(records, blind, folder("label", [moved(r) for r in relabelled]))

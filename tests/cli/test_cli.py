@@ -279,4 +279,4 @@ def test_groups_that_overlap_the_wrong_way_exit_2_naming_the_group(tmp_path, cue
         assert not out.exists(), options
     proc = run_main(capsys, *distill_args(tmp_path, **{"--student-obs": "policy", "--timesteps": 1024}))
     assert_clean_error(proc, "names observation groups, but CartPole-v1's observation is Box")
-    assert not out.exists()
+    assert not (tmp_path / "out").exists()  # distill_args' --out

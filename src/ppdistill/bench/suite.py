@@ -326,11 +326,13 @@ def _check_modes(
 
     :param entries: the entries of file entry ``index`` (several with corruption seeds)
     :param index: the entry's place in the file's ``envs``
-    :param modes: the evaluation mode of each (env, tag, teacher, corruption) before, filled in here
+    :param modes: the evaluation mode of each (env, name, teacher, corruption) before, filled in here
     :param path: the suite file, for messages
     """
     for entry in entries:
-        key = (entry.env, entry.tag, entry.teacher, json.dumps(entry.corrupt, sort_keys=True))
+        # by the task the report groups runs under (env and name), not the run ids' tag, which
+        # corruption seeds extend without changing the task
+        key = (entry.env, entry.name, entry.teacher, json.dumps(entry.corrupt, sort_keys=True))
         first, deterministic = modes.setdefault(key, (index, entry.deterministic))
         if deterministic != entry.deterministic:
             raise ConfigError(

@@ -9,8 +9,8 @@
   :mod:`ppdistill.deploy.export` exports, otherwise the policy's distribution parameters. Warm-up
   calls first, then the median over ``repeats`` timed calls, divided by the batch size:
   microseconds per observation at batch 1 and at batch 256.
-- **return**: :func:`~ppdistill.evaluate` with deterministic actions on the same seeded
-  episodes for both.
+- **return**: :func:`~ppdistill.evaluate` on the same seeded episodes for both, with
+  deterministic actions (or sampled ones, seeded alike, with ``deterministic=False``).
 """
 
 from __future__ import annotations
