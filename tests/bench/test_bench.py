@@ -13,6 +13,7 @@ import pytest
 from ppdistill.bench import load_suite, read_records, run_suite
 from ppdistill.bench.execute import _run_local
 from ppdistill.bench.report import build_report
+from ppdistill.core.errors import PPDistillError
 from ppdistill.experiment.config import ConfigError
 
 from ..conftest import zoo_path
@@ -578,6 +579,33 @@ def test_a_teacher_scored_with_sampled_actions_has_references_of_its_own(tmp_pat
     payloads = {p["id"]: p for p in execute._payloads(suite, references)}
     assert payloads["CartPole-v1__ppd__smaller__s0"]["reference"]["teacher_score"] == 1.0
     assert payloads["CartPole-v1__ppd__smaller__s0__sampled"]["reference"]["teacher_score"] == 0.0
+
+
+def test_a_folder_whose_finished_runs_had_other_settings_is_refused_before_any_work(tmp_path):
+    from dataclasses import asdict
+
+    from ppdistill.bench.execute import check_finished_runs
+
+    suite = load_suite(tiny_suite(tmp_path, "methods: [ppd]\n"))
+    ((rid, spec, _),) = suite.runs()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def finished(**hp):
+        record = {"id": rid, "status": "ok", "spec": json.loads(json.dumps(asdict(spec)))}
+        record["spec"]["hp"].update(hp)
+        record["spec"]["teacher"] = "/another/checkout/teacher.zip"  # where it ran from: not compared
+        (out / "records.jsonl").write_text(json.dumps(record) + "\n")
+
+    finished()
+    check_finished_runs(suite, out)  # the same settings: resumed
+    finished(learning_rate=0.5, n_epochs=99)
+    with pytest.raises(PPDistillError, match=f"run {rid} was made with other settings "
+                       r"\(hp.learning_rate, hp.n_epochs\)"):  # fmt: skip
+        check_finished_runs(suite, out)
+    with pytest.raises(PPDistillError, match="other settings"):
+        run_suite(suite, out, log=lambda m: None)
+    assert not (out / "references.json").exists()  # refused before the references
 
 
 def test_sampled_references_of_an_older_folder_are_kept_as_sampled_ones(tmp_path, monkeypatch):

@@ -417,6 +417,38 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
             ray.shutdown()
 
 
+def check_finished_runs(suite: Suite, out: Path) -> None:
+    """Refuse, before any work, a folder whose finished runs were made with other settings than
+    the suite now gives them (an edited suite or ``distill.yml``): runs are resumed by id, and
+    such a run would be skipped as done and reported beside runs of the new settings.
+
+    :param suite: the parsed suite
+    :param out: its output folder
+    :raises PPDistillError: naming the first such run and the settings that differ
+    """
+    finished = {r["id"]: r for r in read_records(out) if r.get("status") == "ok"}
+    for rid, spec, _ in suite.runs():
+        old = finished.get(rid)
+        if old is None:
+            continue
+        now = json.loads(json.dumps(asdict(spec)))  # as a record holds it
+        # the teacher's path depends on where the suite ran from; fields a record of an older
+        # ppdistill lacks are not compared
+        shared = (now.keys() & old["spec"].keys()) - {"teacher"}
+        differ = []
+        for k in sorted(shared):
+            a, b = now[k], old["spec"][k]
+            if isinstance(a, dict) and isinstance(b, dict):  # hp: name the settings
+                differ += [f"{k}.{key}" for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+            elif a != b:
+                differ.append(k)
+        if differ:
+            raise PPDistillError(
+                f"{out}: run {rid} was made with other settings ({', '.join(differ)}) than the suite now "
+                "gives it; run the suite into another --out, or remove that run's record to run it again"
+            )
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -439,6 +471,7 @@ def run_suite(
     if jobs < 1:
         raise PPDistillError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
+    check_finished_runs(suite, out)
     references = prepare_references(suite, out, log, jobs=jobs if backend == "local" else 1)
     done_ids = {r["id"] for r in read_records(out) if r.get("status") == "ok"}
     todo = [p for p in _payloads(suite, references) if p["id"] not in done_ids]
