@@ -32,7 +32,9 @@ Hyperparameters: the shipped ``distill.yml`` for the env, method and teacher kin
 ``hp``, then the env entry's ``hp``. Evaluation is deterministic except on Procgen
 (stochastic, the paper's rule) unless ``deterministic`` says otherwise. A teacher is scored one
 way per task: to score it by its argmax and with sampled actions, give one entry a ``tag``
-(references are taken, and runs paired, per mode).
+(references are taken, and runs paired, per mode). A corrupted teacher calibrated by
+``target_fraction`` is calibrated the entry's way, so the two ways would give two teachers:
+give ``sigma`` to score one corrupted teacher both ways.
 
 The runner's keys work in ``hp`` too (see :mod:`ppdistill.experiment.runner`): ``lambda_schedule`` for
 PPD, and ``then_finetune`` / ``critic_warmup`` / ``finetune_hp`` for a distill-then-fine-tune
