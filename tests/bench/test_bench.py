@@ -608,36 +608,6 @@ def test_a_folder_whose_finished_runs_had_other_settings_is_refused_before_any_w
     assert not (out / "references.json").exists()  # refused before the references
 
 
-def test_sampled_references_of_an_older_folder_are_kept_as_sampled_ones(tmp_path, monkeypatch):
-    """Before the two ways had keys of their own, a sampled entry's references were kept under
-    the plain key: resumed, they are that entry's (not taken again), and marked sampled."""
-    from ppdistill.bench import execute
-
-    path = tmp_path / "old.yaml"
-    path.write_text(
-        "name: old\nseeds: [0]\nstudents: [smaller]\nmethods: [ppd]\ntimesteps: 1024\nfinal_episodes: 2\n"
-        "envs:\n  - {env: CartPole-v1, teacher: 'package:cartpole-teacher.zip', deterministic: false}\n"
-    )
-    suite = load_suite(path)
-    (entry,) = suite.envs
-    plain = execute._references_key(entry).removesuffix("|sampled")
-    old = {"env": "CartPole-v1", "teacher": entry.teacher, "sigma": None, "corrupted_from": None,
-           "episode_seeding": execute.SCHEME, "seeds": {"0": {"teacher_score": 42.0}}}  # fmt: skip
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "references.json").write_text(json.dumps({plain: old}))
-
-    def refuse(task):
-        raise AssertionError("taken again")
-
-    monkeypatch.setattr(execute, "_score_references", refuse)
-    lines: list[str] = []
-    kept = execute.prepare_references(suite, out, log=lines.append)
-    sampled = kept[execute._references_key(entry)]
-    assert sampled["seeds"]["0"]["teacher_score"] == 42.0 and sampled["deterministic"] is False
-    assert any("taken with sampled actions by an older ppdistill" in line for line in lines)
-
-
 def test_a_calibrated_corruption_is_scored_on_the_entrys_calibration_episodes(tmp_path, monkeypatch):
     from ppdistill.bench import execute
 

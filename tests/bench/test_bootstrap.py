@@ -15,6 +15,7 @@ from ppdistill.bench.bootstrap import (
     units_from,
     verdict,
 )
+from ppdistill.core.errors import PPDistillError
 
 
 def unit(final, reference, random, env="E", teacher="t", seed=0, auc=None):
@@ -153,6 +154,13 @@ def test_units_group_records_by_env_teacher_and_seed():
         ("u.zip", 1, ["a"]),
     ]
     assert units[0].paired and units[0].auc["a"] == 1.0 and units[0].held["a"] == 4
+    # runs of one unit scored against other references (another way of playing, references
+    # taken again) are refused, and so is one method twice: either would be paired wrongly
+    other = {**record("b", 0), "id": "b0", "reference_returns": [3.0, 3.0]}
+    with pytest.raises(PPDistillError, match="runs a0 and b0 were scored against other references"):
+        units_from([{**record("a", 0), "id": "a0"}, other], lambda r: r["label"])
+    with pytest.raises(PPDistillError, match="two runs of a for one teacher"):
+        units_from([{**record("a", 0), "id": "a0"}, {**record("a", 0), "id": "a1"}], lambda r: r["label"])
 
 
 def test_a_run_far_below_random_counts_as_a_failure_not_as_its_depth():

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ppdistill.bench.stats import Interval, task_of
+from ppdistill.core.errors import PPDistillError
 
 FRACTION = 0.9
 """The level that "held" refers to: 90% of the teacher (normalized 0.9)."""
@@ -131,6 +132,22 @@ def units_from(records: list[dict[str, Any]], label_of: Callable[[dict[str, Any]
         first = runs[0]
         reference = first.get("reference_returns") or [first["reference_score"]]
         random = first.get("random_returns") or [first["random_score"]]
+        # a unit's runs are paired on one set of references; runs normalized otherwise (another
+        # way of playing, references taken again) or a method twice would be paired wrongly
+        for r in runs[1:]:
+            if (r.get("reference_returns") or [r["reference_score"]]) != reference or (
+                r.get("random_returns") or [r["random_score"]]
+            ) != random:
+                raise PPDistillError(
+                    f"{env}, seed {seed}: runs {first['id']} and {r['id']} were scored against other "
+                    "references of one teacher; they cannot be paired (run them into separate folders)"
+                )
+        labels = [label_of(r) for r in runs]
+        if len(set(labels)) != len(labels):
+            twice = next(label for label in labels if labels.count(label) > 1)
+            raise PPDistillError(
+                f"{env}, seed {seed}: two runs of {twice} for one teacher; they cannot be paired"
+            )
         t, z = float(np.mean(reference)), float(np.mean(random))
         units.append(
             Unit(

@@ -167,14 +167,8 @@ def prepare_references(suite: Suite, out: Path, log: Any = print, jobs: int = 1)
     tasks: list[tuple[str, int, dict[str, Any]]] = []
     for entry in suite.envs:
         key = _references_key(entry)
-        before = key.removesuffix("|sampled")
-        if key not in cached and key != before and before in cached and "deterministic" not in cached[before]:
-            # a folder made before the two ways had keys of their own: a sampled entry's
-            # references were kept under the plain key; they are its, not an argmax entry's
-            cached[key] = {**cached[before], "deterministic": False}
-            log(f"references {entry.env}: taken with sampled actions by an older ppdistill; kept as such")
         if key not in cached:
-            cached[key] = {**_teacher_of(entry, out, log), "deterministic": entry.deterministic}
+            cached[key] = _teacher_of(entry, out, log)
             # a calibrated corrupted teacher takes minutes: kept at once, not after the last one
             atomic_write(path, json.dumps(cached, indent=2).encode())
         item = cached[key]
