@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ppdistill.bench.bootstrap import Bootstrap, iqm, t_quantile, units_from, verdict
-from ppdistill.bench.execute import read_records
+from ppdistill.bench.execute import differing_settings, read_records
 from ppdistill.bench.stats import normalized, task_of
 
 
@@ -263,11 +263,7 @@ def with_more_seeds(records: list[dict[str, Any]], here: Path, other: Path) -> l
         name = Path(r["spec"]["teacher"]).name
         if teacher is None or origin_there.get(name) != origin_here.get(name):
             raise SystemExit(f"{other}: run {r['id']}: its teacher {name} is not one of the teachers here")
-        differ = sorted(
-            k
-            for k in set(mine["spec"]) | set(r["spec"])
-            if k not in ("seed", "teacher") and mine["spec"].get(k) != r["spec"].get(k)
-        )
+        differ = differing_settings(r["spec"], mine["spec"], ignore=("seed", "teacher"))
         if differ:
             raise SystemExit(f"{other}: run {r['id']} differs from the runs here in {', '.join(differ)}")
         added.append({**r, "spec": {**r["spec"], "teacher": teacher}})

@@ -411,10 +411,31 @@ def _run_ray(todo: list[dict[str, Any]], jobs: int, address: str | None) -> Any:
             ray.shutdown()
 
 
-def check_finished_runs(suite: Suite, out: Path) -> None:
-    """Refuse, before any work, a folder whose finished runs were made with other settings than
-    the suite now gives them (an edited suite or ``distill.yml``): runs are resumed by id, and
-    such a run would be skipped as done and reported beside runs of the new settings.
+def differing_settings(
+    now: dict[str, Any], old: dict[str, Any], ignore: tuple[str, ...] = ("teacher",)
+) -> list[str]:
+    """The settings in which two runs' specs differ (``hp.learning_rate`` for a hyperparameter),
+    over the fields both have (a record of an older ppdistill lacks some), less ``ignore``.
+
+    :param now: one spec, as a record holds it
+    :param old: the other
+    :param ignore: fields not compared (the teacher's path depends on where a suite ran from)
+    """
+    differ = []
+    for k in sorted((now.keys() & old.keys()) - set(ignore)):
+        a, b = now[k], old[k]
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += [f"{k}.{key}" for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+        elif a != b:
+            differ.append(k)
+    return differ
+
+
+def check_finished_runs(suite: Suite, out: Path) -> set[str]:
+    """The ids of the finished runs in ``out``, refused, before any work, if one was made with
+    other settings than the suite now gives it (an edited suite or ``distill.yml``): runs are
+    resumed by id, and such a run would be skipped as done and reported beside runs of the new
+    settings.
 
     :param suite: the parsed suite
     :param out: its output folder
@@ -423,24 +444,13 @@ def check_finished_runs(suite: Suite, out: Path) -> None:
     finished = {r["id"]: r for r in read_records(out) if r.get("status") == "ok"}
     for rid, spec, _ in suite.runs():
         old = finished.get(rid)
-        if old is None:
-            continue
-        now = json.loads(json.dumps(asdict(spec)))  # as a record holds it
-        # the teacher's path depends on where the suite ran from; fields a record of an older
-        # ppdistill lacks are not compared
-        shared = (now.keys() & old["spec"].keys()) - {"teacher"}
-        differ = []
-        for k in sorted(shared):
-            a, b = now[k], old["spec"][k]
-            if isinstance(a, dict) and isinstance(b, dict):  # hp: name the settings
-                differ += [f"{k}.{key}" for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
-            elif a != b:
-                differ.append(k)
+        differ = differing_settings(json.loads(json.dumps(asdict(spec))), old["spec"]) if old else []
         if differ:
             raise PPDistillError(
                 f"{out}: run {rid} was made with other settings ({', '.join(differ)}) than the suite now "
                 "gives it; run the suite into another --out, or remove that run's record to run it again"
             )
+    return set(finished)
 
 
 def run_suite(
@@ -465,9 +475,8 @@ def run_suite(
     if jobs < 1:
         raise PPDistillError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
-    check_finished_runs(suite, out)
+    done_ids = check_finished_runs(suite, out)
     references = prepare_references(suite, out, log, jobs=jobs if backend == "local" else 1)
-    done_ids = {r["id"] for r in read_records(out) if r.get("status") == "ok"}
     todo = [p for p in _payloads(suite, references) if p["id"] not in done_ids]
     total = len(todo)
     log(
