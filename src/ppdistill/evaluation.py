@@ -167,11 +167,11 @@ def evaluate(
     # sampled actions draw from torch's generator: with a seed, seeded here and given back as it
     # was, so that every agent samples alike whatever ran before it, and a training run that
     # evaluates goes on undisturbed
-    sampling = seed is not None and not deterministic
+    sampling_seed = None if deterministic else seed
     try:
-        with th.random.fork_rng(enabled=sampling):
-            if sampling and seed is not None:
-                th.manual_seed(seed)
+        with th.random.fork_rng(enabled=sampling_seed is not None):
+            if sampling_seed is not None:
+                th.manual_seed(sampling_seed)
             returns, lengths = _evaluate_policy_checked(
                 agent,
                 vec_env,
