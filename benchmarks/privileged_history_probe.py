@@ -7,7 +7,7 @@ the teacher (the RL Zoo's PPO agent) the full state; PPD with the suite's LunarL
 
 - ``frames2``: the positions at this step and the one before (an MLP student);
 - ``delta``: the positions and their change since the step before (zero at an episode's
-  start), an MLP student: the same information, the change no longer 1% of the inputs' size;
+  start), an MLP student: the same information, the change no longer a few percent of the inputs' size;
 - ``lstm``: the positions, an LSTM student (32 units, then 16), as in the privileged suites;
 - ``lstmdelta``: the positions and their change, that LSTM student;
 - ``-running`` after any of them: the student normalizes its inputs with running statistics
