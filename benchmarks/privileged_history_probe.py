@@ -13,6 +13,10 @@ the teacher (the RL Zoo's PPO agent) the full state; PPD with the suite's LunarL
 - ``-running`` after any of them: the student normalizes its inputs with running statistics
   (``student_obs_norm="running"``).
 
+For the LSTM students, ``--lstm-hidden``, ``--head``, ``--learning-rate`` (a number, or
+``lin_X`` for a rate falling linearly from X to 0) and ``--privileged-prediction`` change the
+settings above; a row records the ones it ran with.
+
 Teacher, student and a random policy play the same seeded episodes; a line of JSON per run is
 appended to ``--out``. A probe (one seed per variant unless asked), not a suite: a lead for the
 next step, not a result. Usage::
@@ -107,15 +111,29 @@ def play(agent: Any, view: str, episodes: int, seed: int) -> dict[str, list[floa
     return out
 
 
-def run(variant: str, seed: int, steps: int, episodes: int) -> dict[str, Any]:
+def learning_rate(text: str) -> float | Any:
+    """A number, or ``lin_X``: X falling linearly to 0 over the run."""
+    if text.startswith("lin_"):
+        start = float(text[4:])
+        return lambda progress_remaining: start * progress_remaining
+    return float(text)
+
+
+def run(variant: str, seed: int, steps: int, episodes: int, lstm: dict[str, Any]) -> dict[str, Any]:
     view, _, norm = variant.partition("-")
     teacher = load_teacher(zoo_dir() / "ppo" / "LunarLander-v2_1", env_id=ENV)
     env = make_vec_env(ENV, n_envs=8, seed=seed, wrapper_class=lambda e: History(e, view))
     env = split_observations(env, student_keys=["policy"], teacher_keys=["privileged"])
     kwargs: dict[str, Any] = {**SETTINGS, "seed": seed, "student_obs_norm": norm or "teacher"}
+    settings: dict[str, Any] = {}
     if view.startswith("lstm"):
-        student: Any = RecurrentPPD("MlpLstmPolicy", env, teacher=teacher, **kwargs,
-                                    policy_kwargs={"lstm_hidden_size": 32, "net_arch": [16]})  # fmt: skip
+        settings = lstm
+        kwargs["learning_rate"] = learning_rate(lstm["learning_rate"])
+        student: Any = RecurrentPPD(
+            "MlpLstmPolicy", env, teacher=teacher, **kwargs,
+            privileged_prediction=lstm["privileged_prediction"],
+            policy_kwargs={"lstm_hidden_size": lstm["lstm_hidden"], "net_arch": lstm["head"]},
+        )  # fmt: skip
     else:
         student = PPD("MlpPolicy", env, teacher=teacher, **kwargs, policy_kwargs={"net_arch": [32, 16]})
     t0 = time.perf_counter()
@@ -124,7 +142,8 @@ def run(variant: str, seed: int, steps: int, episodes: int) -> dict[str, Any]:
     returns = play({"teacher": teacher, "student": student}, view, episodes, seed=10_000 + seed)
     means = {k: float(np.mean(v)) for k, v in returns.items()}
     return {
-        "variant": variant, "seed": seed, "env_steps": student.num_timesteps, "train_s": round(train_s, 1),
+        "variant": variant, "seed": seed, **({"lstm": settings} if settings else {}),
+        "env_steps": student.num_timesteps, "train_s": round(train_s, 1),
         **{f"{k}_mean": round(v, 2) for k, v in means.items()},
         "normalized": round((means["student"] - means["random"]) / (means["teacher"] - means["random"]), 3),
         "returns": returns, "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
@@ -139,13 +158,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, appended")
+    parser.add_argument("--lstm-hidden", type=int, default=32, help="LSTM students' units")
+    parser.add_argument("--head", type=int, nargs="*", default=[16], help="LSTM students' layers after it")
+    parser.add_argument("--learning-rate", default="1e-3", help="LSTM students': a number or lin_X")
+    parser.add_argument("--privileged-prediction", type=float, default=0.0, help="LSTM students' c")
     args = parser.parse_args()
+    lstm = {"lstm_hidden": args.lstm_hidden, "head": args.head, "learning_rate": args.learning_rate,
+            "privileged_prediction": args.privileged_prediction}  # fmt: skip
+    try:
+        learning_rate(args.learning_rate)
+    except ValueError:
+        parser.error(f"--learning-rate {args.learning_rate!r}: give a number or lin_X")
     for v in args.variants:
         if v.partition("-")[0] not in VARIANTS or v.partition("-")[2] not in ("", "running"):
             parser.error(f"unknown variant {v!r}: {', '.join(VARIANTS)}, each optionally with -running")
     for variant in args.variants:
         for seed in args.seeds:
-            row = run(variant, seed, args.steps, args.episodes)
+            row = run(variant, seed, args.steps, args.episodes, lstm)
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{variant} seed {seed}: student {row['student_mean']:.1f}, "

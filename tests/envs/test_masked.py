@@ -7,7 +7,7 @@ import pytest
 from gymnasium import spaces
 
 from ppdistill.core.errors import PPDistillError
-from ppdistill.envs.masked import POSITIONS, positions_view
+from ppdistill.envs.masked import POSITIONS, positions_change_view, positions_view
 from ppdistill.envs.recipe import EnvRecipe, WrapperSpec
 from ppdistill.envs.views import find_student_view
 
@@ -42,6 +42,36 @@ def test_the_student_sees_the_positions_and_the_teacher_the_whole_state(env_id, 
     env.close()
 
 
+def test_the_change_is_since_the_step_before_and_zero_where_an_episode_starts():
+    """CartPole with random actions ends episodes within a few dozen steps: copies reset while
+    others go on, and each finished episode's terminal observation carries its own last change."""
+    recipe = EnvRecipe("CartPole-v1", student_view=positions_change_view(EnvRecipe("CartPole-v1")))
+    env = recipe.make(n_envs=3, seed=5)
+    view = find_student_view(env)
+    assert view is not None and env.observation_space.shape == (4,)
+    assert "and their change since the step before" in recipe.describe()
+    obs = env.reset()
+    before = view.teacher_observations()
+    np.testing.assert_array_equal(obs, np.concatenate([before[:, [0, 2]], np.zeros((3, 2))], axis=1))
+    ends = 0
+    for _ in range(80):
+        obs, _, dones, infos = env.step(np.array([env.action_space.sample() for _ in range(3)]))
+        now = view.teacher_observations()
+        np.testing.assert_array_equal(obs[:, :2], now[:, [0, 2]])
+        for i in range(3):
+            if dones[i]:  # the next episode's first step: no step before it
+                ends += 1
+                np.testing.assert_array_equal(obs[i, 2:], [0.0, 0.0])
+                terminal = infos[i]["terminal_observation"]
+                np.testing.assert_allclose(terminal[2:], terminal[:2] - before[i, [0, 2]], rtol=1e-6)
+            else:
+                np.testing.assert_allclose(obs[i, 2:], now[i, [0, 2]] - before[i, [0, 2]], rtol=1e-6)
+                assert np.abs(obs[i, 2:]).sum() > 0
+        before = now
+    assert ends >= 3
+    env.close()
+
+
 def test_positions_of_the_mujoco_state_are_its_qpos():
     env = masked_recipe("Hopper-v5").make(n_envs=1, seed=0)
     obs = env.reset()
@@ -73,3 +103,5 @@ def test_environments_and_layouts_it_does_not_know_are_refused_in_one_line():
         positions_view(
             EnvRecipe("Hopper-v5", env_kwargs={"exclude_current_positions_from_observation": False})
         )
+    with pytest.raises(PPDistillError, match=r"^--student-obs positions-change: ppdistill does not know"):
+        positions_change_view(EnvRecipe("MountainCar-v0"))

@@ -16,10 +16,12 @@ from ppdistill.algorithms import RecurrentPPD, RecurrentStudentDistill, Recurren
 from ppdistill.core.errors import SpaceMismatchError
 from ppdistill.envs.recipe import EnvRecipe, ObservationSlice
 from ppdistill.envs.views import (
+    EntriesWithChange,
     ObservationEntries,
     ObservationGroups,
     ViewError,
     split_observations,
+    statistics_view,
 )
 from ppdistill.teachers.callable import CallableTeacher
 
@@ -210,9 +212,32 @@ def test_entries_view_takes_the_entries_and_their_bounds():
         ObservationEntries((7,), "positions").space(space)
 
 
+def test_entries_with_change_are_the_entries_then_their_difference_with_the_step_before():
+    space = spaces.Box(np.array([-1, -2, -np.inf], np.float32), np.array([1, 2, 3], np.float32))
+    view = EntriesWithChange((0, 2), "positions")
+    expected = spaces.Box(
+        np.array([-1, -np.inf, -2, -np.inf], np.float32), np.array([1, 3, 2, np.inf], np.float32)
+    )
+    assert view.space(space) == expected
+    now, before = (
+        np.array([[1.0, 5.0, 2.0], [0.5, 0.0, -1.0]]),
+        np.array([[0.25, 9.0, 3.0], [0.5, 1.0, -4.0]]),
+    )
+    np.testing.assert_array_equal(view(now, before), [[1.0, 2.0, 0.75, -1.0], [0.5, -1.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(view(now), [[1.0, 2.0, 0.0, 0.0], [0.5, -1.0, 0.0, 0.0]])
+    assert statistics_view(view, None) == (False, None)  # the teacher's statistics say nothing of a change
+    with pytest.raises(ViewError, match="entry 3 of positions is outside"):
+        EntriesWithChange((3,), "positions").space(space)
+
+
 @pytest.mark.parametrize(
     "view",
-    [ObservationSlice(-5, None), ObservationEntries((0, 2), "positions"), ObservationGroups(("policy",))],
+    [
+        ObservationSlice(-5, None),
+        ObservationEntries((0, 2), "positions"),
+        EntriesWithChange((0, 2), "positions"),
+        ObservationGroups(("policy",)),
+    ],
 )
 def test_a_recipe_reads_back_each_kind_of_view(view):
     teacher = ObservationGroups(("policy", "privileged")) if isinstance(view, ObservationGroups) else None

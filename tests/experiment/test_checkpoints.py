@@ -260,23 +260,37 @@ def test_a_gaussian_student_resumes_bit_for_bit_without_taking_its_teachers_std_
 
 
 @pytest.mark.parametrize(
-    ("method", "privileged"),
-    [("ppd", 0.0), ("student-distill", 0.0), ("teacher-distill", 0.0), ("ppo", None), ("ppd", 1.0)],
+    ("method", "privileged", "student_obs"),
+    [
+        ("ppd", 0.0, "positions"),
+        ("student-distill", 0.0, "positions"),
+        ("teacher-distill", 0.0, "positions"),
+        ("ppo", None, "positions"),
+        ("ppd", 1.0, "positions"),
+        ("ppd", 1.0, "positions-change"),
+    ],
 )
-def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(tmp_path, monkeypatch, method, privileged):
+def test_an_lstm_student_on_positions_only_resumes_bit_for_bit(
+    tmp_path, monkeypatch, method, privileged, student_obs
+):
     """The student's LSTM states at the rollout boundary are part of the checkpoint: without
     them the resumed student would act from a blank memory mid-episode. The student sees
     CartPole's positions only (its velocities masked), the zoo teacher the whole state. With a
-    privileged prediction, its head and the head's optimizer state are in the checkpoint too."""
+    privileged prediction, its head and the head's optimizer state are in the checkpoint too.
+    Seeing the positions' change since the step before, the first step after the resume has
+    the same change as the run never stopped."""
     settings = hyperparameters("CartPole-v1", method)
     settings.update(n_envs=2, n_steps=32, batch_size=32, student_policy="lstm")
     if privileged:
         settings["privileged_prediction"] = privileged
     spec = RunSpec(env_id="CartPole-v1", method=method, teacher=str(zoo_path(CARTPOLE)), timesteps=512,
                    student="8,8", seed=4, hp=settings, eval_episodes=1, final_episodes=2,
-                   student_obs="positions")  # fmt: skip
+                   student_obs=student_obs)  # fmt: skip
     whole = run(spec, out=tmp_path / "whole", checkpoint_freq=128)
-    assert whole["env"]["student"]["student_view"] == {"entries": [0, 2], "name": "positions"}
+    view = {"entries": [0, 2], "name": "positions"}
+    if student_obs == "positions-change":
+        view["change"] = True
+    assert whole["env"]["student"]["student_view"] == view
     assert whole["student_policy"] == "lstm" and whole["agreement"] is None
     cls = algorithm_class(method, "lstm")
     train, calls = cls.train, [0]

@@ -55,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--student-obs",
         default="teacher",
-        metavar="teacher|raw|positions|KEYS",
+        metavar="teacher|raw|positions|positions-change|KEYS",
         help="what the student sees: the teacher's observation; the environment's own where the "
         "teacher's adds inputs (an rl-zoo time feature or frame stack); the positions without the "
-        "velocities; or groups of a Dict observation, comma separated (e.g. policy)",
+        "velocities; the positions and their change since the step before; or groups of a Dict "
+        "observation, comma separated (e.g. policy)",
     )
     p.add_argument(
         "--teacher-obs",

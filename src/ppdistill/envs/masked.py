@@ -5,7 +5,10 @@ sees only where things are, not how fast they move: a memoryless (MLP) student c
 velocity from one observation, a recurrent (LSTM) student can infer it from the ones before.
 :data:`POSITIONS` lists, per environment, which entries of gymnasium's observation are
 positions; :func:`positions_view` gives the student's view of them
-(``ppdistill distill --student-obs positions``, a suite's ``student_obs: positions``).
+(``ppdistill distill --student-obs positions``, a suite's ``student_obs: positions``), and
+:func:`positions_change_view` the positions and their change since the step before
+(``--student-obs positions-change``): what encoders read over two steps give, without a
+velocity sensor, and what a memoryless student can act on.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from gymnasium import spaces
 from ppdistill.core.errors import PPDistillError
 from ppdistill.envs.ids import canonical_env_id
 from ppdistill.envs.recipe import ADDS_INPUTS, EnvRecipe, RecipeError
-from ppdistill.envs.views import ObservationEntries
+from ppdistill.envs.views import EntriesWithChange, ObservationEntries
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,26 @@ def positions_view(recipe: EnvRecipe) -> ObservationEntries:
     :raises PPDistillError: for an environment not in :data:`POSITIONS`, or a recipe that changes
         the observation's layout (a frame stack, another wrapper, other ``gym.make`` arguments)
     """
+    return ObservationEntries(_position_entries(recipe, "positions"), "positions")
+
+
+def positions_change_view(recipe: EnvRecipe) -> EntriesWithChange:
+    """The student's view of the positions in the observations of ``recipe`` and their change
+    since the step before (zero at an episode's first step): twice as many entries as
+    :func:`positions_view`, the positions first.
+
+    :param recipe: the teacher's recipe
+    :raises PPDistillError: as :func:`positions_view`
+    """
+    return EntriesWithChange(_position_entries(recipe, "positions-change"), "positions")
+
+
+def _position_entries(recipe: EnvRecipe, word: str) -> tuple[int, ...]:
     env_id = canonical_env_id(recipe.env_id)
     known = POSITIONS.get(env_id)
     if known is None:
         raise PPDistillError(
-            f"--student-obs positions: ppdistill does not know which entries of {env_id}'s observation "
+            f"--student-obs {word}: ppdistill does not know which entries of {env_id}'s observation "
             f"are positions (it knows {', '.join(POSITIONS)}); give the student a view of your own "
             "from Python (ppdistill.envs.views)"
         )
@@ -73,16 +91,16 @@ def positions_view(recipe: EnvRecipe) -> ObservationEntries:
     if recipe.frame_stack or others:
         what = f"frame_stack {recipe.frame_stack}" if recipe.frame_stack else ", ".join(others)
         raise PPDistillError(
-            f"--student-obs positions: the teacher's environment changes the observation's layout "
+            f"--student-obs {word}: the teacher's environment changes the observation's layout "
             f"({what}); positions are taken from {env_id}'s own observation only"
         )
     try:
         base, _ = EnvRecipe(recipe.env_id, recipe.env_kwargs).spaces()
     except RecipeError as exc:
-        raise PPDistillError(f"--student-obs positions: {exc}") from exc
+        raise PPDistillError(f"--student-obs {word}: {exc}") from exc
     if not isinstance(base, spaces.Box) or base.shape != (known.size,):
         raise PPDistillError(
-            f"--student-obs positions: {env_id}'s observation is {base}, not the {known.size} entries "
+            f"--student-obs {word}: {env_id}'s observation is {base}, not the {known.size} entries "
             "whose positions ppdistill knows (other env_kwargs?)"
         )
-    return ObservationEntries(known.indices, "positions")
+    return known.indices

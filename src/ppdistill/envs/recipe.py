@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 from ppdistill.core.errors import PPDistillError
 from ppdistill.envs.ids import canonical_env_id, env_family
 from ppdistill.envs.make import make_vec_env, policy_observation_space
-from ppdistill.envs.views import ObservationEntries, ObservationGroups, StudentView
+from ppdistill.envs.views import EntriesWithChange, ObservationEntries, ObservationGroups, StudentView
 
 WRAPPER_MODULES = (
     "sb3_contrib.common.wrappers",
@@ -104,7 +104,7 @@ class ObservationSlice:
         return f"entries [{self.start}:{self.stop if self.stop is not None else ''}]"
 
 
-StudentPart = ObservationSlice | ObservationEntries | ObservationGroups
+StudentPart = ObservationSlice | ObservationEntries | EntriesWithChange | ObservationGroups
 """A part of the environment's observation that a recipe can record (see :mod:`ppdistill.envs.views`)."""
 
 
@@ -115,6 +115,8 @@ def _part_as_data(part: StudentPart | None) -> Any:
         return [part.start, part.stop]  # the form of ppdistill 0.1's recipes
     if isinstance(part, ObservationEntries):
         return {"entries": list(part.indices), "name": part.name}
+    if isinstance(part, EntriesWithChange):
+        return {"entries": list(part.indices), "name": part.name, "change": True}
     return {"groups": list(part.keys)}
 
 
@@ -124,7 +126,10 @@ def _part_from_data(data: Any) -> StudentPart | None:
     if isinstance(data, dict) and "groups" in data:
         return ObservationGroups(tuple(str(k) for k in data["groups"]))
     if isinstance(data, dict) and "entries" in data:
-        return ObservationEntries(tuple(int(i) for i in data["entries"]), str(data.get("name", "entries")))
+        indices, name = tuple(int(i) for i in data["entries"]), str(data.get("name", "entries"))
+        if data.get("change"):
+            return EntriesWithChange(indices, name)
+        return ObservationEntries(indices, name)
     return ObservationSlice(int(data[0]), None if data[1] is None else int(data[1]))
 
 

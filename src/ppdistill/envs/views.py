@@ -14,6 +14,9 @@ The views:
   ``policy`` and ``privileged``, the student ``policy`` only (:func:`split_observations`);
 - :class:`ObservationEntries`: chosen entries of a flat observation (the positions of a
   state without its velocities, :mod:`ppdistill.envs.masked`);
+- :class:`EntriesWithChange`: chosen entries and their change since the step before (the
+  positions and what an encoder read over two steps gives of the velocities), the one view
+  that reads the step before: :class:`StudentView` keeps it;
 - :class:`~ppdistill.envs.recipe.ObservationSlice`: a range of entries (the environment's own
   observation inside a zoo teacher's, :func:`~ppdistill.envs.recipe.raw_view`);
 - any function of an observation batch, with the space it gives.
@@ -108,6 +111,42 @@ class ObservationEntries:
 
     def describe(self) -> str:
         return f"{self.name} (entries {', '.join(map(str, self.indices))})"
+
+
+@dataclass(frozen=True)
+class EntriesWithChange:
+    """Chosen entries of a flat observation, then their change since the step before (zero at an
+    episode's first step): ``[x, x - x_before]``. The change is computed from what the student
+    itself sees, over two steps, as a robot would from its encoders; no velocity is read.
+
+    A network could learn the subtraction from two frames, but learning the difference of two
+    nearly equal inputs is slow (``benchmarks/results/privileged-history-probe``).
+
+    :param indices: the entries kept, in order (negative: from the end)
+    :param name: what they are, for messages (``"positions"``)
+    """
+
+    indices: tuple[int, ...]
+    name: str = "entries"
+
+    def __call__(self, obs: Any, before: Any = None) -> Any:
+        """The view of ``obs`` (a batch), with ``before`` the observations of the step before
+        (None, or the same as ``obs``: an episode's first step, whose change is zero)."""
+        now = np.asarray(obs)[..., list(self.indices)]
+        change = np.zeros_like(now) if before is None else now - np.asarray(before)[..., list(self.indices)]
+        return np.concatenate([now, change], axis=-1)
+
+    def space(self, full: spaces.Space) -> spaces.Box:
+        """The space of these entries of a flat ``Box`` observation space and their change (at
+        most the entries' range either way)."""
+        entries = ObservationEntries(self.indices, self.name).space(full)
+        span = entries.high - entries.low  # inf where an entry is unbounded
+        low, high = np.concatenate([entries.low, -span]), np.concatenate([entries.high, span])
+        return spaces.Box(low, high, low.shape, entries.dtype)
+
+    def describe(self) -> str:
+        entries = ", ".join(map(str, self.indices))
+        return f"{self.name} (entries {entries}) and their change since the step before"
 
 
 def privileged_groups(space: spaces.Dict, privileged_keys: Iterable[str] | None) -> tuple[str, ...]:
@@ -257,11 +296,21 @@ class StudentView(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         self._acted_on, self._env_obs = self._env_obs, obs
-        for info in infos:
+        # The step before is the environment's observation just acted on, which checkpoints
+        # keep (environment_observations), so a resumed run's changes are the same.
+        changes = isinstance(self.view, EntriesWithChange)
+        for i, info in enumerate(infos):
             terminal = info.get("terminal_observation")
             if terminal is not None:
-                info["terminal_observation"] = _first(self.view(_batch_of_one(terminal)))
+                before = _batch_of_one(self._acted_on[i]) if changes else None
+                info["terminal_observation"] = _first(self._student(_batch_of_one(terminal), before))
+        if changes:  # a finished episode's copy gives the next one's first step: no change yet
+            before = np.where(np.asarray(dones, bool)[:, None], np.asarray(obs), self._acted_on)
+            return self._student(obs, before), rewards, dones, infos
         return self.view(obs), rewards, dones, infos
+
+    def _student(self, obs: Any, before: Any) -> Any:
+        return self.view(obs, before) if isinstance(self.view, EntriesWithChange) else self.view(obs)
 
 
 def split_observations(
@@ -307,6 +356,8 @@ def statistics_view(view: View | None, teacher_view: View | None) -> tuple[bool,
     """
     if view is None:
         return True, None
+    if isinstance(view, EntriesWithChange):  # the teacher's statistics say nothing of a change
+        return False, None
     if isinstance(view, ObservationGroups):
         same = isinstance(teacher_view, ObservationGroups) and teacher_view.keys == view.keys
         return same, None

@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import Schedule
 from ppdistill.core.seeds import SeedPlan
-from ppdistill.envs.masked import positions_view
+from ppdistill.envs.masked import positions_change_view, positions_view
 from ppdistill.envs.recipe import EnvRecipe, RecipeError, raw_view
 from ppdistill.envs.views import ObservationGroups, check_groups, check_teacher_reads, statistics_view
 from ppdistill.experiment.checkpoints import (
@@ -88,7 +88,8 @@ def teacher_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
 def student_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
     """The environment the student trains and is evaluated in: the teacher's, with the student
     seeing a part of its observation by ``spec.student_obs``: the environment's own (``raw``),
-    its positions (``positions``), or observation groups, while the teacher reads its own
+    its positions (``positions``), those and their change since the step before
+    (``positions-change``), or observation groups, while the teacher reads its own
     (its groups: ``spec.teacher_obs``, else those of its observation space).
 
     :param spec: the run
@@ -104,6 +105,8 @@ def student_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
             raise PPDistillError(f"--student-obs raw: {exc}") from exc
     if spec.student_obs == "positions":
         return replace(recipe, student_view=positions_view(recipe))
+    if spec.student_obs == "positions-change":
+        return replace(recipe, student_view=positions_change_view(recipe))
     groups = spec.student_groups
     if groups is None:
         return recipe
@@ -111,7 +114,8 @@ def student_env(spec: RunSpec, teacher: Teacher) -> EnvRecipe:
     if not isinstance(whole, spaces.Dict):
         raise PPDistillError(
             f"--student-obs {spec.student_obs} names observation groups, but {spec.env_id}'s observation "
-            f"is {whole}, not a Dict of groups; give teacher, raw, positions or a Dict environment's groups"
+            f"is {whole}, not a Dict of groups; give teacher, raw, positions, positions-change or a Dict "
+            "environment's groups"
         )
     teacher_groups = spec.teacher_groups
     if teacher_groups is None:

@@ -14,7 +14,7 @@ from ppdistill.experiment.config import (
 )
 from ppdistill.networks.presets import MLP_SIZES, mlp_student_arch
 
-STUDENT_OBS = ("teacher", "raw", "positions")
+STUDENT_OBS = ("teacher", "raw", "positions", "positions-change")
 """The words ``student_obs`` takes; anything else names observation groups (see :class:`RunSpec`)."""
 
 
@@ -55,7 +55,8 @@ class RunSpec:
         ``"raw"``, the environment's own where the teacher's environment adds inputs for it (an
         rl-zoo run's ``TimeFeatureWrapper`` or ``frame_stack``; see :mod:`ppdistill.envs.recipe`);
         ``"positions"``, the positions of the state without its velocities
-        (:mod:`ppdistill.envs.masked`); or observation groups of a Dict observation, comma
+        (:mod:`ppdistill.envs.masked`); ``"positions-change"``, those positions and their change
+        since the step before; or observation groups of a Dict observation, comma
         separated (``"policy"``; a trailing comma for one group named like a word above). The
         teacher reads its own observation in each case.
     :param teacher_obs: the observation groups the teacher reads, comma separated
