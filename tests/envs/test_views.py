@@ -245,3 +245,27 @@ def test_a_recipe_reads_back_each_kind_of_view(view):
     again = EnvRecipe.from_dict(recipe.as_dict())
     assert again == recipe and not again.plain
     assert "the student sees" in recipe.describe()
+
+
+def test_a_student_of_a_view_is_refused_as_a_teacher_but_still_loads(tmp_path):
+    """As a teacher it would be given the environment's whole observation: on CartPole the
+    positions and their change have as many entries as the state, so no space check would stop
+    it. Loading it (to inspect or evaluate it on its own view) still works."""
+    from stable_baselines3 import PPO
+
+    from ppdistill import load_teacher
+    from ppdistill.envs.masked import positions_change_view
+
+    recipe = EnvRecipe("CartPole-v1", student_view=positions_change_view(EnvRecipe("CartPole-v1")))
+    env = recipe.make(n_envs=1, seed=0)
+    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
+    student.save(tmp_path / "student.zip")
+    env.close()
+    teacher = load_teacher(tmp_path / "student.zip", env_id="CartPole-v1")
+    assert teacher.env_recipe == recipe
+    assert evaluate(teacher, recipe, n_episodes=1, seed=0).n_episodes == 1  # on its own view
+    with pytest.raises(
+        SpaceMismatchError, match=r"is a student that saw positions \(entries 0, 2\) and their change"
+    ):
+        PPD("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=0), teacher=teacher)

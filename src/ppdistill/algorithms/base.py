@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.algorithms.buffers import DistillDictRolloutBuffer, DistillRolloutBuffer, RawObs
 from ppdistill.algorithms.guards import check_rollout, diagnose_value_error, teacher_distribution_error
-from ppdistill.core.errors import MissingTeacherError, PPDistillError
+from ppdistill.core.errors import MissingTeacherError, PPDistillError, SpaceMismatchError
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
@@ -131,6 +131,15 @@ class DistillationMixin:
         if not isinstance(teacher, Teacher):
             raise TypeError(f"teacher must be a ppdistill Teacher or a path, got {type(teacher).__name__}")
         where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
+        recipe = teacher.env_recipe
+        if recipe is not None and recipe.student_view is not None:
+            # It would be given the environment's observation, not the view it learned on; where
+            # the shapes agree (positions and their change on CartPole) nothing else stops it.
+            raise SpaceMismatchError(
+                f"{where} is a student that saw {recipe.student_view.describe()} of "
+                f"{recipe.env_id}'s observation; a teacher is given the environment's own "
+                "observation, so it cannot teach: use a teacher trained on that"
+            )
         check_spaces_compatible("action", teacher.action_space, self.action_space, where, "the student")
         view = find_student_view(self.env)
         if view is not None:  # the teacher reads its part of the environment's observation
