@@ -274,6 +274,31 @@ def test_a_student_of_a_privileged_teacher_exports_with_the_students_observation
     assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [("obs", [3])]
 
 
+def test_the_file_says_what_a_student_of_a_view_is_fed(tmp_path):
+    """Positions and their change: the caller computes the change, so the file must say so."""
+    import onnx
+
+    from ppdistill.envs.masked import positions_change_view
+    from ppdistill.envs.recipe import EnvRecipe
+
+    recipe = EnvRecipe("CartPole-v1", student_view=positions_change_view(EnvRecipe("CartPole-v1")))
+    env = recipe.make(n_envs=1, seed=0)
+    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
+    student.save(tmp_path / "student.zip")
+    env.close()
+    words = "positions (entries 0, 2) and their change since the step before of CartPole-v1's observation"
+    for source in (student, tmp_path / "student.zip"):  # in memory, and a zip read without env_id
+        report = export_onnx(source, tmp_path / "student.onnx", n_check=16)
+        assert report.view == words
+        metadata = {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}
+        assert metadata["ppdistill.observation"] == words
+    plain = PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, seed=0)
+    report = export_onnx(plain, tmp_path / "plain.onnx", n_check=16)
+    assert report.view is None
+    assert "ppdistill.observation" not in {p.key for p in onnx.load(str(report.path)).metadata_props}
+
+
 def test_a_student_with_its_own_running_statistics_exports_them(tmp_path):
     teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"))  # a teacher without normalization
     model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, student_obs_norm="running", n_steps=64,

@@ -16,6 +16,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_out_file(out, force=args.force)
     report = export_onnx(args.student, out, n_check=args.check, seed=args.seed)
     print(f"{report.path}: {report.input} -> {', '.join(report.outputs)}")
+    if report.view is not None:
+        print(f"  obs is {report.view}")
     print(f"  observation normalization: {report.normalization}")
     print(f"  ONNX Runtime against PyTorch on {report.parity}")
     return 0

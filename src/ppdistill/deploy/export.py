@@ -64,6 +64,7 @@ from ppdistill.core.distributions import params_from_distribution
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write
+from ppdistill.envs.recipe import EnvRecipe
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.networks.normalization import (
     NormalizedFlattenExtractor,
@@ -239,12 +240,15 @@ class LoadedStudent:
     :param obs_normalizer: normalization to apply before it (from a ``vecnormalize.pkl``), or None
     :param source: where it came from (a path, or the model's class name)
     :param normalizer_source: where ``obs_normalizer`` comes from
+    :param view: what part of its environment's observation it sees, in words, when it does not
+        see all of it (a ppdistill run's recorded ``env_recipe``)
     """
 
     policy: ActorCriticPolicy
     obs_normalizer: ObsNormalizer | None
     source: str
     normalizer_source: str | None = None
+    view: str | None = None
 
     @property
     def recurrent(self) -> bool:
@@ -299,13 +303,18 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
             )
         policy = student.policy
         policy.set_training_mode(False)
-        return LoadedStudent(policy, normalizer, type(student).__name__, "the model's VecNormalize")
+        recorded = getattr(student, "env_recipe", None)
+        recipe = EnvRecipe.from_dict(recorded) if isinstance(recorded, dict) else None
+        return LoadedStudent(
+            policy, normalizer, type(student).__name__, "the model's VecNormalize", _view_words(recipe)
+        )
     if isinstance(student, ActorCriticTeacher | RecurrentTeacher):
         return LoadedStudent(
             student.policy,
             student.obs_normalizer,
             str(student.info.get("path") or "an actor-critic teacher"),
             student.info.get("vecnormalize"),
+            _view_words(student.env_recipe),
         )
     if isinstance(student, Teacher):
         kind = student.info.get("kind", type(student).__name__)
@@ -315,6 +324,12 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
             "StudentDistill, TeacherDistill, PPO or A2C zips (distill a DQN or SAC into one first)"
         )
     raise TypeError(f"cannot export a {type(student).__name__}")
+
+
+def _view_words(recipe: EnvRecipe | None) -> str | None:
+    if recipe is None or recipe.student_view is None:
+        return None
+    return f"{recipe.student_view.describe()} of {recipe.env_id}'s observation"
 
 
 def recurrent_inputs(
@@ -525,6 +540,8 @@ class ExportReport:
     :param outputs: name, shape and dtype of each output
     :param normalization: the observation normalization folded in, in words
     :param parity: ONNX Runtime against PyTorch on sampled observations
+    :param view: the part of its environment's observation the student sees, when not all of it
+        (also in the file's metadata, ``ppdistill.observation``)
     """
 
     path: Path
@@ -532,6 +549,7 @@ class ExportReport:
     outputs: list[str]
     normalization: str
     parity: Parity
+    view: str | None = None
 
 
 def _signature(name: str, shape: tuple[int, ...], dtype: Any) -> str:
@@ -587,6 +605,10 @@ def export_onnx(
             "ppdistill.action_space": str(module.action_space),
             "ppdistill.outputs": ", ".join(module.output_names),
         }
+        if (
+            loaded.view is not None
+        ):  # what to feed it: e.g. positions, then their change since the step before
+            meta["ppdistill.observation"] = loaded.view
         if isinstance(module, RecurrentDeterministicPolicy):
             layers, _, hidden = module.state_shape
             meta["ppdistill.recurrent"] = (
@@ -631,6 +653,7 @@ def export_onnx(
         outputs=outputs,
         normalization=loaded.normalization,
         parity=parity,
+        view=loaded.view,
     )
 
 

@@ -244,15 +244,15 @@ def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwar
 
 def _recipe_of(located: Located, data: dict[str, Any], env_id: str | None) -> EnvRecipe | None:
     """The environment a model acts in when it is more than ``env_id``: an rl-zoo run's
-    wrappers (its config.yml), or the recipe a ppdistill student recorded (``env_recipe``)."""
-    if env_id is None:
-        return None
+    wrappers (its config.yml), or the recipe a ppdistill student recorded (``env_recipe``; with
+    its own environment id when ``env_id`` is not given)."""
     recipe = None
-    if located.env_settings:
+    if located.env_settings and env_id is not None:
         recipe = env_recipe(located, env_id)
     elif isinstance(data.get("env_recipe"), dict):  # JSON in the zip's data, never a pickle
         try:
-            recipe = replace(EnvRecipe.from_dict(data["env_recipe"]), env_id=env_id)
+            recipe = EnvRecipe.from_dict(data["env_recipe"])
+            recipe = replace(recipe, env_id=env_id) if env_id is not None else recipe
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"{located.zip_path}: its env_recipe is damaged ({one_line(exc)})") from exc
     return None if recipe is None or recipe.plain else recipe
