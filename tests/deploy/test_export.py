@@ -287,7 +287,9 @@ def test_the_file_says_what_a_student_of_a_view_is_fed(tmp_path):
     student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
     student.save(tmp_path / "student.zip")
     env.close()
-    words = "positions (entries 0, 2) and their change since the step before of CartPole-v1's observation"
+    words = (
+        "positions (entries 0, 2) and their change since the step before of the observation of CartPole-v1"
+    )
     for source in (student, tmp_path / "student.zip"):  # in memory, and a zip read without env_id
         report = export_onnx(source, tmp_path / "student.onnx", n_check=16)
         assert report.view == words

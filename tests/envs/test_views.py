@@ -269,3 +269,24 @@ def test_a_student_of_a_view_is_refused_as_a_teacher_but_still_loads(tmp_path):
         SpaceMismatchError, match=r"is a student that saw positions \(entries 0, 2\) and their change"
     ):
         PPD("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1, seed=0), teacher=teacher)
+
+
+def test_a_student_of_one_group_still_teaches_when_given_that_group(tmp_path):
+    """Only views of entries are refused as teachers: a student of a group is given that group."""
+    from stable_baselines3 import PPO
+
+    from ppdistill import load_teacher
+    from ppdistill.envs.memory import CueMemory
+
+    recipe = EnvRecipe("ppdistill/CueMemory-v0", student_view=ObservationGroups(("policy",)))
+    env = split_observations(make_vec_env(CueMemory, n_envs=1, seed=0), student_keys=["policy"])
+    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
+    student.save(tmp_path / "student.zip")
+    teacher = load_teacher(tmp_path / "student.zip")
+    assert teacher.env_recipe is not None and teacher.env_recipe.student_view == ObservationGroups(
+        ("policy",)
+    )
+    both = make_vec_env(CueMemory, n_envs=1, seed=0)
+    view = split_observations(both, student_keys=["policy"], teacher_keys=["policy"])
+    PPD("MlpPolicy", view, teacher=teacher, n_steps=32, batch_size=32).learn(32)

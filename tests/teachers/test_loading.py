@@ -269,6 +269,22 @@ def test_a_model_loaded_as_a_student_is_named_so_and_a_teacher_error_is_a_teache
         load_agent(dqn, env_id="Acrobot-v1", role="student")
 
 
+def test_a_students_recorded_environment_is_read_not_built_without_env_id(tmp_path):
+    """Its spaces come from the zip, so it loads where its environment is not installed (a
+    deployment machine); what it sees is kept in its info."""
+    from stable_baselines3 import PPO
+
+    from ppdistill.envs.recipe import EnvRecipe
+    from ppdistill.envs.views import ObservationEntries
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, seed=0)
+    recorded = EnvRecipe("no_such_robot_package:CartPole-v1", student_view=ObservationEntries((0, 1, 2, 3)))
+    model.env_recipe = recorded.as_dict()  # type: ignore[attr-defined]
+    model.save(tmp_path / "student.zip")
+    agent = load_agent(tmp_path / "student.zip", role="student")
+    assert agent.env_recipe == recorded and agent.observation_space.shape == (4,)
+
+
 # ---- whose vecnormalize.pkl: a model takes only statistics saved with it ---------------------
 
 

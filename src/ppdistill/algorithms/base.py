@@ -23,7 +23,13 @@ from ppdistill.core.errors import MissingTeacherError, PPDistillError, SpaceMism
 from ppdistill.core.finite import check_finite
 from ppdistill.core.losses import KLDirection
 from ppdistill.core.spaces import check_spaces_compatible
-from ppdistill.envs.views import check_teacher_reads, find_student_view, statistics_view
+from ppdistill.envs.views import (
+    EntriesWithChange,
+    ObservationEntries,
+    check_teacher_reads,
+    find_student_view,
+    statistics_view,
+)
 from ppdistill.networks.forward import TensorObs, actor_critic_forward
 from ppdistill.networks.normalization import (
     NormalizationError,
@@ -132,9 +138,10 @@ class DistillationMixin:
             raise TypeError(f"teacher must be a ppdistill Teacher or a path, got {type(teacher).__name__}")
         where = f"the teacher ({teacher.info.get('path') or teacher.info.get('kind', 'callable')})"
         recipe = teacher.env_recipe
-        if recipe is not None and recipe.student_view is not None:
-            # It would be given the environment's observation, not the view it learned on; where
-            # the shapes agree (positions and their change on CartPole) nothing else stops it.
+        if recipe is not None and isinstance(recipe.student_view, ObservationEntries | EntriesWithChange):
+            # It would be given the environment's observation, not the entries it learned on;
+            # where the shapes agree (positions and their change on CartPole) nothing else stops
+            # it. A student of groups or of the raw observation is given what it read.
             raise SpaceMismatchError(
                 f"{where} is a student that saw {recipe.student_view.describe()} of "
                 f"{recipe.env_id}'s observation; a teacher is given the environment's own "

@@ -329,7 +329,8 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
 def _view_words(recipe: EnvRecipe | None) -> str | None:
     if recipe is None or recipe.student_view is None:
         return None
-    return f"{recipe.student_view.describe()} of {recipe.env_id}'s observation"
+    whole = replace(recipe, student_view=None, teacher_view=None).describe()  # with its wrappers
+    return f"{recipe.student_view.describe()} of the observation of {whole}"
 
 
 def recurrent_inputs(

@@ -244,18 +244,27 @@ def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwar
 
 def _recipe_of(located: Located, data: dict[str, Any], env_id: str | None) -> EnvRecipe | None:
     """The environment a model acts in when it is more than ``env_id``: an rl-zoo run's
-    wrappers (its config.yml), or the recipe a ppdistill student recorded (``env_recipe``; with
-    its own environment id when ``env_id`` is not given)."""
+    wrappers (its config.yml), or the recipe a ppdistill student recorded (``env_recipe``)."""
+    if env_id is None:
+        return None
     recipe = None
-    if located.env_settings and env_id is not None:
+    if located.env_settings:
         recipe = env_recipe(located, env_id)
-    elif isinstance(data.get("env_recipe"), dict):  # JSON in the zip's data, never a pickle
-        try:
-            recipe = EnvRecipe.from_dict(data["env_recipe"])
-            recipe = replace(recipe, env_id=env_id) if env_id is not None else recipe
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{located.zip_path}: its env_recipe is damaged ({one_line(exc)})") from exc
+    else:
+        recorded = _recorded_recipe(located, data)
+        recipe = replace(recorded, env_id=env_id) if recorded is not None else None
     return None if recipe is None or recipe.plain else recipe
+
+
+def _recorded_recipe(located: Located, data: dict[str, Any]) -> EnvRecipe | None:
+    """The recipe a ppdistill student recorded (``env_recipe``), read but not built."""
+    if not isinstance(data.get("env_recipe"), dict):  # JSON in the zip's data, never a pickle
+        return None
+    try:
+        recipe = EnvRecipe.from_dict(data["env_recipe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{located.zip_path}: its env_recipe is damaged ({one_line(exc)})") from exc
+    return None if recipe.plain else recipe
 
 
 def _load_from_file(
@@ -353,6 +362,10 @@ def _load_from_file(
         "env_id": env_id,
         "sb3_version": contents.sb3_version,
     }
+    if recipe is None and env_id is None:
+        # said, not built: its spaces are the zip's, and its environment may not be installed here
+        # (a deployment machine), but what it sees (a view) must not be lost
+        recipe = _recorded_recipe(located, data)
     if recipe is not None:
         info["env"] = recipe.as_dict()  # how to build the environment it acts in
     options = BuildOptions(
