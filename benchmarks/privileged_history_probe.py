@@ -14,8 +14,10 @@ the teacher (the RL Zoo's PPO agent) the full state; PPD with the suite's LunarL
   (``student_obs_norm="running"``).
 
 For the LSTM students, ``--lstm-hidden``, ``--head``, ``--learning-rate`` (a number, or
-``lin_X`` for a rate falling linearly from X to 0) and ``--privileged-prediction`` change the
-settings above; a row records the ones it ran with.
+``lin_X`` for a rate falling linearly from X to 0), ``--privileged-prediction``,
+``--batch-size`` and ``--epochs`` change the settings above; a row records the ones it ran with
+(sb3-contrib's recurrent minibatches are runs of consecutive steps of one or two envs, where
+an MLP's are steps drawn from all of them: a larger batch mixes more envs).
 
 Teacher, student and a random policy play the same seeded episodes; a line of JSON per run is
 appended to ``--out``. A probe (one seed per variant unless asked), not a suite: a lead for the
@@ -129,6 +131,7 @@ def run(variant: str, seed: int, steps: int, episodes: int, lstm: dict[str, Any]
     if view.startswith("lstm"):
         settings = lstm
         kwargs["learning_rate"] = learning_rate(lstm["learning_rate"])
+        kwargs["batch_size"], kwargs["n_epochs"] = lstm.get("batch_size", 64), lstm.get("epochs", 4)
         student: Any = RecurrentPPD(
             "MlpLstmPolicy", env, teacher=teacher, **kwargs,
             privileged_prediction=lstm["privileged_prediction"],
@@ -162,9 +165,13 @@ def main() -> None:
     parser.add_argument("--head", type=int, nargs="*", default=[16], help="LSTM students' layers after it")
     parser.add_argument("--learning-rate", default="1e-3", help="LSTM students': a number or lin_X")
     parser.add_argument("--privileged-prediction", type=float, default=0.0, help="LSTM students' c")
+    parser.add_argument("--batch-size", type=int, default=64, help="LSTM students' minibatch")
+    parser.add_argument("--epochs", type=int, default=4, help="LSTM students' epochs per rollout")
     args = parser.parse_args()
     lstm = {"lstm_hidden": args.lstm_hidden, "head": args.head, "learning_rate": args.learning_rate,
             "privileged_prediction": args.privileged_prediction}  # fmt: skip
+    if (args.batch_size, args.epochs) != (64, 4):  # rows before these options ran with 64 and 4
+        lstm.update(batch_size=args.batch_size, epochs=args.epochs)
     try:
         learning_rate(args.learning_rate)
     except ValueError:
