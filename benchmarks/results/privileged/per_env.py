@@ -8,6 +8,8 @@ then the evaluation episodes, which the teacher and a random policy played too) 
 differences of rppd against each other method.
 
     python benchmarks/results/privileged/per_env.py benchmarks/results/privileged
+
+(and the same for the suites of the same methods: privileged-change).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main() -> None:
         "1 is the full-state teacher, 0 a random policy (both scored on the student's final "
         "episodes). Intervals: the harness's hierarchical bootstrap (seeds, then episodes), 2000 "
         "replicates, per env. Made by `python benchmarks/results/privileged/per_env.py "
-        "benchmarks/results/privileged`.",
+        f"benchmarks/results/{args.folder.resolve().name}`.",
         "",
         "| env | steps | " + " | ".join(METHODS.values()) + " | rppd − ppd | rppd − rsd | rppd − rppo |",
         "|---|---|" + "---|" * (len(METHODS) + 3),
