@@ -200,3 +200,16 @@ class MakesDir:
 
     def __reduce__(self):
         return (os.mkdir, (self.path,))
+
+
+def save_student_of_view(recipe, path, env=None):
+    """An untrained PPO student saved as a ppdistill run saves a student of a view: with its
+    recorded ``env_recipe`` (built on ``recipe.make`` unless ``env`` is given). Returns it."""
+    from stable_baselines3 import PPO
+
+    env = env if env is not None else recipe.make(n_envs=1, seed=0)
+    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    student.env_recipe = recipe.as_dict()
+    student.save(path)
+    env.close()
+    return student

@@ -17,6 +17,7 @@ from ppdistill.deploy.export import PARITY_TOLERANCE, ExportError, export_onnx, 
 from ppdistill.envs.make import make_env
 
 from ..conftest import zoo_path
+from ..helpers import save_student_of_view
 from ..toy import ACTION_SPACES, ToyEnv
 
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
@@ -282,11 +283,7 @@ def test_the_file_says_what_a_student_of_a_view_is_fed(tmp_path):
     from ppdistill.envs.recipe import EnvRecipe
 
     recipe = EnvRecipe("CartPole-v1", student_view=positions_change_view(EnvRecipe("CartPole-v1")))
-    env = recipe.make(n_envs=1, seed=0)
-    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
-    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
-    student.save(tmp_path / "student.zip")
-    env.close()
+    student = save_student_of_view(recipe, tmp_path / "student.zip")
     words = (
         "positions (entries 0, 2) and their change since the step before of the observation of CartPole-v1"
     )

@@ -25,6 +25,8 @@ from ppdistill.envs.views import (
 )
 from ppdistill.teachers.callable import CallableTeacher
 
+from ..helpers import save_student_of_view
+
 PRIVILEGED_FLOOR = 1000.0  # every privileged value is above it; every other one far below
 
 
@@ -251,17 +253,11 @@ def test_a_student_of_a_view_is_refused_as_a_teacher_but_still_loads(tmp_path):
     """As a teacher it would be given the environment's whole observation: on CartPole the
     positions and their change have as many entries as the state, so no space check would stop
     it. Loading it (to inspect or evaluate it on its own view) still works."""
-    from stable_baselines3 import PPO
-
     from ppdistill import load_teacher
     from ppdistill.envs.masked import positions_change_view
 
     recipe = EnvRecipe("CartPole-v1", student_view=positions_change_view(EnvRecipe("CartPole-v1")))
-    env = recipe.make(n_envs=1, seed=0)
-    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
-    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
-    student.save(tmp_path / "student.zip")
-    env.close()
+    save_student_of_view(recipe, tmp_path / "student.zip")
     teacher = load_teacher(tmp_path / "student.zip", env_id="CartPole-v1")
     assert teacher.env_recipe == recipe
     assert evaluate(teacher, recipe, n_episodes=1, seed=0).n_episodes == 1  # on its own view
@@ -273,16 +269,12 @@ def test_a_student_of_a_view_is_refused_as_a_teacher_but_still_loads(tmp_path):
 
 def test_a_student_of_one_group_still_teaches_when_given_that_group(tmp_path):
     """Only views of entries are refused as teachers: a student of a group is given that group."""
-    from stable_baselines3 import PPO
-
     from ppdistill import load_teacher
     from ppdistill.envs.memory import CueMemory
 
     recipe = EnvRecipe("ppdistill/CueMemory-v0", student_view=ObservationGroups(("policy",)))
     env = split_observations(make_vec_env(CueMemory, n_envs=1, seed=0), student_keys=["policy"])
-    student = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
-    student.env_recipe = recipe.as_dict()  # type: ignore[attr-defined]  # as a ppdistill run records it
-    student.save(tmp_path / "student.zip")
+    save_student_of_view(recipe, tmp_path / "student.zip", env)
     teacher = load_teacher(tmp_path / "student.zip")
     assert teacher.env_recipe is not None and teacher.env_recipe.student_view == ObservationGroups(
         ("policy",)
