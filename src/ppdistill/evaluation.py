@@ -22,7 +22,7 @@ from ppdistill.core.errors import NonFiniteError
 from ppdistill.core.losses import action_agreement
 from ppdistill.envs.episode_seeds import EpisodeSeeds
 from ppdistill.envs.make import env_spaces, make_vec_env
-from ppdistill.envs.recipe import EnvRecipe
+from ppdistill.envs.recipe import EnvRecipe, agent_recipe
 from ppdistill.envs.views import find_student_view
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.teachers.base import Teacher
@@ -220,10 +220,8 @@ def _stacked(items: list[Any]) -> Any:
 def _agents_environment(agent: Agent, env_id: str) -> str | EnvRecipe:
     """``env_id`` with the wrappers, frame stack and view the agent was trained with, when it
     says (a teacher read from an rl-zoo run, a student that recorded its ``env_recipe``)."""
-    recipe = getattr(agent, "env_recipe", None)
-    if isinstance(recipe, dict):  # an SB3 model's saved attribute
-        recipe = EnvRecipe.from_dict(recipe)
-    if not isinstance(recipe, EnvRecipe) or recipe.plain:
+    recipe = agent_recipe(agent)
+    if recipe is None or recipe.plain:
         return env_id
     return replace(recipe, env_id=env_id)
 

@@ -64,7 +64,7 @@ from ppdistill.core.distributions import params_from_distribution
 from ppdistill.core.errors import PPDistillError, one_line
 from ppdistill.core.extras import require_extra
 from ppdistill.core.files import atomic_write
-from ppdistill.envs.recipe import EnvRecipe
+from ppdistill.envs.recipe import agent_recipe
 from ppdistill.networks.forward import actor_critic_forward
 from ppdistill.networks.normalization import (
     NormalizedFlattenExtractor,
@@ -303,10 +303,8 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
             )
         policy = student.policy
         policy.set_training_mode(False)
-        recorded = getattr(student, "env_recipe", None)
-        recipe = EnvRecipe.from_dict(recorded) if isinstance(recorded, dict) else None
         return LoadedStudent(
-            policy, normalizer, type(student).__name__, "the model's VecNormalize", _view_words(recipe)
+            policy, normalizer, type(student).__name__, "the model's VecNormalize", _view_words(student)
         )
     if isinstance(student, ActorCriticTeacher | RecurrentTeacher):
         return LoadedStudent(
@@ -314,7 +312,7 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
             student.obs_normalizer,
             str(student.info.get("path") or "an actor-critic teacher"),
             student.info.get("vecnormalize"),
-            _view_words(student.env_recipe),
+            _view_words(student),
         )
     if isinstance(student, Teacher):
         kind = student.info.get("kind", type(student).__name__)
@@ -326,7 +324,8 @@ def load_student(student: str | Path | BaseAlgorithm | Teacher, env_id: str | No
     raise TypeError(f"cannot export a {type(student).__name__}")
 
 
-def _view_words(recipe: EnvRecipe | None) -> str | None:
+def _view_words(agent: Any) -> str | None:
+    recipe = agent_recipe(agent)
     if recipe is None or recipe.student_view is None:
         return None
     whole = replace(recipe, student_view=None, teacher_view=None).describe()  # with its wrappers
@@ -606,9 +605,7 @@ def export_onnx(
             "ppdistill.action_space": str(module.action_space),
             "ppdistill.outputs": ", ".join(module.output_names),
         }
-        if (
-            loaded.view is not None
-        ):  # what to feed it: e.g. positions, then their change since the step before
+        if loaded.view is not None:  # what to feed it (positions, then their change, say)
             meta["ppdistill.observation"] = loaded.view
         if isinstance(module, RecurrentDeterministicPolicy):
             layers, _, hidden = module.state_shape

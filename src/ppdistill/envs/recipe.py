@@ -286,6 +286,18 @@ class EnvRecipe:
 _SPACES: dict[str, tuple[spaces.Space, spaces.Space]] = {}
 
 
+def agent_recipe(agent: Any) -> EnvRecipe | None:
+    """The recipe an agent says it acts in, if it says: a teacher's ``env_recipe``, or the one a
+    ppdistill run saved on an SB3 model (a dict).
+
+    :param agent: a teacher, an SB3 model, or anything else (None then)
+    """
+    recipe = getattr(agent, "env_recipe", None)
+    if isinstance(recipe, dict):  # an SB3 model's saved attribute
+        recipe = EnvRecipe.from_dict(recipe)
+    return recipe if isinstance(recipe, EnvRecipe) else None
+
+
 def raw_view(recipe: EnvRecipe) -> ObservationSlice:
     """How to take the environment's own observation out of the teacher's, where the recipe only
     adds inputs: a frame stack (the last frame) and wrappers of :data:`ADDS_INPUTS` (a time

@@ -132,8 +132,9 @@ class EntriesWithChange:
     def __call__(self, obs: Any, before: Any = None) -> Any:
         """The view of ``obs`` (a batch), with ``before`` the observations of the step before
         (None, or the same as ``obs``: an episode's first step, whose change is zero)."""
-        now = np.asarray(obs)[..., list(self.indices)]
-        change = np.zeros_like(now) if before is None else now - np.asarray(before)[..., list(self.indices)]
+        entries = ObservationEntries(self.indices, self.name)
+        now = entries(obs)
+        change = np.zeros_like(now) if before is None else now - entries(before)
         return np.concatenate([now, change], axis=-1)
 
     def space(self, full: spaces.Space) -> spaces.Box:
@@ -298,19 +299,24 @@ class StudentView(VecEnvWrapper):
         self._acted_on, self._env_obs = self._env_obs, obs
         # The step before is the environment's observation just acted on, which checkpoints
         # keep (environment_observations), so a resumed run's changes are the same.
-        changes = isinstance(self.view, EntriesWithChange)
+        view, acted_on = self.view, self._acted_on
+        if isinstance(view, EntriesWithChange):
+            # a finished episode's copy gives the next one's first step: no change yet
+            student = view(obs, np.where(np.asarray(dones, bool)[:, None], np.asarray(obs), acted_on))
+
+            def of_terminal(terminal: Any, i: int) -> Any:
+                return view(_batch_of_one(terminal), _batch_of_one(acted_on[i]))
+        else:
+            student = view(obs)
+
+            def of_terminal(terminal: Any, i: int) -> Any:
+                return view(_batch_of_one(terminal))
+
         for i, info in enumerate(infos):
             terminal = info.get("terminal_observation")
             if terminal is not None:
-                before = _batch_of_one(self._acted_on[i]) if changes else None
-                info["terminal_observation"] = _first(self._student(_batch_of_one(terminal), before))
-        if changes:  # a finished episode's copy gives the next one's first step: no change yet
-            before = np.where(np.asarray(dones, bool)[:, None], np.asarray(obs), self._acted_on)
-            return self._student(obs, before), rewards, dones, infos
-        return self.view(obs), rewards, dones, infos
-
-    def _student(self, obs: Any, before: Any) -> Any:
-        return self.view(obs, before) if isinstance(self.view, EntriesWithChange) else self.view(obs)
+                info["terminal_observation"] = _first(of_terminal(terminal, i))
+        return student, rewards, dones, infos
 
 
 def split_observations(
