@@ -10,6 +10,7 @@ the teacher (the RL Zoo's PPO agent) the full state; PPD with the suite's LunarL
   start), an MLP student: the same information, the change no longer a few percent of the inputs' size;
 - ``lstm``: the positions, an LSTM student (32 units, then 16), as in the privileged suites;
 - ``lstmdelta``: the positions and their change, that LSTM student;
+- ``--skip``: the LSTM students' layers after the LSTM also read the step's inputs;
 - ``-running`` after any of them: the student normalizes its inputs with running statistics
   (``student_obs_norm="running"``).
 
@@ -38,8 +39,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.torch_layers import MlpExtractor
 
 from ppdistill import load_teacher
 from ppdistill.algorithms import PPD, RecurrentPPD
@@ -51,6 +55,22 @@ POSITIONS = [0, 1, 4, 6, 7]  # x, y, angle, left and right leg contact (ppdistil
 SETTINGS = dict(n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, gamma=0.999, gae_lambda=0.9,
                 ent_coef=0.0, distill_lambda=3.0, device="cpu")  # fmt: skip
 VARIANTS = ["frames2", "delta", "lstm", "lstmdelta"]
+
+
+class MlpSkipLstmPolicy(RecurrentActorCriticPolicy):
+    """``--skip``: sb3-contrib's LSTM policy whose layers after the LSTM read ``[LSTM output,
+    the step's features]`` (its critic keeps its own LSTM, the default)."""
+
+    def _build_mlp_extractor(self) -> None:
+        width = self.lstm_output_dim + self.features_dim
+        self.mlp_extractor = MlpExtractor(width, self.net_arch, self.activation_fn, self.device)
+
+    @staticmethod
+    def _process_sequence(features: Any, lstm_states: Any, episode_starts: Any, lstm: Any) -> Any:
+        output, states = RecurrentActorCriticPolicy._process_sequence(
+            features, lstm_states, episode_starts, lstm
+        )
+        return th.cat([output, features], dim=1), states  # sb3-contrib keeps the rows' order
 
 
 class History(gym.Wrapper):
@@ -133,7 +153,7 @@ def run(variant: str, seed: int, steps: int, episodes: int, lstm: dict[str, Any]
         kwargs["learning_rate"] = learning_rate(lstm["learning_rate"])
         kwargs["batch_size"], kwargs["n_epochs"] = lstm.get("batch_size", 64), lstm.get("epochs", 4)
         student: Any = RecurrentPPD(
-            "MlpLstmPolicy", env, teacher=teacher, **kwargs,
+            MlpSkipLstmPolicy if lstm.get("skip") else "MlpLstmPolicy", env, teacher=teacher, **kwargs,
             privileged_prediction=lstm["privileged_prediction"],
             policy_kwargs={"lstm_hidden_size": lstm["lstm_hidden"], "net_arch": lstm["head"]},
         )  # fmt: skip
@@ -167,11 +187,15 @@ def main() -> None:
     parser.add_argument("--privileged-prediction", type=float, default=0.0, help="LSTM students' c")
     parser.add_argument("--batch-size", type=int, default=64, help="LSTM students' minibatch")
     parser.add_argument("--epochs", type=int, default=4, help="LSTM students' epochs per rollout")
+    parser.add_argument("--skip", action="store_true",
+                        help="LSTM students' layers after it also read the step's inputs")  # fmt: skip
     args = parser.parse_args()
     lstm = {"lstm_hidden": args.lstm_hidden, "head": args.head, "learning_rate": args.learning_rate,
             "privileged_prediction": args.privileged_prediction}  # fmt: skip
     if (args.batch_size, args.epochs) != (64, 4):  # rows before these options ran with 64 and 4
         lstm.update(batch_size=args.batch_size, epochs=args.epochs)
+    if args.skip:
+        lstm["skip"] = True
     try:
         learning_rate(args.learning_rate)
     except ValueError:
