@@ -184,3 +184,22 @@ def test_running_obs_norm_needs_a_flat_box_observation_not_normalized_already():
     env = VecNormalize(make_vec_env(lambda: ToyEnv(space), n_envs=2, seed=0))
     with pytest.raises(ValueError, match="would normalize observations twice"):
         PPD("MlpPolicy", env, teacher=toy_teacher(space), student_obs_norm="running", **SMALL)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_a_student_of_positions_and_their_change_keeps_its_own_statistics_by_default(algo):
+    """The teacher's statistics say nothing of a change: by default the student's are running."""
+    from ppdistill.envs.masked import positions_change_view, positions_view
+    from ppdistill.envs.recipe import EnvRecipe
+
+    plain = EnvRecipe("CartPole-v1")
+    teacher = load_teacher(zoo_path("ppo/CartPole-v1_1"), env_id="CartPole-v1")
+    for view, expected in [(positions_change_view(plain), "running"), (positions_view(plain), "teacher")]:
+        env = EnvRecipe("CartPole-v1", student_view=view).make(n_envs=2, seed=0)
+        model = algo("MlpPolicy", env, teacher=teacher, **SMALL)
+        assert model.student_obs_norm == expected
+        running = type(model.policy.features_extractor).__name__ == "RunningNormalizedFlattenExtractor"
+        assert running is (expected == "running")
+        asked = algo("MlpPolicy", env, teacher=teacher, student_obs_norm="none", **SMALL)
+        assert type(asked.policy.features_extractor).__name__ == "FlattenExtractor"
+        env.close()

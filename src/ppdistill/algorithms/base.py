@@ -107,6 +107,10 @@ class DistillationMixin:
                 f"student_obs_norm must be 'teacher', 'none' or 'running', got {student_obs_norm!r}"
             )
         self.kl_direction = kl_direction
+        if student_obs_norm == "teacher" and self._sees_changes():
+            # The teacher's statistics say nothing of a one-step change, a few percent of the
+            # positions' scale; unscaled, students trail (results/privileged-change-running)
+            student_obs_norm = "running"
         self.student_obs_norm = student_obs_norm
         self.log_std_from_teacher = log_std_from_teacher
         self._log_std_initialized = False
@@ -126,6 +130,14 @@ class DistillationMixin:
             self.set_teacher(teacher)
             if student_obs_norm == "teacher":
                 self._inherit_teacher_normalization()
+
+    def _sees_changes(self) -> bool:
+        """Whether the student sees positions and their change (an ``EntriesWithChange`` view)
+        with no VecNormalize of its own normalizing them."""
+        view = find_student_view(self.env)
+        vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
+        normalized = vecnorm is not None and vecnorm.norm_obs
+        return view is not None and isinstance(view.view, EntriesWithChange) and not normalized
 
     def set_teacher(self, teacher: Teacher | str | pathlib.Path) -> None:
         """Attach (or replace) the teacher.

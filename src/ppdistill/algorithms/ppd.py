@@ -42,10 +42,12 @@ class PPD(ProximalDistillation, PPO):  # type: ignore[misc]  # load() adds teach
         and only when λ > 0 on the first rollout)
     :param student_obs_norm: "teacher" gives the student, inside its network, the
         teacher's frozen observation normalization when the teacher has one (and the
-        student's VecEnv does not normalize); "none" leaves the student's inputs alone;
-        "running" gives it a normalization of its own, VecNormalize's transform with running
-        statistics of the rollouts it was trained on, inside its network (for a teacher that
-        has no normalization to give; a flat Box observation only)
+        student's VecEnv does not normalize), and on a view of positions and their change
+        (``positions_change_view``), which those statistics say nothing of, "running";
+        "none" leaves the student's inputs alone; "running" gives it a normalization of its
+        own, VecNormalize's transform with running statistics of the rollouts it was trained
+        on, inside its network (for a teacher that has no normalization to give; a flat Box
+        observation only)
     :param ppo_kwargs: every other argument of :class:`stable_baselines3.PPO`
         (learning_rate, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_range,
         ent_coef, vf_coef, max_grad_norm, use_sde, target_kl, policy_kwargs, seed,
