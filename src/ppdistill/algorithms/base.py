@@ -132,12 +132,12 @@ class DistillationMixin:
                 self._inherit_teacher_normalization()
 
     def _sees_changes(self) -> bool:
-        """Whether the student sees positions and their change (an ``EntriesWithChange`` view)
-        with no VecNormalize of its own normalizing them."""
+        """Whether the student sees a view that asks for its own statistics (``own_statistics``:
+        positions and their change) with no VecNormalize of its own normalizing it."""
         view = find_student_view(self.env)
         vecnorm = self.get_vec_normalize_env()  # type: ignore[attr-defined]
         normalized = vecnorm is not None and vecnorm.norm_obs
-        return view is not None and isinstance(view.view, EntriesWithChange) and not normalized
+        return view is not None and getattr(view.view, "own_statistics", False) and not normalized
 
     def set_teacher(self, teacher: Teacher | str | pathlib.Path) -> None:
         """Attach (or replace) the teacher.

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -126,6 +126,9 @@ class EntriesWithChange:
     :param name: what they are, for messages (``"positions"``)
     """
 
+    # Its change is a few percent of the entries' scale and the teacher's statistics say nothing
+    # of it: a student of it normalizes with its own running statistics unless told otherwise
+    own_statistics: ClassVar[bool] = True
     indices: tuple[int, ...]
     name: str = "entries"
 
