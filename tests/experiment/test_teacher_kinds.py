@@ -119,3 +119,59 @@ def test_the_harness_gives_each_entry_its_teachers_kind_settings(tmp_path, monke
     )
     gammas = {spec.env_id: spec.hp["gamma"] for _, spec, _ in load_suite(suite).runs()}
     assert gammas == {"MountainCar-v0": 0.97, "CartPole-v1": 0.999}
+
+
+def test_a_kinds_running_statistics_go_to_students_of_vector_teachers_only(tmp_path):
+    config = tmp_path / "distill.yml"
+    config.write_text("teacher_kinds:\n  q-values: {ppd: {gamma: 0.97, student_obs_norm: running}}\n")
+    vector = hyperparameters("MountainCar-v0", "ppd", config, teacher_kind="q-values")
+    image = hyperparameters(
+        "MountainCar-v0", "ppd", config, teacher_kind="q-values", vector_observations=False
+    )
+    assert vector == {"gamma": 0.97, "student_obs_norm": "running"}
+    assert image == {"gamma": 0.97}  # the kind's other settings still apply
+    config.write_text(config.read_text() + "MountainCar-v0:\n  ppd: {student_obs_norm: running}\n")
+    # asked for by the env's own entry (or --hp), it is the user's: kept, and checked by the run
+    env_asks = hyperparameters(
+        "MountainCar-v0", "ppd", config, teacher_kind="q-values", vector_observations=False
+    )
+    assert env_asks["student_obs_norm"] == "running"
+
+
+def test_whether_a_teacher_reads_a_vector_is_read_from_its_zip(tmp_path):
+    import gymnasium as gym
+    import numpy as np
+    from gymnasium import spaces
+    from stable_baselines3 import DQN as SB3DQN
+
+    from ppdistill.teachers.loading import has_vector_observations
+
+    class Grid(gym.Env):  # a 3x4 "image"
+        observation_space = spaces.Box(0.0, 1.0, (3, 4), np.float32)
+        action_space = spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros((3, 4), np.float32), {}
+
+        def step(self, action):
+            return np.zeros((3, 4), np.float32), 0.0, True, False, {}
+
+    image = tmp_path / "grid-dqn.zip"
+    SB3DQN("MlpPolicy", Grid(), learning_starts=0, buffer_size=10).save(image)
+    assert has_vector_observations(DQN)  # gymnasium's record ('_shape')
+    assert has_vector_observations(zoo_path("dqn/CartPole-v1_1"))  # the old gym's ('shape')
+    assert not has_vector_observations(image)
+    assert has_vector_observations(tmp_path / "missing.zip")  # cannot tell: the run's checks speak
+    assert "student_obs_norm" in recommended("ppd", teacher=DQN)
+    assert "student_obs_norm" not in recommended("ppd", teacher=image)
+    assert "student_obs_norm" not in recommended("student-distill", teacher=image)
+
+
+def test_the_shipped_value_based_kinds_give_students_their_own_running_statistics():
+    # chosen in results/teachers-ablation-norm (MountainCar's velocity at a twentieth of its
+    # position's scale); QR-DQN teachers share DQN's settings
+    for kind in ("q-values", "quantiles"):
+        for method in ("ppd", "student-distill"):
+            assert (
+                hyperparameters("MountainCar-v0", method, teacher_kind=kind)["student_obs_norm"] == "running"
+            )

@@ -90,7 +90,7 @@ from ppdistill.experiment.config import (
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
 from ppdistill.networks.presets import STUDENT_SIZES
-from ppdistill.teachers.loading import kind_of_source
+from ppdistill.teachers.loading import has_vector_observations, kind_of_source
 from ppdistill.teachers.zoo_folder import locate
 
 
@@ -232,6 +232,7 @@ class Suite:
         out = []
         for entry in self.envs:
             teacher_kind = kind_of_source(entry.teacher)  # the config's teacher_kinds entry
+            vector = has_vector_observations(entry.teacher)
             for student in entry.students:
                 for label in entry.methods:
                     method = self.base_method(label)
@@ -241,7 +242,11 @@ class Suite:
                             hp = {**entry.zoo_hp[label], **entry.hp.get(label, {})}
                         else:
                             hp = run_hyperparameters(
-                                entry.env, method, entry.hp.get(label, {}), teacher_kind=teacher_kind
+                                entry.env,
+                                method,
+                                entry.hp.get(label, {}),
+                                teacher_kind=teacher_kind,
+                                vector_observations=vector,
                             )
                         spec = RunSpec(
                             env_id=entry.env,

@@ -37,7 +37,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.experiment.config import PIPELINE_KEYS, parse_overrides, run_hyperparameters
     from ppdistill.experiment.runner import Run, resume
     from ppdistill.experiment.spec import RunSpec
-    from ppdistill.teachers.loading import kind_of_source
+    from ppdistill.teachers.loading import has_vector_observations, kind_of_source
 
     if args.resume is not None:
         given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
@@ -103,7 +103,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
             overrides["finetune_keep_better"] = args.finetune_keep_better
         finetune = {"n_envs": args.n_envs} if args.n_envs is not None else {}
         overrides["finetune_hp"] = {**finetune, **parse_overrides(args.finetune_hp, option="--finetune-hp")}
-    hp = run_hyperparameters(args.env, args.method, overrides, args.config, kind_of_source(args.teacher))
+    hp = run_hyperparameters(
+        args.env,
+        args.method,
+        overrides,
+        args.config,
+        kind_of_source(args.teacher),
+        vector_observations=has_vector_observations(args.teacher),
+    )
     spec = RunSpec(
         env_id=args.env,
         method=args.method,

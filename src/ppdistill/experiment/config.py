@@ -282,6 +282,7 @@ def hyperparameters(
     config: Path | None = None,
     section: str | None = None,
     teacher_kind: str | None = None,
+    vector_observations: bool = True,
 ) -> dict[str, Any]:
     """Merged hyperparameters of ``method`` on ``env_id``: default, then the teacher kind's
     entry (``teacher_kinds``), then the env's entry.
@@ -293,6 +294,10 @@ def hyperparameters(
         ``method``; ``finetune`` holds the fine-tuning PPO's settings)
     :param teacher_kind: the teacher's kind name (:func:`~ppdistill.teachers.loading.kind_of_source`),
         or None: no kind's settings
+    :param vector_observations: whether the teacher reads a flat vector
+        (:func:`~ppdistill.teachers.loading.has_vector_observations`); if not, a kind's
+        ``student_obs_norm: running`` is not given (running statistics are for vectors: a DQN
+        teacher on Atari keeps the default)
     """
     section_name = section or method
     data = _read_yaml(config)
@@ -313,6 +318,9 @@ def hyperparameters(
         values = entry.get(section_name) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"entry {key}.{section_name} of the config must be a mapping")
+        by_kind_for_vectors = key.startswith(TEACHER_KINDS) and values.get("student_obs_norm") == "running"
+        if by_kind_for_vectors and not vector_observations:
+            values = {k: v for k, v in values.items() if k != "student_obs_norm"}
         merged.update(values)
         sections[key] = values
     # student_policy often comes from the command line, after the config: keys of either
@@ -859,6 +867,7 @@ def run_hyperparameters(
     overrides: dict[str, Any] | None = None,
     config: Path | None = None,
     teacher_kind: str | None = None,
+    vector_observations: bool = True,
 ) -> dict[str, Any]:
     """A run's hyperparameters: the config's section for ``method`` on ``env_id``, then ``overrides``.
 
@@ -875,9 +884,13 @@ def run_hyperparameters(
     :param overrides: values replacing the config's (``--hp``, a suite's ``hp``)
     :param config: a YAML file to use instead of the shipped ``distill.yml``
     :param teacher_kind: the teacher's kind name, for the config's ``teacher_kinds`` entry
+    :param vector_observations: whether the teacher reads a flat vector, as in
+        :func:`hyperparameters`
     """
     overrides = dict(overrides or {})
-    hp = hyperparameters(env_id, method, config, teacher_kind=teacher_kind)
+    hp = hyperparameters(
+        env_id, method, config, teacher_kind=teacher_kind, vector_observations=vector_observations
+    )
     if overrides.get("then_finetune", hp.get("then_finetune")):
         finetune = finetune_hyperparameters(env_id, config)
         finetune.update(hp.get("finetune_hp") or {})

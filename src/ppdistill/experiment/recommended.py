@@ -23,9 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gymnasium import spaces
+
 from ppdistill.experiment.config import METHODS, ConfigError, class_kwargs, hyperparameters
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import kind_of_source
+from ppdistill.teachers.loading import has_vector_observations, kind_of_source
 
 
 def _section(method: str, env_id: str | None, config: Path | None, teacher: object) -> dict[str, Any]:
@@ -36,9 +38,15 @@ def _section(method: str, env_id: str | None, config: Path | None, teacher: obje
         # loader's kind is td3's); a model from outside SB3 zips has no kind's settings
         path = teacher.info.get("path") if "algo_policy" in teacher.info else None
         teacher_kind = kind_of_source(path) if isinstance(path, str) else None
+        vector = not isinstance(teacher.observation_space, spaces.Dict) and (
+            len(teacher.observation_space.shape or ()) == 1
+        )
     else:
         teacher_kind = kind_of_source(teacher)
-    return hyperparameters(env_id or "default", method, config, teacher_kind=teacher_kind)
+        vector = has_vector_observations(teacher)
+    return hyperparameters(
+        env_id or "default", method, config, teacher_kind=teacher_kind, vector_observations=vector
+    )
 
 
 def recommended(

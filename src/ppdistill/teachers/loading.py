@@ -216,6 +216,34 @@ def kind_of_source(source: object) -> str | None:
     return kind.name if kind is not None else None
 
 
+def has_vector_observations(source: object) -> bool:
+    """Whether the SB3 model a teacher source holds reads a flat vector (a one-dimensional
+    Box), read from its zip's JSON without unpickling anything; True where it cannot be told
+    (callables, ONNX, an unreadable zip: the run's own checks then speak).
+
+    A kind's settings for vector observations (``teacher_kinds``' running statistics) are not
+    given to the students of an image or a Dict teacher (a DQN on Atari).
+
+    :param source: what :func:`load_agent` takes
+    """
+    try:
+        if hub.is_hub_source(source):
+            source = hub.locate_in_cache(source).zip_path  # type: ignore[arg-type]
+        if not isinstance(source, str | Path) or external.is_external(source, None):
+            return True
+        record = read_sb3_zip(locate(Path(source).expanduser()).zip_path).data.get("observation_space")
+    except PPDistillError:
+        return True
+    if not isinstance(record, dict):
+        return True
+    # SB3 writes a space's readable attributes beside its pickle: ':type:', and '_shape'
+    # (gymnasium) or 'shape' (the old gym's)
+    shape = record.get("_shape", record.get("shape"))
+    if "Box" not in str(record.get(":type:", "")):
+        return False
+    return not isinstance(shape, list) or len(shape) == 1
+
+
 def _uses_found_vecnormalize(located: Located, data: dict[str, Any], policy_kwargs: dict[str, Any]) -> bool:
     """Whether the ``vecnormalize.pkl`` found with a model is the model's own.
 
