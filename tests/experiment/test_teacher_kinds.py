@@ -159,12 +159,44 @@ def test_whether_a_teacher_reads_a_vector_is_read_from_its_zip(tmp_path):
     image = tmp_path / "grid-dqn.zip"
     SB3DQN("MlpPolicy", Grid(), learning_starts=0, buffer_size=10).save(image)
     assert has_vector_observations(DQN)  # gymnasium's record ('_shape')
-    assert has_vector_observations(zoo_path("dqn/CartPole-v1_1"))  # the old gym's ('shape')
     assert not has_vector_observations(image)
+    assert not has_vector_observations(_as_old_gym(image, tmp_path / "old-gym.zip"))  # its 'shape'
     assert has_vector_observations(tmp_path / "missing.zip")  # cannot tell: the run's checks speak
     assert "student_obs_norm" in recommended("ppd", teacher=DQN)
-    assert "student_obs_norm" not in recommended("ppd", teacher=image)
-    assert "student_obs_norm" not in recommended("student-distill", teacher=image)
+    assert "student_obs_norm" in recommended("ppd", teacher=load_teacher(DQN, "MountainCar-v0"))
+    for method in ("ppd", "student-distill"):
+        assert "student_obs_norm" not in recommended(method, teacher=image)
+        assert "student_obs_norm" not in recommended(method, teacher=load_teacher(image))
+
+
+def _as_old_gym(path: Path, out: Path) -> Path:
+    """A copy of an SB3 zip whose observation space is recorded as the old gym package did."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item)
+            if item.filename == "data":
+                data = json.loads(content)
+                record = data["observation_space"]
+                record["shape"] = record.pop("_shape")
+                record[":type:"] = "<class 'gym.spaces.box.Box'>"
+                content = json.dumps(data).encode()
+            dst.writestr(item, content)
+    return out
+
+
+def test_a_kinds_running_statistics_follow_what_the_student_reads():
+    from ppdistill.experiment.spec import student_reads_vector
+
+    image = ROOT / "teachers" / "minatar" / "ppo-Breakout-v1.zip"
+    assert student_reads_vector(DQN, "MountainCar-v0")
+    assert not student_reads_vector(image, "MinAtar/Breakout-v1")
+    # a Dict teacher whose student reads one flat group gets them; a student of two groups not
+    assert student_reads_vector("any.zip", "ppdistill/CueMemory-v0", "policy")
+    assert not student_reads_vector("any.zip", "ppdistill/CueMemory-v0", "policy,privileged")
+    assert not student_reads_vector(DQN, "MinAtar/Breakout-v1", "raw")  # the env's own images
+    assert student_reads_vector(image, "MinAtar/Breakout-v1", "positions")  # refused later, in its words
 
 
 def test_the_shipped_value_based_kinds_give_students_their_own_running_statistics():

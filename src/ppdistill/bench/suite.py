@@ -87,10 +87,10 @@ from ppdistill.experiment.config import (
     run_hyperparameters,
     shipped_config_sha256,
 )
-from ppdistill.experiment.spec import RunSpec
+from ppdistill.experiment.spec import RunSpec, student_reads_vector
 from ppdistill.experiment.zoo_hyperparameters import zoo_ppo_hyperparameters
 from ppdistill.networks.presets import STUDENT_SIZES
-from ppdistill.teachers.loading import has_vector_observations, kind_of_source
+from ppdistill.teachers.loading import kind_of_source
 from ppdistill.teachers.zoo_folder import locate
 
 
@@ -232,7 +232,7 @@ class Suite:
         out = []
         for entry in self.envs:
             teacher_kind = kind_of_source(entry.teacher)  # the config's teacher_kinds entry
-            vector = has_vector_observations(entry.teacher)
+            vector = student_reads_vector(entry.teacher, entry.env, entry.student_obs)
             for student in entry.students:
                 for label in entry.methods:
                     method = self.base_method(label)

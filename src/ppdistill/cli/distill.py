@@ -36,8 +36,8 @@ _SPEC_OPTIONS = ("lambda_schedule", "teacher_obs", "student_policy")
 def cmd_distill(args: argparse.Namespace) -> int:
     from ppdistill.experiment.config import PIPELINE_KEYS, parse_overrides, run_hyperparameters
     from ppdistill.experiment.runner import Run, resume
-    from ppdistill.experiment.spec import RunSpec
-    from ppdistill.teachers.loading import has_vector_observations, kind_of_source
+    from ppdistill.experiment.spec import RunSpec, student_reads_vector
+    from ppdistill.teachers.loading import kind_of_source
 
     if args.resume is not None:
         given = [f"--{name}" for name in _RUN_OPTIONS if getattr(args, name) is not None]
@@ -109,7 +109,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         overrides,
         args.config,
         kind_of_source(args.teacher),
-        vector_observations=has_vector_observations(args.teacher),
+        vector_observations=student_reads_vector(args.teacher, args.env, args.student_obs),
     )
     spec = RunSpec(
         env_id=args.env,

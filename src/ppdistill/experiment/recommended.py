@@ -38,9 +38,8 @@ def _section(method: str, env_id: str | None, config: Path | None, teacher: obje
         # loader's kind is td3's); a model from outside SB3 zips has no kind's settings
         path = teacher.info.get("path") if "algo_policy" in teacher.info else None
         teacher_kind = kind_of_source(path) if isinstance(path, str) else None
-        vector = not isinstance(teacher.observation_space, spaces.Dict) and (
-            len(teacher.observation_space.shape or ()) == 1
-        )
+        space = teacher.observation_space
+        vector = isinstance(space, spaces.Box) and len(space.shape) == 1
     else:
         teacher_kind = kind_of_source(teacher)
         vector = has_vector_observations(teacher)

@@ -13,6 +13,7 @@ from ppdistill.experiment.config import (
     check_values,
 )
 from ppdistill.networks.presets import MLP_SIZES, mlp_student_arch
+from ppdistill.teachers.loading import has_vector_observations
 
 STUDENT_OBS = ("teacher", "raw", "positions", "positions-change")
 """The words ``student_obs`` takes; anything else names observation groups (see :class:`RunSpec`)."""
@@ -33,6 +34,33 @@ def observation_groups(text: str) -> tuple[str, ...]:
             f"got {text!r}"
         )
     return tuple(names)
+
+
+def student_reads_vector(teacher: object, env_id: str, student_obs: str = "teacher") -> bool:
+    """Whether a run's student would read a flat vector (a one-dimensional Box), told before
+    the run is built, for the settings that apply only then (a teacher kind's running
+    statistics); True where it cannot be told (the run's own checks then speak).
+
+    :param teacher: the teacher source (a path, a ``zoo:`` id), read without loading it
+    :param env_id: the environment
+    :param student_obs: what the student sees (:attr:`RunSpec.student_obs`)
+    """
+    if student_obs == "teacher":
+        return has_vector_observations(teacher)
+    if student_obs in ("positions", "positions-change"):
+        return True  # views of a flat Box's entries, refused on anything else
+    from gymnasium import spaces
+
+    from ppdistill.envs.make import env_spaces
+    from ppdistill.envs.views import ObservationGroups
+
+    try:
+        space = env_spaces(env_id)[0]
+        if student_obs != "raw":
+            space = ObservationGroups(observation_groups(student_obs)).space(space)
+    except Exception:  # an env or groups that do not build: the run says why, in its own words
+        return True
+    return isinstance(space, spaces.Box) and len(space.shape) == 1
 
 
 @dataclass
