@@ -9,6 +9,13 @@ else in a record's spec) needs the same statistics across it:
 
 prints ``a − b``, final and mean score over training (AUC), mean over envs [95% CI] and the
 verdict, over the (env, teacher, seed) units that have both.
+
+Runs of the same units in another folder (the earlier settings' runs, say, which a check of new
+defaults pairs with instead of repeating them) join with ``--with``; a group may be given by
+the start of its value (eight characters of a ``defaults_sha256``):
+
+    python benchmarks/paired_difference.py benchmarks/results/teachers-value-norm \
+        --with benchmarks/results/teachers-value --by defaults_sha256 --a 0acd9809 --b 228508cb --label ppd
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ from ppdistill.bench import read_records
 from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
 
 
-def _group(record: dict[str, Any], by: str) -> str:
-    return str(record["spec"][by]) if by in record["spec"] else str(record.get(by))
+def _group(record: dict[str, Any], by: str, names: tuple[str, ...] = ()) -> str:
+    value = str(record["spec"][by]) if by in record["spec"] else str(record.get(by))
+    if value in names:
+        return value
+    return next((name for name in names if value.startswith(name)), value)  # a hash's first characters
 
 
 def differences(
@@ -42,7 +52,7 @@ def differences(
     if label is None and len(labels) > 1:
         raise SystemExit(f"the folder holds methods {', '.join(sorted(labels))}: choose one with --label")
     kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
-    boot = Bootstrap(units_from(kept, lambda r: _group(r, by)), reps).restricted(a, b)
+    boot = Bootstrap(units_from(kept, lambda r: _group(r, by, (a, b))), reps).restricted(a, b)
     if boot is None:
         raise SystemExit(f"no (env, teacher, seed) has runs of both {by} {a} and {b}")
     return {what: boot.difference(a, b, what) for what in ("final", "auc")}
@@ -56,8 +66,13 @@ def main() -> int:
     parser.add_argument("--b", required=True, help="the right group (e.g. smaller)")
     parser.add_argument("--label", default=None, help="the method label, when the folder has several")
     parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument(
+        "--with", dest="others", type=Path, action="append", default=[],
+        help="another results folder whose runs join these (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
-    out = differences(read_records(args.results), args.by, args.a, args.b, args.label, args.reps)
+    records = [r for folder in (args.results, *args.others) for r in read_records(folder)]
+    out = differences(records, args.by, args.a, args.b, args.label, args.reps)
     for what, interval in out.items():
         point, low, high = interval
         name = "final" if what == "final" else "mean score over training"

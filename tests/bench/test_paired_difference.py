@@ -52,3 +52,27 @@ def test_several_methods_need_a_label_and_missing_groups_are_named(tmp_path, cap
     )
     assert script().main() == 0
     assert "student same − same, final: +0.00" in capsys.readouterr().out
+
+
+def test_runs_of_another_folder_join_and_a_group_is_named_by_its_start(tmp_path, capsys, monkeypatch):
+    both = records(np.random.default_rng(2), {("ppd", "smaller"): (0.9, 1), ("ppd", "same"): (0.6, 1)})
+    runs = [r for r in both if r["spec"]["student"] == "smaller"]
+    earlier = [r for r in both if r["spec"]["student"] == "same"]  # the same units, other settings
+    for record in runs:
+        record["defaults_sha256"] = "0acd9809" + "1" * 56
+    for record in earlier:
+        record["defaults_sha256"] = "228508cb" + "2" * 56
+        record["spec"]["student"] = "smaller"
+        record["id"] = record["id"].replace("same", "smaller")
+    for folder, rows in (("new", runs), ("old", earlier)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["x", str(tmp_path / "new"), "--with", str(tmp_path / "old"), "--by", "defaults_sha256",
+            "--a", "0acd9809", "--b", "228508cb", "--reps", "200"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    assert script().main() == 0
+    out = capsys.readouterr().out
+    assert "defaults_sha256 0acd9809 − 228508cb, final: +0.3" in out and "(0acd9809 ahead)" in out
+    monkeypatch.setattr("sys.argv", argv[:2] + argv[4:])  # without the other folder: nothing pairs
+    with pytest.raises(SystemExit, match="no \\(env, teacher, seed\\) has runs of both"):
+        script().main()
