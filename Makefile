@@ -37,9 +37,10 @@ $(VENV)/procgen/.installed: $(VENV)/.installed
 quickstart: install
 	$(BIN)/ppdistill quickstart --out runs/quickstart --force
 
-## The whole test suite, learning tests included (under 15 minutes on 2 cores).
+## The whole test suite, learning tests included (under 15 minutes on 2 cores), one worker per
+## core up to 4 (each test keeps one torch thread: tests/conftest.py).
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 ## Without the learning tests.
 test-fast: install-test
