@@ -16,6 +16,8 @@ the start of its value (eight characters of a ``defaults_sha256``):
 
     python benchmarks/paired_difference.py benchmarks/results/teachers-value-norm \
         --with benchmarks/results/teachers-value --by defaults_sha256 --a 0acd9809 --b 228508cb --label ppd
+
+or two methods run into two folders (``--by label --a rppd --b rppo``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def differences(
     """
     finished = [r for r in records if r.get("status") == "ok"]
     labels = {str(r.get("label", r["spec"]["method"])) for r in finished}
-    if label is None and len(labels) > 1:
+    if label is None and len(labels) > 1 and by != "label":  # by label: the labels are the groups
         raise SystemExit(f"the folder holds methods {', '.join(sorted(labels))}: choose one with --label")
     kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
     boot = Bootstrap(units_from(kept, lambda r: _group(r, by, (a, b))), reps).restricted(a, b)

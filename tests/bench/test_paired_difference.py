@@ -76,3 +76,11 @@ def test_runs_of_another_folder_join_and_a_group_is_named_by_its_start(tmp_path,
     monkeypatch.setattr("sys.argv", argv[:2] + argv[4:])  # without the other folder: nothing pairs
     with pytest.raises(SystemExit, match="no \\(env, teacher, seed\\) has runs of both"):
         script().main()
+
+
+def test_two_methods_pair_by_their_labels():
+    runs = records(
+        np.random.default_rng(4), {("ppd", "smaller"): (0.9, 1), ("student-distill", "smaller"): (0.5, 1)}
+    )
+    point, low, _ = script().differences(runs, "label", "ppd", "student-distill", reps=200)["final"]
+    assert point == pytest.approx(0.4, abs=0.03) and low > 0
