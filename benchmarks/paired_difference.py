@@ -28,6 +28,7 @@ from typing import Any
 
 from ppdistill.bench import read_records
 from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
+from ppdistill.bench.stats import task_of
 
 
 def _group(record: dict[str, Any], by: str, names: tuple[str, ...] = ()) -> str:
@@ -74,6 +75,11 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
     records = [r for folder in (args.results, *args.others) for r in read_records(folder)]
+    if args.others:
+        # folders run from different worktrees name one teacher file by different absolute
+        # paths: a unit's teacher is then its task (env and tag); a task whose teachers differ
+        # still cannot pair, for their references differ (the bootstrap refuses that)
+        records = [{**r, "spec": {**r["spec"], "teacher": task_of(r)}} for r in records]
     out = differences(records, args.by, args.a, args.b, args.label, args.reps)
     for what, interval in out.items():
         point, low, high = interval

@@ -64,6 +64,7 @@ def test_runs_of_another_folder_join_and_a_group_is_named_by_its_start(tmp_path,
         record["defaults_sha256"] = "228508cb" + "2" * 56
         record["spec"]["student"] = "smaller"
         record["id"] = record["id"].replace("same", "smaller")
+        record["spec"]["teacher"] = "/another/worktree/t.zip"  # one teacher file, another checkout
     for folder, rows in (("new", runs), ("old", earlier)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
