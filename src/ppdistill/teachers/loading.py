@@ -193,6 +193,17 @@ def kind_of(policy_class: type) -> TeacherKind | None:
     return next((kind for kind in KINDS if kind.claims(policy_class)), None)
 
 
+def _zip_data_of_source(source: object) -> tuple[dict[str, Any], Path] | None:
+    """The JSON data of the SB3 zip a teacher source holds, and the zip's path; None for
+    callables, ONNX or TorchScript files (raises PPDistillError where a zip cannot be read)."""
+    if hub.is_hub_source(source):
+        source = hub.locate_in_cache(source).zip_path  # type: ignore[arg-type]
+    if not isinstance(source, str | Path) or external.is_external(source, None):
+        return None
+    zip_path = locate(Path(source).expanduser()).zip_path
+    return read_sb3_zip(zip_path).data, zip_path
+
+
 def kind_of_source(source: object) -> str | None:
     """The kind name of the SB3 model a teacher source holds (``"sac"``, ``"q-values"``, ...),
     read from its zip without rebuilding it; None for callables, ONNX or TorchScript files, and
@@ -203,13 +214,10 @@ def kind_of_source(source: object) -> str | None:
     :param source: what :func:`load_agent` takes
     """
     try:
-        if hub.is_hub_source(source):
-            source = hub.locate_in_cache(source).zip_path  # type: ignore[arg-type]
-        if not isinstance(source, str | Path) or external.is_external(source, None):
+        found = _zip_data_of_source(source)
+        if found is None:
             return None
-        located = locate(Path(source).expanduser())
-        data = read_sb3_zip(located.zip_path).data
-        policy_class = decode_entry(data, "policy_class", located.zip_path, trust_pickle=False)
+        policy_class = decode_entry(found[0], "policy_class", found[1], trust_pickle=False)
     except PPDistillError:
         return None
     kind = kind_of(policy_class) if isinstance(policy_class, type) else None
@@ -227,13 +235,10 @@ def has_vector_observations(source: object) -> bool:
     :param source: what :func:`load_agent` takes
     """
     try:
-        if hub.is_hub_source(source):
-            source = hub.locate_in_cache(source).zip_path  # type: ignore[arg-type]
-        if not isinstance(source, str | Path) or external.is_external(source, None):
-            return True
-        record = read_sb3_zip(locate(Path(source).expanduser()).zip_path).data.get("observation_space")
+        found = _zip_data_of_source(source)
     except PPDistillError:
         return True
+    record = found[0].get("observation_space") if found is not None else None
     if not isinstance(record, dict):
         return True
     # SB3 writes a space's readable attributes beside its pickle: ':type:', and '_shape'
