@@ -55,7 +55,9 @@ def differences(
     if label is None and len(labels) > 1 and by != "label":  # by label: the labels are the groups
         raise SystemExit(f"the folder holds methods {', '.join(sorted(labels))}: choose one with --label")
     kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
-    boot = Bootstrap(units_from(kept, lambda r: _group(r, by, (a, b))), reps).restricted(a, b)
+    units = units_from(kept, lambda r: _group(r, by, (a, b)))
+    both = [u for u in units if a in u.final and b in u.final]  # the units that have both, as said
+    boot = Bootstrap(both, reps).restricted(a, b) if both else None
     if boot is None:
         raise SystemExit(f"no (env, teacher, seed) has runs of both {by} {a} and {b}")
     return {what: boot.difference(a, b, what) for what in ("final", "auc")}
