@@ -85,3 +85,12 @@ def test_two_methods_pair_by_their_labels():
     )
     point, low, _ = script().differences(runs, "label", "ppd", "student-distill", reps=200)["final"]
     assert point == pytest.approx(0.4, abs=0.03) and low > 0
+
+
+def test_only_the_seeds_both_groups_ran_are_paired():
+    runs = records(
+        np.random.default_rng(5), {("ppd", "smaller"): (0.9, 1), ("student-distill", "smaller"): (0.5, 1)}
+    )
+    fewer = [r for r in runs if r["label"] == "ppd" or r["spec"]["seed"] < 3]  # the baseline on 3 seeds
+    point, low, _ = script().differences(fewer, "label", "ppd", "student-distill", reps=200)["final"]
+    assert point == pytest.approx(0.4, abs=0.03) and low > 0
