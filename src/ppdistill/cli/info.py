@@ -8,6 +8,7 @@ import json
 from ppdistill.cli.args import CLIError
 from ppdistill.cli.tables import print_table
 from ppdistill.core.files import atomic_write, check_out_file
+from ppdistill.core.spaces import is_flat_box
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -72,7 +73,7 @@ def cmd_students(args: argparse.Namespace) -> int:
             rows,
         )
         return 0
-    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+    if not is_flat_box(obs_space):
         raise CLIError(
             f"{args.env} has structured observations {obs_space}; the presets need flat or image ones"
         )

@@ -1,11 +1,22 @@
-"""Checking that two spaces (teacher and student, or model and environment) fit together."""
+"""Checking spaces: whether two (teacher and student, or model and environment) fit together,
+and whether one is a flat vector."""
 
 from __future__ import annotations
 
 import numpy as np
 from gymnasium import spaces
+from typing_extensions import TypeIs  # narrows both ways (typing's from Python 3.13)
 
 from ppdistill.core.errors import SpaceMismatchError
+
+
+def is_flat_box(space: spaces.Space) -> TypeIs[spaces.Box]:
+    """Whether ``space`` is a flat vector: a one-dimensional ``Box`` (what entry views, running
+    input statistics and the MLP presets take).
+
+    :param space: any gymnasium space
+    """
+    return isinstance(space, spaces.Box) and len(space.shape) == 1
 
 
 def check_spaces_compatible(

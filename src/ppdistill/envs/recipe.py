@@ -28,6 +28,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 from ppdistill.core.errors import PPDistillError
+from ppdistill.core.spaces import is_flat_box
 from ppdistill.envs.ids import canonical_env_id, env_family
 from ppdistill.envs.make import make_vec_env, policy_observation_space
 from ppdistill.envs.views import EntriesWithChange, ObservationEntries, ObservationGroups, StudentView
@@ -314,7 +315,7 @@ def raw_view(recipe: EnvRecipe) -> ObservationSlice:
             "give the student the teacher's observation"
         )
     base_obs, _ = EnvRecipe(recipe.env_id, recipe.env_kwargs).spaces()
-    if not isinstance(base_obs, spaces.Box) or len(base_obs.shape) != 1:
+    if not is_flat_box(base_obs):
         raise RecipeError(f"the raw observation is taken out of flat Box observations only, not {base_obs}")
     frame = int(base_obs.shape[0]) + len(recipe.wrappers)  # each wrapper of ADDS_INPUTS adds one entry
     return ObservationSlice(-frame, -len(recipe.wrappers) or None)

@@ -38,6 +38,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from ppdistill.core.errors import PPDistillError, SpaceMismatchError
+from ppdistill.core.spaces import is_flat_box
 
 View = Callable[[Any], Any]
 
@@ -100,7 +101,7 @@ class ObservationEntries:
 
     def space(self, full: spaces.Space) -> spaces.Box:
         """The space of these entries of a flat ``Box`` observation space."""
-        if not isinstance(full, spaces.Box) or len(full.shape) != 1:
+        if not is_flat_box(full):
             raise ViewError(f"{self.name} are taken out of flat Box observations, not {full}")
         n = full.shape[0]
         bad = [i for i in self.indices if not -n <= i < n]

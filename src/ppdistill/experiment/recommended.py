@@ -23,8 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gymnasium import spaces
-
+from ppdistill.core.spaces import is_flat_box
 from ppdistill.experiment.config import METHODS, ConfigError, class_kwargs, hyperparameters
 from ppdistill.teachers.base import Teacher
 from ppdistill.teachers.loading import has_vector_observations, kind_of_source
@@ -38,8 +37,7 @@ def _section(method: str, env_id: str | None, config: Path | None, teacher: obje
         # loader's kind is td3's); a model from outside SB3 zips has no kind's settings
         path = teacher.info.get("path") if "algo_policy" in teacher.info else None
         teacher_kind = kind_of_source(path) if isinstance(path, str) else None
-        space = teacher.observation_space
-        vector = isinstance(space, spaces.Box) and len(space.shape) == 1
+        vector = is_flat_box(teacher.observation_space)
     else:
         teacher_kind = kind_of_source(teacher)
         vector = has_vector_observations(teacher)

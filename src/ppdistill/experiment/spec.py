@@ -6,6 +6,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppdistill.core.spaces import is_flat_box
 from ppdistill.experiment.config import (
     ConfigError,
     check_keys,
@@ -49,8 +50,6 @@ def student_reads_vector(teacher: object, env_id: str, student_obs: str = "teach
         return has_vector_observations(teacher)
     if student_obs in ("positions", "positions-change"):
         return True  # views of a flat Box's entries, refused on anything else
-    from gymnasium import spaces
-
     from ppdistill.envs.make import env_spaces
     from ppdistill.envs.views import ObservationGroups
 
@@ -60,7 +59,7 @@ def student_reads_vector(teacher: object, env_id: str, student_obs: str = "teach
             space = ObservationGroups(observation_groups(student_obs)).space(space)
     except Exception:  # an env or groups that do not build: the run says why, in its own words
         return True
-    return isinstance(space, spaces.Box) and len(space.shape) == 1
+    return is_flat_box(space)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from torch import nn
 
 from ppdistill.core.errors import PPDistillError
+from ppdistill.core.spaces import is_flat_box
 from ppdistill.networks.forward import TensorObs
 
 
@@ -181,7 +182,7 @@ def running_normalization(policy_kwargs: dict[str, Any], observation_space: spac
     :raises NormalizationError: observations that are not a flat Box, or a features extractor of
         the user's
     """
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+    if not is_flat_box(observation_space):
         raise NormalizationError(
             f"student_obs_norm 'running' needs a flat Box observation, not {observation_space}; "
             "use 'teacher' or 'none'"
