@@ -57,9 +57,9 @@ def differences(
     kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
     units = units_from(kept, lambda r: _group(r, by, (a, b)))
     both = [u for u in units if a in u.final and b in u.final]  # the units that have both, as said
-    boot = Bootstrap(both, reps).restricted(a, b) if both else None
-    if boot is None:
+    if not both:
         raise SystemExit(f"no (env, teacher, seed) has runs of both {by} {a} and {b}")
+    boot = Bootstrap(both, reps)
     return {what: boot.difference(a, b, what) for what in ("final", "auc")}
 
 

@@ -294,10 +294,10 @@ def hyperparameters(
         ``method``; ``finetune`` holds the fine-tuning PPO's settings)
     :param teacher_kind: the teacher's kind name (:func:`~ppdistill.teachers.loading.kind_of_source`),
         or None: no kind's settings
-    :param vector_observations: whether the teacher reads a flat vector
-        (:func:`~ppdistill.teachers.loading.has_vector_observations`); if not, a kind's
+    :param vector_observations: whether the student reads a flat vector
+        (:func:`~ppdistill.experiment.spec.student_reads_vector`); if not, a kind's
         ``student_obs_norm: running`` is not given (running statistics are for vectors: a DQN
-        teacher on Atari keeps the default)
+        teacher's image student keeps the default)
     """
     section_name = section or method
     data = _read_yaml(config)
@@ -884,7 +884,7 @@ def run_hyperparameters(
     :param overrides: values replacing the config's (``--hp``, a suite's ``hp``)
     :param config: a YAML file to use instead of the shipped ``distill.yml``
     :param teacher_kind: the teacher's kind name, for the config's ``teacher_kinds`` entry
-    :param vector_observations: whether the teacher reads a flat vector, as in
+    :param vector_observations: whether the student reads a flat vector, as in
         :func:`hyperparameters`
     """
     overrides = dict(overrides or {})
