@@ -22,6 +22,11 @@ jobs=(
   "verify  tqc    Walker2d-v5               150000  1    $TF"
   "verify  qrdqn  MountainCar-v0            120000  1"
   "verify  td3    LunarLanderContinuous-v3  150000  1"
+  # blind: trained 2026-12-03 for a verify round on teachers no suite or choice had read
+  # (benchmarks/suites/teachers-blind3.yaml); kinds and envs of the verify half, new pairings
+  "blind   qrdqn  Acrobot-v1                100000  2"
+  "blind   td3    Walker2d-v5               150000  2"
+  "blind   tqc    Hopper-v5                 150000  2    $TF"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
