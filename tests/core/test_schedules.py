@@ -12,6 +12,7 @@ from ppdistill.core.schedules import (
     Fading,
     Linear,
     PerformanceBased,
+    Phase,
     as_schedule,
 )
 
@@ -57,9 +58,26 @@ def test_performance_based_follows_the_students_returns():
     assert restored(0.0) == 0.0 and restored == s
 
 
+def test_a_phase_runs_its_schedule_over_its_share_of_the_budget():
+    phase = Phase(Linear(1e-3), share=0.25)  # the last quarter of the run
+    values = [phase(1.0 - spent) for spent in (0.0, 0.75, 0.875, 1.0)]
+    assert values == pytest.approx([1e-3, 1e-3, 5e-4, 0.0])  # full at the switch, 0 at the end
+    assert Phase(Linear(2.0), share=1.0)(0.5) == Linear(2.0)(0.5)
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            Phase(Linear(1.0), share)
+
+
 @pytest.mark.parametrize(
     "schedule",
-    [Constant(1.0), Linear(1.0), DistillThenFinetune(1.0, 0.5), PerformanceBased(1.0), Fading(1.0, 0.2, 0.6)],
+    [
+        Constant(1.0),
+        Linear(1.0),
+        DistillThenFinetune(1.0, 0.5),
+        PerformanceBased(1.0),
+        Fading(1.0, 0.2, 0.6),
+        Phase(Linear(1.0), 0.5),
+    ],
 )
 def test_schedules_pickle(schedule):
     assert pickle.loads(pickle.dumps(schedule)) == schedule

@@ -11,6 +11,7 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
+from ppdistill.core.schedules import Linear, Phase
 from ppdistill.experiment.checkpoints import CHECKPOINT_NAME, read_checkpoint
 from ppdistill.experiment.config import (
     ConfigError,
@@ -86,6 +87,31 @@ def test_fine_tuning_normalizes_rewards_when_its_settings_say_so_and_distilling_
     for env in (distilled, tuned):
         assert isinstance(env, VecNormalize) and env.norm_reward and not env.norm_obs and env.gamma == 0.9
     assert tuned is not distilled and tuned.ret_rms.count > 1  # fresh envs, which saw the returns
+
+
+def test_the_fine_tunings_lin_schedules_start_at_the_switch():
+    # rl_zoo3's lin_X falls from X over the zoo's own training: here over the fine-tuning phase,
+    # whose step counter (and SB3's progress) continues the distillation's
+    seen = []
+    hp = run_hyperparameters(
+        "CartPole-v1",
+        "student-distill",
+        {"n_envs": 2, "then_finetune": 384, "finetune_hp": {
+            "n_envs": 2, "n_steps": 64, "batch_size": 64,
+            "learning_rate": "lin_0.001", "clip_range": "lin_0.2"}},
+    )  # fmt: skip
+    spec = RunSpec(
+        env_id="CartPole-v1", method="student-distill", teacher=str(BUNDLED), timesteps=128,
+        student="32,16", seed=0, hp=hp, eval_freq=128, eval_episodes=1, final_episodes=1,
+    )  # fmt: skip
+    run(spec, on_model=seen.append)
+    tuned = seen[-1]
+    assert isinstance(tuned, PPO)
+    at_switch, half_way = 1.0 - 128 / 512, 1.0 - (128 + 192) / 512
+    assert tuned.lr_schedule(at_switch) == pytest.approx(1e-3)
+    assert tuned.lr_schedule(half_way) == pytest.approx(5e-4)
+    assert tuned.clip_range(at_switch) == pytest.approx(0.2) and tuned.clip_range(0.0) == 0.0
+    assert tuned.learning_rate == Phase(Linear(1e-3), share=384 / 512)  # saved with the model
 
 
 @pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"])

@@ -36,6 +36,28 @@ class Linear:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """``inner`` run over the last ``share`` of the budget, as if that phase were the whole of
+    it: a fine-tuning phase's rl_zoo3 ``lin_X`` then falls from X at the switch to 0 at the
+    end, as it does from the start of the zoo's own PPO training (SB3's ``progress_remaining``
+    counts the whole run, whose step counter continues across the switch).
+
+    :param inner: the phase's own schedule
+    :param share: the phase's share of the budget, in (0, 1]
+    """
+
+    inner: Schedule
+    share: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {self.share}")
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.inner(min(1.0, progress_remaining / self.share))
+
+
+@dataclass(frozen=True)
 class DistillThenFinetune:
     """``value`` for the first ``fraction`` of the budget, then 0: the student goes on as plain PPO.
 

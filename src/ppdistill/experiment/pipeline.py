@@ -49,7 +49,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from ppdistill.algorithms.ppd import PPD
 from ppdistill.core.errors import PPDistillError
-from ppdistill.core.schedules import Fading, Schedule
+from ppdistill.core.schedules import Fading, Phase, Schedule
 from ppdistill.experiment.config import class_kwargs
 from ppdistill.teachers.actor_critic import ActorCriticTeacher
 
@@ -202,15 +202,19 @@ def finetune_model(
     verbose: int = 0,
     tensorboard_log: str | None = None,
     anchor: tuple[Mapping[str, th.Tensor], Schedule] | None = None,
+    share: float = 1.0,
 ) -> PPO:
     """A PPO that continues ``distilled``: same policy class, ``policy_kwargs`` and weights.
 
     The network (its class, ``policy_kwargs``, ``use_sde``) is the student's; ``hp`` gives
     every other PPO hyperparameter (runner keys such as ``n_envs`` are ignored here; a
     ``policy_kwargs`` or ``use_sde`` in ``hp`` is overridden by the student's). The step
-    counter continues from the student's, so a schedule in ``hp`` (a learning rate of
-    ``progress_remaining``) sees the progress of the whole run when it is continued with
-    ``learn(..., reset_num_timesteps=False)``, as :func:`ppdistill.experiment.runner.run` does.
+    counter continues from the student's, and SB3's ``progress_remaining`` with it when the
+    model is continued with ``learn(..., reset_num_timesteps=False)``, as
+    :func:`ppdistill.experiment.runner.run` does; so a learning rate or clip range schedule in
+    ``hp`` (rl_zoo3's ``lin_X``) is run over the fine-tuning's ``share`` of the run
+    (:class:`~ppdistill.core.schedules.Phase`): it starts at X at the switch, as the zoo's PPO
+    starts its own training.
 
     :param distilled: the trained student (StudentDistill, TeacherDistill, or any SB3 actor-critic)
     :param hp: PPO's hyperparameters
@@ -221,12 +225,16 @@ def finetune_model(
     :param anchor: the distilled student's weights (``state_dict``) and λ's schedule: a
         :class:`~ppdistill.algorithms.PPD` held to those weights (see the module docstring)
         instead of a plain PPO
+    :param share: the fine-tuning's share of the run's env steps, in (0, 1]
     """
     if not isinstance(distilled.policy, ActorCriticPolicy):
         raise PPDistillError(
             f"only actor-critic students can be fine-tuned with PPO, not {type(distilled).__name__}"
         )
     kwargs = class_kwargs(hp, exclude=POLICY_KEYS)
+    for key in ("learning_rate", "clip_range", "clip_range_vf"):
+        if callable(kwargs.get(key)):
+            kwargs[key] = Phase(kwargs[key], share)
     use_sde = bool(getattr(distilled, "use_sde", False))
     if not use_sde:
         kwargs.pop("sde_sample_freq", None)

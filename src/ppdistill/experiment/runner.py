@@ -418,9 +418,16 @@ class Run:
                 verbose=self.verbose,
                 tensorboard_log=self.spec.tensorboard,
                 anchor=self._anchor(distilled, hp),
+                share=self._finetuning_share(),
             )
         except TypeError as exc:  # a key PPO does not take
             raise PPDistillError(f"bad fine-tuning hyperparameter: {exc}") from exc
+
+    def _finetuning_share(self) -> float:
+        """The fine-tuning's share of the run's env steps (its schedules run over it)."""
+        assert self.state.finetune is not None
+        total = self.spec.total_timesteps
+        return (total - int(self.state.finetune["start"])) / total
 
     def _anchor(
         self, distilled: BaseAlgorithm, hp: dict[str, Any]
