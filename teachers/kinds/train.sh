@@ -27,6 +27,9 @@ jobs=(
   "blind   qrdqn  Acrobot-v1                100000  2"
   "blind   td3    Walker2d-v5               150000  2"
   "blind   tqc    Hopper-v5                 150000  2    $TF"
+  # blind4: trained 2026-12-03 (a later session) for a verify round after that session's choice:
+  # LunarLanderContinuous, which teachers-blind3 left out, with a kind never paired with it
+  "blind4  tqc    LunarLanderContinuous-v3  120000  3"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
