@@ -180,6 +180,13 @@ def test_squashed_target_centres_a_sac_teachers_target():
         Run.start(spec("ppd", squashed_target="mode"), checkpoint_freq=0)
 
 
+def test_squashed_std_scale_narrows_a_sac_teachers_target():
+    run = Run.start(pendulum_spec(zoo_path("sac/Pendulum-v1_1"), squashed_std_scale=0.5), checkpoint_freq=0)
+    assert run.teacher.std_scale == 0.5
+    with pytest.raises(PPDistillError, match="squashed_std_scale applies to squashed-Gaussian teachers"):
+        Run.start(spec("ppd", squashed_std_scale=0.5), checkpoint_freq=0)
+
+
 def trained_models(run_spec, teacher):
     """The models a run trains (one per phase), from a tiny run."""
     seen = []

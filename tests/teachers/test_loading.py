@@ -143,6 +143,22 @@ def test_sac_target_mode_is_centred_on_its_deterministic_action_with_the_moments
         load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="median")
 
 
+def test_squashed_std_scale_multiplies_the_targets_std_and_nothing_else():
+    obs = th.as_tensor(np.random.default_rng(4).normal(size=(32, 17)).astype(np.float32))
+    plain = load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="mode")
+    narrow = load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="mode", squashed_std_scale=0.25)
+    assert plain.info["squashed_std_scale"] == 1.0 and narrow.info["squashed_std_scale"] == 0.25
+    wide, thin = plain(obs).params, narrow(obs).params
+    th.testing.assert_close(thin[:, :6], wide[:, :6])  # the same centre
+    th.testing.assert_close(thin[:, 6:].exp(), 0.25 * wide[:, 6:].exp())
+    # the teacher still acts through its own distribution: only the target is narrowed
+    act = {"deterministic": True}
+    np.testing.assert_allclose(narrow.predict(obs.numpy(), **act)[0], plain.predict(obs.numpy(), **act)[0])
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(TeacherLoadError, match="squashed_std_scale must be a finite number > 0"):
+            load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_std_scale=bad)
+
+
 def test_sac_target_mode_is_in_the_environments_units():
     # Pendulum's torque is in [-2, 2]: a centre in the policy's [-1, 1] would be half of it
     teacher = load_teacher(zoo_path("sac/Pendulum-v1_1"), squashed_target="mode")

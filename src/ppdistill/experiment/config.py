@@ -67,7 +67,7 @@ _RESERVED = {
 # Keys understood by the runner rather than the algorithm (see ppdistill.experiment.runner):
 # n_envs (training environments), temperature (τ of a value-based teacher), target_std (σ_T
 # of a deterministic teacher's target: TD3, DDPG, ARS), squashed_target (the centre of a SAC,
-# TQC or CrossQ teacher's target: "moments" or "mode"), lambda_schedule
+# TQC or CrossQ teacher's target: "moments" or "mode"), squashed_std_scale (its std's factor), lambda_schedule
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
 # then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps /
@@ -90,6 +90,7 @@ RUNNER_KEYS = {
     "temperature",
     "target_std",
     "squashed_target",
+    "squashed_std_scale",
     "lambda_schedule",
     *PIPELINE_KEYS,
 }
@@ -514,6 +515,9 @@ HYPERPARAMETERS: dict[str, HpRule] = {
     "temperature": HpRule("a finite number > 0", _positive, 0.1, option="--temperature"),
     "target_std": HpRule("a finite number > 0 (a fraction of half the action range)", _positive, 0.1),
     "squashed_target": _choice("moments", "mode"),
+    "squashed_std_scale": HpRule(
+        "a finite number > 0 (1: the spread of the teacher's actions)", _positive, 1.0
+    ),
     "sde_sample_freq": HpRule("a whole number >= -1 (-1: once per rollout)", lambda v: _is_int(v, -1), 4),
     "stats_window_size": HpRule("a whole number > 0", lambda v: _is_int(v, 1), 100),
     "use_sde": _BOOL,

@@ -59,8 +59,9 @@ def recommended(
         its kind's settings; None: none
     :returns: a new dict (changing it changes nothing else); the runner's own keys are left
         out: ``n_envs`` (:func:`recommended_n_envs`) and how the teacher is read, ``temperature``,
-        ``target_std``, ``squashed_target`` (:func:`recommended_teacher_kwargs`); a ``lin_X``
-        value comes as the schedule :class:`~ppdistill.core.schedules.Linear` (X falling to 0)
+        ``target_std``, ``squashed_target``, ``squashed_std_scale``
+        (:func:`recommended_teacher_kwargs`); a ``lin_X`` value comes as the schedule
+        :class:`~ppdistill.core.schedules.Linear` (X falling to 0)
     :raises ConfigError: an unknown method, or a config file that cannot be read
     """
     return class_kwargs(_section(method, env_id, config, teacher))
@@ -79,7 +80,7 @@ def recommended_n_envs(
     return int(_section(method, env_id, config, teacher).get("n_envs", 1))
 
 
-TEACHER_KEYS = ("temperature", "target_std", "squashed_target")
+TEACHER_KEYS = ("temperature", "target_std", "squashed_target", "squashed_std_scale")
 """The config's keys that are :func:`~ppdistill.load_teacher`'s keywords, not the class's."""
 
 

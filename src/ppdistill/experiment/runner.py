@@ -105,11 +105,12 @@ Phase = Literal["distill", "finetune"]
 # Settings of a teacher's target, and the teachers that take them: a teacher takes a setting
 # when its info records it (the loader writes each kind's own: DQN, QR-DQN and ARS on Discrete
 # actions their temperature, TD3, DDPG and ARS on Box actions their target_std, SAC, TQC and
-# CrossQ their squashed_target), so a new kind needs no entry here.
+# CrossQ their squashed_target and squashed_std_scale), so a new kind needs no entry here.
 TARGET_SETTINGS = {
     "temperature": "value-based teachers (DQN, QR-DQN) and ARS on Discrete actions",
     "target_std": "deterministic teachers (TD3, DDPG, ARS on Box actions)",
     "squashed_target": "squashed-Gaussian teachers (SAC, TQC, CrossQ)",
+    "squashed_std_scale": "squashed-Gaussian teachers (SAC, TQC, CrossQ)",
 }
 
 
@@ -634,7 +635,7 @@ def check_outside_teacher(out: Path, teacher: str | Path) -> None:
 
 def _load_teacher(spec: RunSpec) -> Teacher:
     temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
-    target = {k: spec.hp[k] for k in ("target_std", "squashed_target") if k in spec.hp}
+    target = {k: spec.hp[k] for k in ("target_std", "squashed_target", "squashed_std_scale") if k in spec.hp}
     return load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature, **target)
 
 

@@ -91,7 +91,8 @@ class RunSpec:
         teacher's own observation space)
 
     ``hp`` may hold the runner's keys besides the algorithm's: ``n_envs``, ``temperature``
-    (DQN teachers), ``target_std`` (TD3 teachers), ``squashed_target`` (SAC teachers),
+    (DQN teachers), ``target_std`` (TD3 teachers), ``squashed_target`` and
+    ``squashed_std_scale`` (SAC teachers),
     ``lambda_schedule`` (PPD), and for a distill-then-fine-tune pipeline
     ``then_finetune`` (env steps of PPO after ``timesteps`` of distillation),
     ``critic_warmup`` and ``finetune_hp`` (the fine-tuning PPO's complete hyperparameters;

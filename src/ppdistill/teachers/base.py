@@ -218,6 +218,7 @@ class BuildOptions:
     :param temperature: τ of softmax(Q/τ), for value-based teachers
     :param target_std: σ_T of deterministic teachers, as a fraction of half the action range
     :param squashed_target: the mean of a squashed-Gaussian teacher's target, "moments" or "mode"
+    :param squashed_std_scale: multiplies a squashed-Gaussian teacher's target std
     """
 
     observation_space: spaces.Space
@@ -228,6 +229,7 @@ class BuildOptions:
     temperature: float = 0.01
     target_std: float = 0.1
     squashed_target: str = "moments"
+    squashed_std_scale: float = 1.0
 
     @property
     def common(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def describe_teacher(teacher: Teacher) -> dict[str, Any]:
         "parameters": int(parameters),
         "values": "yes" if teacher.has_value else "no",
     }
-    for key in ("temperature", "target_std", "squashed_target", "output"):
+    for key in ("temperature", "target_std", "squashed_target", "squashed_std_scale", "output"):
         if key in info:
             described[key] = info[key]
     return described

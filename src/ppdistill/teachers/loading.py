@@ -49,6 +49,7 @@ def load_agent(
     role: str = "model",
     output: str | None = None,
     squashed_target: str = "moments",
+    squashed_std_scale: float = 1.0,
 ) -> Teacher:
     """Load a frozen policy: a teacher, a student, or any SB3 agent, as a :class:`Teacher`
     (the interface every loaded policy has: distribution parameters, ``predict``).
@@ -91,6 +92,9 @@ def load_agent(
     :param squashed_target: SAC/TQC/CrossQ teachers: the target Gaussian's mean, "moments"
         (the mean of the squashed actions, with their std) or "mode" (the teacher's
         deterministic action ``tanh(μ)``, with the same std); see :mod:`ppdistill.teachers.offpolicy`
+    :param squashed_std_scale: SAC/TQC/CrossQ teachers: the target's std times this (1: the
+        spread of the teacher's actions; below 1, a narrower target that fits the student's mean
+        more tightly)
     :param output: what an external model returns: "logits", "q-values", "gaussian" or
         "deterministic" (see :mod:`ppdistill.teachers.external`). Required for a TorchScript
         file and for ONNX files not made by ``ppdistill export``; a callable without it
@@ -135,7 +139,7 @@ def load_agent(
     try:
         teacher = _load_from_file(
             path, env_id, env_obs, env_act, temperature, vecnormalize, trust_pickle, target_std, role,
-            squashed_target,
+            squashed_target, squashed_std_scale,
         )  # fmt: skip
     except PPDistillError:
         raise
@@ -158,7 +162,7 @@ def load_teacher(
     from observation tensors to distribution parameters (see :mod:`ppdistill.core.distributions`
     for the layout). Every keyword of :func:`load_agent` applies (``temperature``,
     ``vecnormalize``, ``observation_space``, ``action_space``, ``value_fn``, ``device``,
-    ``trust_pickle``, ``target_std``, ``squashed_target``).
+    ``trust_pickle``, ``target_std``, ``squashed_target``, ``squashed_std_scale``).
 
     :param source: path to a zip or folder, or a callable
     :param env_id: environment the teacher will be used on (its spaces are checked)
@@ -311,6 +315,7 @@ def _load_from_file(
     target_std: float,
     role: str,
     squashed_target: str = "moments",
+    squashed_std_scale: float = 1.0,
 ) -> Teacher:
     located = locate(path, role)
     if env_id is None and located.env_id is not None:
@@ -403,6 +408,6 @@ def _load_from_file(
         info["env"] = recipe.as_dict()  # how to build the environment it acts in
     options = BuildOptions(
         obs_space, act_space, info, normalizer, value_scale, temperature=temperature, target_std=target_std,
-        squashed_target=squashed_target,
+        squashed_target=squashed_target, squashed_std_scale=squashed_std_scale,
     )  # fmt: skip
     return kind.build(policy, options)

@@ -22,6 +22,10 @@ so each is turned into one *distillation target* in the flat Box layout (mean, l
   deterministic action ``unscale(tanh(μ(s)))`` instead of the mean of its actions: a student
   evaluated deterministically then acts where the teacher does (the two differ where σ(s) is
   wide and tanh saturates, where the mean is pulled towards the middle of the range).
+  ``squashed_std_scale`` multiplies the target's std (default 1): SAC's entropy bonus keeps its
+  actions spread (about 0.28 of half the action range on a TQC Hopper teacher, where TD3's
+  target takes 0.1), and the forward KL weighs the student's mean error by 1/σ², so a scale
+  below 1 fits the mean, the action a deterministic student takes, more tightly.
 - **TD3, DDPG** (SB3's DDPG is TD3 with one critic, no policy delay and no target noise; it
   saves a ``TD3Policy``) are deterministic: ``a = μ(s)``. The target is ``N(μ(s), σ_T²)`` with a
   fixed ``σ_T`` (``target_std`` × half the action range, default 0.1): the forward KL is
@@ -100,18 +104,24 @@ class SquashedGaussianTeacher(Teacher):
 
     :param policy: the SAC, TQC or CrossQ policy
     :param target: "moments" or "mode"
+    :param std_scale: multiplies the target's std (> 0)
     """
 
     low: th.Tensor
     high: th.Tensor
 
-    def __init__(self, policy: SquashedGaussianPolicy, target: str = "moments", **kwargs: Any) -> None:
+    def __init__(
+        self, policy: SquashedGaussianPolicy, target: str = "moments", std_scale: float = 1.0, **kwargs: Any
+    ) -> None:
         if target not in SQUASHED_TARGETS:
             raise ModelLoadError(
                 f"squashed_target must be one of {', '.join(SQUASHED_TARGETS)}, got {target!r}"
             )
+        if not (std_scale > 0 and math.isfinite(std_scale)):
+            raise ModelLoadError(f"squashed_std_scale must be a finite number > 0, got {std_scale}")
         super().__init__(policy.observation_space, policy.action_space, **kwargs)
         self.target = target
+        self.std_scale = float(std_scale)
         assert isinstance(self.action_space, spaces.Box)
         self.policy = policy
         self.register_buffer("low", th.as_tensor(self.action_space.low, dtype=th.float32))
@@ -129,7 +139,7 @@ class SquashedGaussianTeacher(Teacher):
         m, s = squashed_gaussian_moments(mean, std, self.low, self.high)
         if self.target == "mode":
             m = self.low + (th.tanh(mean) + 1) * (self.high - self.low) / 2
-        return TeacherOutput(th.cat([m, s.log()], dim=1), None)
+        return TeacherOutput(th.cat([m, s.log() + math.log(self.std_scale)], dim=1), None)
 
     def act_on(
         self, obs: TensorObs, deterministic: bool, with_values: bool = False
@@ -245,8 +255,15 @@ def is_ddpg(data: dict[str, Any] | None) -> bool:
 
 def _squashed_builder(name: str) -> Any:
     def build(policy: SquashedGaussianPolicy, options: BuildOptions) -> Teacher:
-        info = {**options.info, "kind": name, "squashed_target": options.squashed_target}
-        return SquashedGaussianTeacher(policy, options.squashed_target, info=info, **options.common)
+        info = {
+            **options.info,
+            "kind": name,
+            "squashed_target": options.squashed_target,
+            "squashed_std_scale": options.squashed_std_scale,
+        }
+        return SquashedGaussianTeacher(
+            policy, options.squashed_target, options.squashed_std_scale, info=info, **options.common
+        )
 
     return build
 
