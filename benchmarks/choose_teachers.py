@@ -1,6 +1,11 @@
 """Apply teachers-ablation's rule (written in the suite file before its SAC and TD3 entries ran).
 
     python benchmarks/choose_teachers.py benchmarks/results/teachers-ablation
+    python benchmarks/choose_teachers.py benchmarks/results/teachers-ablation-width --group tqc=sac
+
+``--group TAG=KIND`` counts the entries whose tag starts with TAG as entries of KIND (the
+rule of teachers-ablation-width judges SAC and TQC teachers as one kind, as distill.yml's
+``teacher_kinds`` gives them one setting); without it each first word is its own kind.
 
 Per entry (env and teacher tag), the mean over seeds of the final normalized score and of the
 mean normalized score over training (AUC); ``d`` = a variant minus its shipped method
@@ -93,10 +98,12 @@ def entry_scores(records: list[dict[str, Any]]) -> tuple[Scores, Scores, set[int
     return finals, aucs, seeds
 
 
-def kind_of(task: str) -> str:
-    """``"Hopper-v5 [td3-timefeature]"`` -> ``"td3"``."""
+def kind_of(task: str, groups: dict[str, str] | None = None) -> str:
+    """``"Hopper-v5 [td3-timefeature]"`` -> ``"td3"`` (``groups`` maps a first word to the kind it
+    is judged with)."""
     tag = task.partition("[")[2].rstrip("]")
-    return tag.split("-")[0] if tag else "?"
+    first = tag.split("-")[0] if tag else "?"
+    return (groups or {}).get(first, first)
 
 
 def mean(scores: Scores, task: str, label: str) -> float:
@@ -105,15 +112,15 @@ def mean(scores: Scores, task: str, label: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def comparisons(records: list[dict[str, Any]]) -> list[Comparison]:
-    """Every variant against its shipped method, per teacher kind."""
+def comparisons(records: list[dict[str, Any]], groups: dict[str, str] | None = None) -> list[Comparison]:
+    """Every variant against its shipped method, per teacher kind (``groups``: as :func:`kind_of`)."""
     finals, aucs, seeds = entry_scores(records)
     planned = {(task_of(r), r["label"]) for r in records}  # ran, whether or not it succeeded
     grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)  # (kind, method, variant) -> entries
     for task, label in sorted(planned):
         method = base_method(label)
         if method is not None:
-            grouped[(kind_of(task), method, label)].append(task)
+            grouped[(kind_of(task, groups), method, label)].append(task)
     out = []
     for (kind, method, variant), tasks in sorted(grouped.items()):
         missing = tuple(
@@ -148,11 +155,24 @@ def choose(found: list[Comparison]) -> dict[tuple[str, str], Comparison | None]:
     return out
 
 
-def main(folder: Path) -> str:
+def parse_groups(args: list[str]) -> dict[str, str]:
+    """``["--group", "tqc=sac", ...]`` -> ``{"tqc": "sac"}``."""
+    groups: dict[str, str] = {}
+    it = iter(args)
+    for arg in it:
+        value = next(it, "") if arg == "--group" else ""
+        tag, _, kind = value.partition("=")
+        if arg != "--group" or not tag or not kind:
+            raise SystemExit(f"unexpected {arg!r}: the options are --group TAG=KIND (e.g. --group tqc=sac)")
+        groups[tag] = kind
+    return groups
+
+
+def main(folder: Path, groups: dict[str, str] | None = None) -> str:
     if not (folder / "records.jsonl").is_file():
         raise SystemExit(f"{folder} has no records.jsonl: give a bench output folder")
     records = read_records(folder)
-    found = comparisons(records)
+    found = comparisons(records, groups)
     lines = [
         "| kind | method | variant | d final per entry | mean d final | mean d AUC | qualifies |",
         "|---|---|---|---|---|---|---|",
@@ -169,11 +189,12 @@ def main(folder: Path) -> str:
     lines += ["", "### The rule's choice", ""]
     for (kind, method), c in choose(found).items():
         lines.append(f"- {kind}, {method}: " + (f"`{c.variant}`" if c else "the shipped settings"))
-    kinds = sorted({kind_of(task_of(r)) for r in records})
+    kinds = sorted({kind_of(task_of(r), groups) for r in records})
     text = "\n".join(lines) + "\n"
+    options = "".join(f" --group {tag}={kind}" for tag, kind in (groups or {}).items())
     (folder / "choice.md").write_text(
-        "# teachers-ablation: the choice\n\nMade by `python benchmarks/choose_teachers.py "
-        f"{folder}` (the rule is in its docstring and the suite file), from the entries of "
+        f"# {folder.name}: the choice\n\nMade by `python benchmarks/choose_teachers.py "
+        f"{folder}{options}` (the rule is in its docstring and the suite file), from the entries of "
         f"the teacher kinds {', '.join(kinds)}. d = variant minus the shipped method, normalized "
         "scores, mean over seeds.\n\n" + text
     )
@@ -181,4 +202,6 @@ def main(folder: Path) -> str:
 
 
 if __name__ == "__main__":
-    print(main(Path(sys.argv[1])))
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python benchmarks/choose_teachers.py FOLDER [--group TAG=KIND ...]")
+    print(main(Path(sys.argv[1]), parse_groups(sys.argv[2:])))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -102,3 +104,22 @@ def test_a_variant_that_failed_on_one_entry_or_seed_is_incomplete_and_not_chosen
     assert found["ppd-mode"].missing == (f"{LLC}: ppd-mode seed 1", f"{LLC}: ppd-mode seed 2")
     assert not found["ppd-mode"].qualifies
     assert module.choose(list(found.values()))[("sac", "ppd")].variant == "ppd-norm"
+
+
+def test_a_group_judges_tqc_entries_with_sacs_and_bad_options_are_refused():
+    module = chooser()
+    tqc = "Hopper-v5 [tqc-timefeature]"
+    records = [
+        *runs(HOPPER, "ppd", 0.5),
+        *runs(HOPPER, "ppd-w05", 0.7),  # +0.2 on SAC
+        *runs(tqc, "ppd", 0.7),
+        *runs(tqc, "ppd-w05", 0.6),  # -0.1 on TQC: the group loses an entry by more than 0.05
+    ]
+    alone = module.choose(module.comparisons(records))
+    assert alone[("sac", "ppd")].variant == "ppd-w05" and alone[("tqc", "ppd")] is None
+    grouped = module.comparisons(records, module.parse_groups(["--group", "tqc=sac"]))
+    (c,) = grouped
+    assert c.kind == "sac" and set(c.d_final) == {HOPPER, tqc} and not c.qualifies
+    for bad in (["--group"], ["--group", "tqc"], ["--kind", "tqc=sac"]):
+        with pytest.raises(SystemExit, match="--group TAG=KIND"):
+            module.parse_groups(bad)
