@@ -3,7 +3,8 @@
     python benchmarks/choose_teachers.py benchmarks/results/teachers-ablation
     python benchmarks/choose_teachers.py benchmarks/results/teachers-ablation-width --group tqc=sac
 
-``--group TAG=KIND`` counts the entries whose tag starts with TAG as entries of KIND (the
+``--group TAG=KIND`` counts the entries whose tag's first word (before any ``-``) is TAG as
+entries of KIND (the
 rule of teachers-ablation-width judges SAC and TQC teachers as one kind, as distill.yml's
 ``teacher_kinds`` gives them one setting); without it each first word is its own kind.
 
@@ -172,6 +173,13 @@ def main(folder: Path, groups: dict[str, str] | None = None) -> str:
     if not (folder / "records.jsonl").is_file():
         raise SystemExit(f"{folder} has no records.jsonl: give a bench output folder")
     records = read_records(folder)
+    first_words = {kind_of(task_of(r)) for r in records}
+    unknown = sorted(set(groups or {}) - first_words)
+    if unknown:
+        raise SystemExit(
+            f"--group {unknown[0]}=...: no entry's tag starts with {unknown[0]!r} "
+            f"(the tags' first words: {', '.join(sorted(first_words))})"
+        )
     found = comparisons(records, groups)
     lines = [
         "| kind | method | variant | d final per entry | mean d final | mean d AUC | qualifies |",

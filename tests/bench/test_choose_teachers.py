@@ -123,3 +123,22 @@ def test_a_group_judges_tqc_entries_with_sacs_and_bad_options_are_refused():
     for bad in (["--group"], ["--group", "tqc"], ["--kind", "tqc=sac"]):
         with pytest.raises(SystemExit, match="--group TAG=KIND"):
             module.parse_groups(bad)
+
+
+def test_main_writes_the_choice_with_its_command_and_refuses_a_group_matching_no_entry(tmp_path):
+    import json
+
+    module = chooser()
+    folder = tmp_path / "teachers-ablation-width"
+    folder.mkdir()
+    tqc = "Hopper-v5 [tqc-timefeature]"
+    records = [*runs(HOPPER, "ppd", 0.5), *runs(HOPPER, "ppd-w05", 0.7), *runs(tqc, "ppd", 0.5)]
+    records += runs(tqc, "ppd-w05", 0.6)
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = module.main(folder, {"tqc": "sac"})
+    assert "- sac, ppd: `ppd-w05`" in text and "| tqc |" not in text
+    written = (folder / "choice.md").read_text()
+    assert written.startswith("# teachers-ablation-width: the choice")
+    assert f"choose_teachers.py {folder} --group tqc=sac`" in written
+    with pytest.raises(SystemExit, match="no entry's tag starts with 'tcq'"):
+        module.main(folder, {"tcq": "sac"})

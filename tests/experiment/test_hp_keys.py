@@ -25,6 +25,7 @@ from ppdistill.experiment.config import (
 )
 from ppdistill.experiment.runner import Run
 from ppdistill.experiment.spec import RunSpec
+from ppdistill.teachers.loading import load_teacher
 
 from ..conftest import zoo_path
 from ..helpers import CARTPOLE
@@ -185,6 +186,16 @@ def test_squashed_std_scale_narrows_a_sac_teachers_target():
     assert run.teacher.std_scale == 0.5
     with pytest.raises(PPDistillError, match="squashed_std_scale applies to squashed-Gaussian teachers"):
         Run.start(spec("ppd", squashed_std_scale=0.5), checkpoint_freq=0)
+
+
+def test_a_teacher_loaded_with_other_target_settings_than_the_runs_is_refused():
+    path = zoo_path("sac/Pendulum-v1_1")
+    loaded = load_teacher(path, "Pendulum-v1")  # squashed_std_scale 1, squashed_target moments
+    for key, value in (("squashed_std_scale", 0.5), ("squashed_target", "mode")):
+        with pytest.raises(PPDistillError, match=f"loaded with {key}=.* but the run's settings say"):
+            Run.start(pendulum_spec(path, **{key: value}), teacher=loaded, checkpoint_freq=0)
+    run = Run.start(pendulum_spec(path, squashed_std_scale=1.0), teacher=loaded, checkpoint_freq=0)
+    assert run.teacher is loaded
 
 
 def trained_models(run_spec, teacher):

@@ -207,3 +207,16 @@ def test_the_shipped_value_based_kinds_give_students_their_own_running_statistic
             assert (
                 hyperparameters("MountainCar-v0", method, teacher_kind=kind)["student_obs_norm"] == "running"
             )
+
+
+def test_a_sac_kinds_target_settings_are_load_teacher_keywords_not_the_classs(tmp_path):
+    config = tmp_path / "distill.yml"
+    config.write_text(
+        "teacher_kinds:\n  sac: {ppd: {squashed_target: mode, squashed_std_scale: 0.5, gamma: 0.9}}\n"
+    )
+    teacher = zoo_path("sac/Pendulum-v1_1")
+    kwargs = recommended_teacher_kwargs("ppd", config=config, teacher=teacher)
+    assert kwargs == {"squashed_target": "mode", "squashed_std_scale": 0.5}
+    assert load_teacher(teacher, "Pendulum-v1", **kwargs).std_scale == 0.5
+    settings = recommended("ppd", config=config, teacher=teacher)
+    assert settings["gamma"] == 0.9 and not set(kwargs) & set(settings)

@@ -148,6 +148,9 @@ def test_squashed_std_scale_multiplies_the_targets_std_and_nothing_else():
     plain = load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="mode")
     narrow = load_teacher(zoo_path("sac/HalfCheetah-v3_1"), squashed_target="mode", squashed_std_scale=0.25)
     assert plain.info["squashed_std_scale"] == 1.0 and narrow.info["squashed_std_scale"] == 0.25
+    from ppdistill.teachers.describe import describe_teacher  # what `teacher inspect` prints
+
+    assert describe_teacher(narrow)["squashed_std_scale"] == 0.25
     wide, thin = plain(obs).params, narrow(obs).params
     th.testing.assert_close(thin[:, :6], wide[:, :6])  # the same centre
     th.testing.assert_close(thin[:, 6:].exp(), 0.25 * wide[:, 6:].exp())

@@ -207,6 +207,12 @@ class Run:
         for key, which in TARGET_SETTINGS.items():
             if key in spec.hp and key not in teacher.info:
                 raise PPDistillError(f"{key} applies to {which}, not to this {kind} teacher; drop it")
+            # a teacher loaded by the caller: the run would record one setting and use another
+            if key in spec.hp and teacher.info[key] != spec.hp[key]:
+                raise PPDistillError(
+                    f"the teacher given was loaded with {key}={teacher.info[key]!r} but the run's "
+                    f"settings say {spec.hp[key]!r}: load it with {key}={spec.hp[key]!r}, or drop the setting"
+                )
         self.spec, self.out, self.teacher, self.state = spec, out, teacher, state
         self.seeds = SeedPlan(spec.seed)
         # where each acts: the teacher in its own environment, the student in it too, or in a view of it

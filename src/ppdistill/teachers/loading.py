@@ -93,8 +93,8 @@ def load_agent(
         (the mean of the squashed actions, with their std) or "mode" (the teacher's
         deterministic action ``tanh(μ)``, with the same std); see :mod:`ppdistill.teachers.offpolicy`
     :param squashed_std_scale: SAC/TQC/CrossQ teachers: the target's std times this (1: the
-        spread of the teacher's actions; below 1, a narrower target that fits the student's mean
-        more tightly)
+        spread of the teacher's actions; below 1, a narrower target, and so a student with a
+        narrower std)
     :param output: what an external model returns: "logits", "q-values", "gaussian" or
         "deterministic" (see :mod:`ppdistill.teachers.external`). Required for a TorchScript
         file and for ONNX files not made by ``ppdistill export``; a callable without it

@@ -22,10 +22,12 @@ so each is turned into one *distillation target* in the flat Box layout (mean, l
   deterministic action ``unscale(tanh(μ(s)))`` instead of the mean of its actions: a student
   evaluated deterministically then acts where the teacher does (the two differ where σ(s) is
   wide and tanh saturates, where the mean is pulled towards the middle of the range).
-  ``squashed_std_scale`` multiplies the target's std (default 1): SAC's entropy bonus keeps its
-  actions spread (about 0.28 of half the action range on a TQC Hopper teacher, where TD3's
-  target takes 0.1), and the forward KL weighs the student's mean error by 1/σ², so a scale
-  below 1 fits the mean, the action a deterministic student takes, more tightly.
+  ``squashed_std_scale`` multiplies the target's std (default 1). SAC's entropy bonus keeps its
+  actions spread (0.25-0.28 of half the action range on a TQC Hopper teacher, where TD3's target
+  takes 0.1). A PPO student's std is one per action dimension, not per state, so a narrower
+  target does not move the best fit of the student's mean; it narrows the student's std (the
+  spread of its rollouts' actions) and, in the KL, scales up the mean's term (weighted by
+  1/σ_student²) against the reward's. Whether that helps is measured, not assumed.
 - **TD3, DDPG** (SB3's DDPG is TD3 with one critic, no policy delay and no target noise; it
   saves a ``TD3Policy``) are deterministic: ``a = μ(s)``. The target is ``N(μ(s), σ_T²)`` with a
   fixed ``σ_T`` (``target_std`` × half the action range, default 0.1): the forward KL is
