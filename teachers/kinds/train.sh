@@ -27,9 +27,12 @@ jobs=(
   "blind   qrdqn  Acrobot-v1                100000  2"
   "blind   td3    Walker2d-v5               150000  2"
   "blind   tqc    Hopper-v5                 150000  2    $TF"
-  # blind4: trained 2026-12-03 (a later session) for a verify round after that session's choice:
-  # LunarLanderContinuous, which teachers-blind3 left out, with a kind never paired with it
-  "blind4  tqc    LunarLanderContinuous-v3  120000  3"
+  # blind4 (not kept): "blind4 tqc LunarLanderContinuous-v3 120000 3", trained 2026-12-03 for a
+  # verify round after that session's choice; it did not learn (6.8 ± 23.8; 4,734 s)
+  # blind5: after blind4's teacher did not learn its task (6.8 ± 23.8), two quick ones (the zoo's
+  # 20k-step Pendulum budget) for teachers-blind5; TQC never met Pendulum here
+  "blind5  tqc    Pendulum-v1               20000   3"
+  "blind5  tqc    Pendulum-v1               20000   4    $TF"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
