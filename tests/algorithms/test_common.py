@@ -114,6 +114,21 @@ def test_save_records_teacher_and_load_without_it_refuses_to_learn(algo, tmp_pat
     assert resumed.num_timesteps == 256
 
 
+def test_load_with_a_teacher_path_reads_it_with_the_target_settings_it_was_distilled_with(tmp_path):
+    path = zoo_path("sac/Pendulum-v1_1")
+    teacher = load_teacher(path, "Pendulum-v1", squashed_target="mode", squashed_std_scale=0.5)
+    model = PPD("MlpPolicy", "Pendulum-v1", teacher=teacher, **SMALL)
+    model.learn(64)
+    model.save(tmp_path / "student")
+    resumed = PPD.load(tmp_path / "student", env=make_vec_env("Pendulum-v1"), teacher=path)
+    assert resumed.teacher.target == "mode" and resumed.teacher.std_scale == 0.5
+    obs = th.as_tensor(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32))
+    th.testing.assert_close(resumed.teacher(obs).params, teacher(obs).params)
+    # a Teacher given as it is: its own settings, whatever the student recorded
+    plain = PPD.load(tmp_path / "student", env=make_vec_env("Pendulum-v1"), teacher=load_teacher(path))
+    assert plain.teacher.target == "moments" and plain.teacher.std_scale == 1.0
+
+
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
 def test_learn_without_teacher_and_bad_budget(algo):
     model = algo("MlpPolicy", "CartPole-v1", **SMALL)

@@ -38,7 +38,7 @@ from ppdistill.networks.normalization import (
     with_normalization,
 )
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import load_teacher
+from ppdistill.teachers.loading import TARGET_KEYWORDS, load_teacher
 from ppdistill.teachers.maskable import MaskedTeacher
 from ppdistill.teachers.recurrent import RecurrentState, RecurrentTeacher
 
@@ -519,7 +519,9 @@ class DistillationMixin:
         :param custom_objects: as in SB3
         :param print_system_info: as in SB3
         :param force_reset: as in SB3
-        :param teacher: a :class:`~ppdistill.teachers.Teacher` or a path to load one from
+        :param teacher: a :class:`~ppdistill.teachers.Teacher`, or a path to load one from with
+            the target settings the student was distilled with (``teacher_info``'s
+            ``temperature``, ``target_std``, ``squashed_target``, ``squashed_std_scale``)
         :param kwargs: attributes to override, as in SB3
         """
         model = super().load(  # type: ignore[misc]
@@ -532,6 +534,10 @@ class DistillationMixin:
             **kwargs,
         )
         model.teacher = None
+        if isinstance(teacher, str | pathlib.Path):
+            # as it was read when the student was saved: loading's defaults would change the target
+            saved = model.teacher_info or {}
+            teacher = load_teacher(teacher, **{k: saved[k] for k in TARGET_KEYWORDS if k in saved})
         if teacher is not None:
             model.set_teacher(teacher)
         return model

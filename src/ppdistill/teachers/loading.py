@@ -178,6 +178,10 @@ def load_teacher(
         raise TeacherLoadError(str(exc)) from exc
 
 
+TARGET_KEYWORDS = ("temperature", "target_std", "squashed_target", "squashed_std_scale")
+"""The keywords of :func:`load_teacher` that shape a teacher's distillation target; a loaded
+teacher's ``info`` records those its kind takes."""
+
 # (the most specific first: a RecurrentActorCriticPolicy is an ActorCriticPolicy too)
 KINDS: tuple[TeacherKind, ...] = (
     *recurrent.KINDS,
