@@ -33,6 +33,9 @@ jobs=(
   # 20k-step Pendulum budget) for teachers-blind5; TQC never met Pendulum here
   "blind5  tqc    Pendulum-v1               20000   3"
   "blind5  tqc    Pendulum-v1               20000   4    $TF"
+  # blind6: started 2026-12-03 15:35 for the next verify round of the width choice on a locomotion
+  # teacher (TQC had never met HalfCheetah here); unread
+  "blind6  tqc    HalfCheetah-v5            100000  6"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
