@@ -252,3 +252,12 @@ def test_without_normalize_reward_the_rewards_are_the_environments(cartpole_teac
 def test_rl_zoo_linear_schedules_become_linear_schedules(cartpole_teacher):
     model = models.build_model(spec("ppo", learning_rate="lin_0.001", clip_range="lin_0.2"), cartpole_teacher)
     assert model.learning_rate == Linear(0.001, 0.0) and model.clip_range(0.5) == pytest.approx(0.1)
+
+
+def test_every_target_setting_is_refused_where_it_does_not_apply():
+    from ppdistill.experiment.recommended import TEACHER_KEYS
+    from ppdistill.experiment.runner import TARGET_SETTINGS
+    from ppdistill.teachers.loading import TARGET_KEYWORDS
+
+    # one list of the loader's target keywords: the runner checks and forwards each of them
+    assert set(TARGET_SETTINGS) == set(TARGET_KEYWORDS) == set(TEACHER_KEYS)

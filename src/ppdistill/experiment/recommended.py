@@ -26,7 +26,7 @@ from typing import Any
 from ppdistill.core.spaces import is_flat_box
 from ppdistill.experiment.config import METHODS, ConfigError, class_kwargs, hyperparameters
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import has_vector_observations, kind_of_source
+from ppdistill.teachers.loading import TARGET_KEYWORDS, has_vector_observations, kind_of_source
 
 
 def _section(method: str, env_id: str | None, config: Path | None, teacher: object) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def recommended_n_envs(
     return int(_section(method, env_id, config, teacher).get("n_envs", 1))
 
 
-TEACHER_KEYS = ("temperature", "target_std", "squashed_target", "squashed_std_scale")
+TEACHER_KEYS = TARGET_KEYWORDS
 """The config's keys that are :func:`~ppdistill.load_teacher`'s keywords, not the class's."""
 
 

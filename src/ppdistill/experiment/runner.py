@@ -95,8 +95,7 @@ from ppdistill.experiment.pipeline import CriticWarmup, anchor_schedule, distill
 from ppdistill.experiment.spec import RunSpec
 from ppdistill.experiment.validation import rollout_shape, validate_run
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import load_teacher
-from ppdistill.teachers.q_values import DEFAULT_Q_TEMPERATURE
+from ppdistill.teachers.loading import TARGET_KEYWORDS, load_teacher
 
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
@@ -640,9 +639,8 @@ def check_outside_teacher(out: Path, teacher: str | Path) -> None:
 
 
 def _load_teacher(spec: RunSpec) -> Teacher:
-    temperature = float(spec.hp.get("temperature", DEFAULT_Q_TEMPERATURE))
-    target = {k: spec.hp[k] for k in ("target_std", "squashed_target", "squashed_std_scale") if k in spec.hp}
-    return load_teacher(spec.teacher, env_id=spec.env_id, temperature=temperature, **target)
+    target = {k: spec.hp[k] for k in TARGET_KEYWORDS if k in spec.hp}
+    return load_teacher(spec.teacher, env_id=spec.env_id, **target)
 
 
 def run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ppdistill.teachers.base import Teacher
-from ppdistill.teachers.loading import KINDS
+from ppdistill.teachers.loading import KINDS, TARGET_KEYWORDS
 
 
 def describe_teacher(teacher: Teacher) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def describe_teacher(teacher: Teacher) -> dict[str, Any]:
         "parameters": int(parameters),
         "values": "yes" if teacher.has_value else "no",
     }
-    for key in ("temperature", "target_std", "squashed_target", "squashed_std_scale", "output"):
+    for key in (*TARGET_KEYWORDS, "output"):
         if key in info:
             described[key] = info[key]
     return described
