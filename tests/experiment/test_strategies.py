@@ -32,6 +32,7 @@ from ppdistill.experiment.pipeline import (
     anchor_schedule,
     critic_parameters,
     finetune_model,
+    reset_critic,
 )
 from ppdistill.experiment.runner import CHECKPOINT_DIR, resume, run
 from ppdistill.experiment.spec import RunSpec
@@ -180,6 +181,7 @@ def test_pipeline_end_to_end_through_the_cli_with_a_whole_critic_warmup(tmp_path
     assert (distill["method"], distill["start_step"], distill["end_step"]) == ("student-distill", 0, 512)
     assert (finetune["method"], finetune["start_step"], finetune["end_step"]) == ("ppo", 512, 1024)
     assert finetune["critic_warmup"] == 512 and finetune["hp"]["n_steps"] == 128
+    assert finetune["critic_reset"] is False
     # the distillation phase took PPO's gamma, so the critic it trained is the one PPO needs
     assert result["spec"]["hp"]["gamma"] == finetune["hp"]["gamma"]
     with (out / "eval.csv").open() as f:
@@ -198,6 +200,17 @@ def test_pipeline_end_to_end_through_the_cli_with_a_whole_critic_warmup(tmp_path
     # the distilled student was scored on the final episodes too: with the same actor, the same returns
     assert len(distill["final"]["returns"]) == 3
     assert distill["final"]["returns"] == result["returns"] and distill["final"]["mean"] == result["score"]
+
+
+def test_pipeline_with_a_critic_reset_through_the_cli_records_it(tmp_path):
+    out = tmp_path / "run"
+    ppdistill(*pipeline_args(out, "--then-finetune", 256, "--critic-warmup", 256, "--finetune-critic-reset"))
+    finetune = json.loads((out / "results.json").read_text())["phases"][1]
+    assert finetune["critic_reset"] is True and finetune["critic_warmup"] == 256
+    distilled = StudentDistill.load(out / "distilled.zip", device="cpu")
+    tuned = PPO.load(out / "student.zip", device="cpu")
+    for a, b in zip(actor_parameters(distilled.policy), actor_parameters(tuned.policy), strict=True):
+        assert th.equal(a, b)  # the warm-up held the actor; the reset never touches it
 
 
 def test_critic_warmup_freezes_the_actor_then_releases_it():
@@ -221,6 +234,51 @@ def test_critic_warmup_freezes_the_actor_then_releases_it():
         for p, before in zip(model.policy.parameters(), start, strict=True)
         if id(p) in actor_ids
     )
+
+
+def test_critic_reset_starts_the_critic_anew_and_keeps_the_actor():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill("MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0).learn(64)
+    hp = {"n_steps": 64, "batch_size": 32, "n_epochs": 2}
+    kept = finetune_model(student, hp, student.get_env(), seed=1)
+    reset = finetune_model(student, hp, student.get_env(), seed=1, critic_reset=True)
+    critic = {id(p) for p in critic_parameters(reset.policy)}
+    for (name, a), b, c in zip(
+        reset.policy.named_parameters(), kept.policy.parameters(), student.policy.parameters(), strict=True
+    ):
+        assert th.equal(b, c)  # without the reset every weight is the distilled one
+        assert th.equal(a, c) == (id(a) not in critic), name  # with it, only the critic's differ
+    # SB3's initialization: orthogonal columns (64 x 4) scaled by the gain (√2 for the layers, 1
+    # for the head), biases 0
+    first = reset.policy.mlp_extractor.value_net[0]
+    gram = first.weight.T @ first.weight
+    assert th.allclose(gram, 2.0 * th.eye(gram.shape[0]), atol=1e-5) and not first.bias.any()
+    head = reset.policy.value_net
+    assert th.allclose(head.weight.norm(), th.tensor(1.0)) and not head.bias.any()
+    # the same seed gives the same critic, another seed another one
+    again = finetune_model(student, hp, student.get_env(), seed=1, critic_reset=True)
+    pairs = zip(reset.policy.parameters(), again.policy.parameters(), strict=True)
+    assert all(th.equal(a, b) for a, b in pairs)
+    other = finetune_model(student, hp, student.get_env(), seed=2, critic_reset=True)
+    assert not th.equal(other.policy.value_net.weight, reset.policy.value_net.weight)
+
+
+def test_critic_reset_without_orthogonal_initialization_uses_torchs():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill(
+        "MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0, policy_kwargs={"ortho_init": False}
+    ).learn(64)
+    before = {n: p.detach().clone() for n, p in student.policy.named_parameters()}
+    th.manual_seed(123)
+    expected_draw = th.rand(3)
+    th.manual_seed(123)
+    reset_critic(student.policy, seed=3)
+    assert th.equal(th.rand(3), expected_draw)  # torch's global generator is left as it was
+    changed = {n for n, p in student.policy.named_parameters() if not th.equal(p, before[n])}
+    assert changed == {"mlp_extractor.value_net.0.weight", "mlp_extractor.value_net.0.bias",
+                       "mlp_extractor.value_net.2.weight", "mlp_extractor.value_net.2.bias",
+                       "value_net.weight", "value_net.bias"}  # fmt: skip
+    assert student.policy.value_net.bias.any()  # torch's default draws biases too
 
 
 def _policy_kl(a, b, obs):
@@ -401,6 +459,10 @@ def test_pipeline_keys_in_suites_and_configs_are_checked():
         run_spec_with("student-distill", then_finetune=100, critic_warmup=200)
     with pytest.raises(ConfigError, match="whole number of env steps"):
         run_spec_with("student-distill", then_finetune=-3)
+    with pytest.raises(ConfigError, match="finetune_critic_reset needs then_finetune"):
+        run_spec_with("ppd", finetune_critic_reset=True)
+    with pytest.raises(ConfigError, match="finetune_critic_reset must be true or false, got 'yes'"):
+        run_spec_with("ppd", then_finetune=100, finetune_critic_reset="yes")
     with pytest.raises(ConfigError, match="unknown hyperparameter 'bogus' for ppo in finetune_hp"):
         run_spec_with("student-distill", then_finetune=100, finetune_hp={"bogus": 1})
     with pytest.raises(ConfigError, match="lambda_schedule applies to ppd only"):

@@ -81,13 +81,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
         overrides["lambda_schedule"] = args.lambda_schedule
     pipeline_options = (
         args.critic_warmup,
+        args.finetune_critic_reset,
         args.finetune_anchor,
         args.finetune_anchor_steps,
         args.finetune_keep_better,
     )
     if args.then_finetune is None and (any(o is not None for o in pipeline_options) or args.finetune_hp):
         raise CLIError(
-            "--critic-warmup, --finetune-anchor(-steps), --finetune-keep-better and --finetune-hp "
+            "--critic-warmup, --finetune-critic-reset, --finetune-anchor(-steps), "
+            "--finetune-keep-better and --finetune-hp "
             "need --then-finetune N"
         )
     if args.then_finetune is not None:
@@ -95,6 +97,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
             raise CLIError("--then-finetune applies to --method ppd, student-distill or teacher-distill")
         overrides["then_finetune"] = args.then_finetune
         overrides["critic_warmup"] = args.critic_warmup or 0
+        if args.finetune_critic_reset is not None:
+            overrides["finetune_critic_reset"] = True
         if args.finetune_anchor is not None:
             overrides["finetune_anchor"] = args.finetune_anchor
         if args.finetune_anchor_steps is not None:

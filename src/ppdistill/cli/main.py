@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --then-finetune: only the critic learns in the first M fine-tuning steps",
     )
     p.add_argument(
+        "--finetune-critic-reset",
+        action="store_true",
+        default=None,
+        help="with --then-finetune: the fine-tuning starts from a newly initialized critic "
+        "(the actor kept): a distilled critic can be saturated, its values constant",
+    )
+    p.add_argument(
         "--finetune-anchor",
         type=non_negative_float,
         default=None,

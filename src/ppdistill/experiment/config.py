@@ -70,14 +70,15 @@ _RESERVED = {
 # TQC or CrossQ teacher's target: "moments" or "mode"), squashed_std_scale (its std's factor), lambda_schedule
 # (PPD), normalize_reward (training rewards scaled by a running estimate of the return's
 # std, SB3's VecNormalize without its observation part: the RL Zoo's ``normalize``),
-# then_finetune / critic_warmup / finetune_hp / finetune_anchor / finetune_anchor_steps /
-# finetune_keep_better (a distill-then-fine-tune pipeline of ppd, student-distill or
+# then_finetune / critic_warmup / finetune_critic_reset / finetune_hp / finetune_anchor /
+# finetune_anchor_steps / finetune_keep_better (a distill-then-fine-tune pipeline of ppd, student-distill or
 # teacher-distill), student_policy
 # (feedforward or lstm: which class the method's student is). Each acts;
 # tests/experiment/test_hp_keys.py checks that.
 PIPELINE_KEYS = (
     "then_finetune",
     "critic_warmup",
+    "finetune_critic_reset",
     "finetune_hp",
     "finetune_anchor",
     "finetune_anchor_steps",
@@ -839,6 +840,9 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
     warmup = _count(hp.get("critic_warmup") or 0, "critic_warmup")
     if warmup > finetune:
         raise ConfigError(f"critic_warmup ({warmup}) exceeds then_finetune ({finetune})")
+    reset = hp.get("finetune_critic_reset", False)
+    if not isinstance(reset, bool):
+        raise ConfigError(f"finetune_critic_reset must be true or false, got {reset!r}")
     anchor = hp.get("finetune_anchor") or 0.0
     if isinstance(anchor, bool) or not isinstance(anchor, int | float) or not 0.0 <= anchor < float("inf"):
         raise ConfigError(

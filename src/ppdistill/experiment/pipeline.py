@@ -15,6 +15,17 @@ that may know nothing of the policy it now serves (with ``value_target="none"``,
 would then undo the distillation. During the warm-up the actor's parameters are frozen with
 ``requires_grad = False``, so only the critic learns; afterwards everything learns.
 
+Critic reset (``finetune_critic_reset``): the critic's own layers and head start again from
+SB3's initialization at the switch, the actor kept. A distilled critic can be no critic at all:
+it learned to predict unnormalized returns (tens to hundreds) through a small tanh network, and
+on CartPole from the corrupted teacher of ``results/finetune-blind2`` the distilled student's
+second critic layer sat at ±1 on 99% of its units, its values constant over states (std 0.02
+against the returns' 12.6, explained variance 0.00), and stayed so through 102,400 steps of
+fine-tuning, where PPO from scratch reached an explained variance of 0.97 within 20k steps. A
+saturated tanh passes almost no gradient, so the critic cannot learn the policy's values again
+by itself. The reset draws from its own generator seeded by the fine-tuning's seed, so the
+run's other random numbers are those of a run without it.
+
 KL anchor (``finetune_anchor``): the fine-tuning model is then a
 :class:`~ppdistill.algorithms.PPD` whose teacher is a frozen copy of the distilled student
 itself, with λ fading linearly to 0 over ``finetune_anchor_steps``
@@ -38,8 +49,10 @@ own layers only (for the CNN presets, the value head on top of the shared trunk)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -82,6 +95,43 @@ def actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
     """
     critic = {id(p) for p in critic_parameters(policy)}
     return [p for p in policy.parameters() if id(p) not in critic]
+
+
+def critic_modules(policy: ActorCriticPolicy) -> list[tuple[th.nn.Module, float]]:
+    """The modules only the critic uses, each with the gain SB3's orthogonal initialization
+    gives it (:meth:`ActorCriticPolicy._build`): its layers, its head, its own extractor.
+
+    :param policy: an SB3 actor-critic policy
+    """
+    critic_parameters(policy)  # refuses a policy without SB3's MlpExtractor
+    modules: list[tuple[th.nn.Module, float]] = [
+        (policy.mlp_extractor.value_net, float(np.sqrt(2))),
+        (policy.value_net, 1.0),
+    ]
+    if not policy.share_features_extractor:
+        modules.append((policy.vf_features_extractor, float(np.sqrt(2))))
+    return modules
+
+
+def reset_critic(policy: ActorCriticPolicy, seed: int) -> None:
+    """Initialize the critic's own layers and head again, as SB3 initializes a new policy;
+    the actor (and a features extractor it shares with the critic) is left exactly as it is.
+
+    :param policy: an SB3 actor-critic policy
+    :param seed: seed of the new weights (torch's global generator is left as it was)
+    """
+    modules = critic_modules(policy)
+    devices = [policy.device] if policy.device.type == "cuda" else []
+    with th.random.fork_rng(devices=devices):
+        th.manual_seed(seed)
+        for module, gain in modules:
+            if policy.ortho_init:
+                module.apply(partial(policy.init_weights, gain=gain))
+            else:  # torch's own initialization, as SB3 leaves it without ortho_init
+                for layer in module.modules():
+                    reset = getattr(layer, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
 
 
 def set_actor_frozen(policy: ActorCriticPolicy, frozen: bool) -> None:
@@ -203,6 +253,7 @@ def finetune_model(
     tensorboard_log: str | None = None,
     anchor: tuple[Mapping[str, th.Tensor], Schedule] | None = None,
     share: float = 1.0,
+    critic_reset: bool = False,
 ) -> PPO:
     """A PPO that continues ``distilled``: same policy class, ``policy_kwargs`` and weights.
 
@@ -226,6 +277,8 @@ def finetune_model(
         :class:`~ppdistill.algorithms.PPD` held to those weights (see the module docstring)
         instead of a plain PPO
     :param share: the fine-tuning's share of the run's env steps, in (0, 1]
+    :param critic_reset: initialize the critic's own layers and head again (seeded by
+        ``seed``) instead of keeping the distilled ones (see the module docstring)
     """
     if not isinstance(distilled.policy, ActorCriticPolicy):
         raise PPDistillError(
@@ -260,6 +313,9 @@ def finetune_model(
         **kwargs,
     )
     model.policy.load_state_dict(distilled.policy.state_dict(), strict=True)
+    if critic_reset:
+        assert isinstance(model.policy, ActorCriticPolicy)
+        reset_critic(model.policy, seed)
     model.num_timesteps = distilled.num_timesteps
     # what it was distilled from, saved with it: readers know it is a student (a vecnormalize.pkl
     # found beside its zip is not its own)
