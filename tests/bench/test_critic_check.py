@@ -1,0 +1,43 @@
+"""benchmarks/critic_check.py: a critic's saturation and explained variance, measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import torch as th
+from stable_baselines3 import PPO
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("critic_check", ROOT / "benchmarks" / "critic_check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _measure(capsys, path: Path) -> tuple[float, list[float]]:
+    script().main([str(path), "CartPole-v1", "--gamma", "0.98", "--episodes", "2"])
+    out = capsys.readouterr().out
+    value_std = float(re.search(r"critic's value: +mean [-\d.]+, std ([\d.]+)", out).group(1))
+    layers = [float(v) for v in out.rsplit("by critic layer: ", 1)[1].split(", ")]
+    return value_std, layers
+
+
+def test_a_fresh_critic_is_not_saturated_and_one_pushed_to_the_tanh_bounds_is(tmp_path, capsys):
+    model = PPO("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [16, 16]}, seed=0)
+    model.save(tmp_path / "fresh.zip")
+    fresh_std, fresh_layers = _measure(capsys, tmp_path / "fresh.zip")
+    assert len(fresh_layers) == 2 and max(fresh_layers) < 0.5
+    with th.no_grad():  # large weights into the second layer: its units sit at ±1 whatever the state
+        layer = model.policy.mlp_extractor.value_net[2]
+        layer.weight.zero_()
+        layer.bias.copy_(50.0 * th.sign(th.randn(layer.bias.shape)))
+    model.save(tmp_path / "saturated.zip")
+    saturated_std, saturated_layers = _measure(capsys, tmp_path / "saturated.zip")
+    assert saturated_layers[1] == 1.0 and saturated_layers[0] == fresh_layers[0]
+    assert saturated_std < 1e-6 < fresh_std  # its value no longer depends on the state
