@@ -31,11 +31,20 @@ from ppdistill.bench.bootstrap import Bootstrap, units_from, verdict
 from ppdistill.bench.stats import task_of
 
 
-def _group(record: dict[str, Any], by: str, names: tuple[str, ...] = ()) -> str:
-    value = str(record["spec"][by]) if by in record["spec"] else str(record.get(by))
+def _value(record: dict[str, Any], by: str) -> str:
+    return str(record["spec"][by]) if by in record["spec"] else str(record.get(by))
+
+
+def _group(
+    record: dict[str, Any], by: str, names: tuple[str, ...] = (), present: frozenset[str] = frozenset()
+) -> str:
+    """The group ``record`` belongs to: its value, or a name its value starts with (a hash's first
+    characters), but never a name some record holds whole: ``both`` does not take ``both-imp``."""
+    value = _value(record, by)
     if value in names:
         return value
-    return next((name for name in names if value.startswith(name)), value)  # a hash's first characters
+    starts = (name for name in names if name not in present and value.startswith(name))
+    return next(starts, value)
 
 
 def differences(
@@ -55,7 +64,8 @@ def differences(
     if label is None and len(labels) > 1 and by != "label":  # by label: the labels are the groups
         raise SystemExit(f"the folder holds methods {', '.join(sorted(labels))}: choose one with --label")
     kept = [r for r in finished if label is None or str(r.get("label", r["spec"]["method"])) == label]
-    units = units_from(kept, lambda r: _group(r, by, (a, b)))
+    present = frozenset(_value(r, by) for r in kept)
+    units = units_from(kept, lambda r: _group(r, by, (a, b), present))
     both = [u for u in units if a in u.final and b in u.final]  # the units that have both, as said
     if not both:
         raise SystemExit(f"no (env, teacher, seed) has runs of both {by} {a} and {b}")

@@ -94,3 +94,12 @@ def test_only_the_seeds_both_groups_ran_are_paired():
     fewer = [r for r in runs if r["label"] == "ppd" or r["spec"]["seed"] < 3]  # the baseline on 3 seeds
     point, low, _ = script().differences(fewer, "label", "ppd", "student-distill", reps=200)["final"]
     assert point == pytest.approx(0.4, abs=0.03) and low > 0
+
+
+def test_a_label_that_begins_another_takes_only_its_own_runs():
+    runs = records(
+        np.random.default_rng(6),
+        {("both", "smaller"): (0.9, 1), ("both-imp", "smaller"): (0.1, 1), ("zoo", "smaller"): (0.9, 1)},
+    )
+    point, low, high = script().differences(runs, "label", "both", "zoo", reps=200)["final"]
+    assert abs(point) < 0.03 and low < 0 < high  # both-imp's runs are not both's

@@ -18,13 +18,15 @@ would then undo the distillation. During the warm-up the actor's parameters are 
 Critic reset (``finetune_critic_reset``): the critic's own layers and head start again from
 SB3's initialization at the switch, the actor kept. A distilled critic can be no critic at all:
 it learned to predict unnormalized returns (tens to hundreds) through a small tanh network, and
-on CartPole from the corrupted teacher of ``results/finetune-blind2`` the distilled student's
-second critic layer sat at ±1 on 99% of its units, its values constant over states (std 0.02
-against the returns' 12.6, explained variance 0.00), and stayed so through 102,400 steps of
-fine-tuning, where PPO from scratch reached an explained variance of 0.97 within 20k steps. A
-saturated tanh passes almost no gradient, so the critic cannot learn the policy's values again
-by itself. The reset draws from its own generator seeded by the fine-tuning's seed, so the
-run's other random numbers are those of a run without it.
+on CartPole from the corrupted teacher of ``results/finetune-blind2`` every unit of the distilled
+student's second critic layer sat at ±1, its values constant over states (std 0.018 against the
+returns' 12.1, explained variance 0.00; ``benchmarks/critic_check.py``), and stayed so through
+102,400 steps of fine-tuning. A saturated tanh passes almost no gradient, so the critic cannot
+learn the policy's values again by itself. Measured in ``results/finetune-probe-critic``, the
+reset alone ties the shipped pipeline (a reset critic saturates again within the fine-tuning,
+and one that knows the values, under normalized rewards, did not help either): an option, not a
+default. The reset draws from its own generator seeded by the fine-tuning's seed, so the run's
+other random numbers are those of a run without it.
 
 KL anchor (``finetune_anchor``): the fine-tuning model is then a
 :class:`~ppdistill.algorithms.PPD` whose teacher is a frozen copy of the distilled student
