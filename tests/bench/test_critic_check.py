@@ -6,6 +6,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch as th
 from stable_baselines3 import PPO
 
@@ -41,3 +43,25 @@ def test_a_fresh_critic_is_not_saturated_and_one_pushed_to_the_tanh_bounds_is(tm
     saturated_std, saturated_layers = _measure(capsys, tmp_path / "saturated.zip")
     assert saturated_layers[1] == 1.0 and saturated_layers[0] == fresh_layers[0]
     assert saturated_std < 1e-6 < fresh_std  # its value no longer depends on the state
+    with th.no_grad():  # ±1.5 before the tanh is 0.905 after it: not saturated (read after the tanh)
+        layer.bias.copy_(1.5 * th.sign(layer.bias))
+    model.save(tmp_path / "steep.zip")
+    assert _measure(capsys, tmp_path / "steep.zip")[1][1] == 0.0
+
+
+def test_returns_and_explained_variance_by_hand():
+    module = script()
+    assert module.discounted_returns([1.0, 1.0, 1.0], 0.5) == [1.75, 1.5, 1.0]
+    returns = np.array([1.0, 2.0, 3.0, 4.0])
+    assert module.explained_variance(returns, returns) == 1.0
+    assert module.explained_variance(returns, np.full(4, 2.5)) == 0.0  # a constant value explains nothing
+    assert module.explained_variance(returns, returns - 1.0) == 1.0  # an offset is not variance
+    assert np.isnan(module.explained_variance(np.ones(3), np.zeros(3)))
+
+
+def test_a_student_that_sees_another_view_is_refused(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0)
+    model.env_recipe = {"env_id": "CartPole-v1", "student_obs": "positions"}
+    model.save(tmp_path / "view.zip")
+    with pytest.raises(SystemExit, match="sees another view of CartPole-v1"):
+        script().main([str(tmp_path / "view.zip"), "CartPole-v1", "--gamma", "0.98"])

@@ -14,6 +14,7 @@ from stable_baselines3 import PPO
 
 from ppdistill import PPD, StudentDistill, TeacherDistill, load_teacher
 from ppdistill.cli.main import main
+from ppdistill.core.errors import PPDistillError
 from ppdistill.core.schedules import (
     Constant,
     DistillThenFinetune,
@@ -30,6 +31,7 @@ from ppdistill.experiment.pipeline import (
     CriticWarmup,
     actor_parameters,
     anchor_schedule,
+    critic_modules,
     critic_parameters,
     finetune_model,
     reset_critic,
@@ -202,15 +204,20 @@ def test_pipeline_end_to_end_through_the_cli_with_a_whole_critic_warmup(tmp_path
     assert distill["final"]["returns"] == result["returns"] and distill["final"]["mean"] == result["score"]
 
 
-def test_pipeline_with_a_critic_reset_through_the_cli_records_it(tmp_path):
-    out = tmp_path / "run"
-    ppdistill(*pipeline_args(out, "--then-finetune", 256, "--critic-warmup", 256, "--finetune-critic-reset"))
-    finetune = json.loads((out / "results.json").read_text())["phases"][1]
-    assert finetune["critic_reset"] is True and finetune["critic_warmup"] == 256
-    distilled = StudentDistill.load(out / "distilled.zip", device="cpu")
-    tuned = PPO.load(out / "student.zip", device="cpu")
-    for a, b in zip(actor_parameters(distilled.policy), actor_parameters(tuned.policy), strict=True):
-        assert th.equal(a, b)  # the warm-up held the actor; the reset never touches it
+def test_pipeline_with_a_critic_reset_through_the_cli_resets_and_records_it(tmp_path):
+    tuned = {}
+    for name, extra in (("kept", []), ("reset", ["--finetune-critic-reset"])):
+        out = tmp_path / name
+        ppdistill(*pipeline_args(out, "--then-finetune", 256, "--critic-warmup", 256, *extra))
+        finetune = json.loads((out / "results.json").read_text())["phases"][1]
+        assert finetune["critic_reset"] is bool(extra) and finetune["critic_warmup"] == 256
+        distilled = StudentDistill.load(out / "distilled.zip", device="cpu")
+        tuned[name] = PPO.load(out / "student.zip", device="cpu").policy
+        for a, b in zip(actor_parameters(distilled.policy), actor_parameters(tuned[name]), strict=True):
+            assert th.equal(a, b)  # the warm-up held the actor; the reset never touches it
+    # the same seed and data: only the critic's start differs, so only the critic does
+    pairs = zip(critic_parameters(tuned["kept"]), critic_parameters(tuned["reset"]), strict=True)
+    assert not any(th.equal(a, b) for a, b in pairs)
 
 
 def test_critic_warmup_freezes_the_actor_then_releases_it():
@@ -261,6 +268,25 @@ def test_critic_reset_starts_the_critic_anew_and_keeps_the_actor():
     assert all(th.equal(a, b) for a, b in pairs)
     other = finetune_model(student, hp, student.get_env(), seed=2, critic_reset=True)
     assert not th.equal(other.policy.value_net.weight, reset.policy.value_net.weight)
+
+
+def test_critic_reset_with_the_critics_own_features_extractor_resets_it_too():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill(
+        "MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0,
+        policy_kwargs={"share_features_extractor": False, "net_arch": [8]},
+    ).learn(64)  # fmt: skip
+    modules = [module for module, _ in critic_modules(student.policy)]
+    assert student.policy.vf_features_extractor in modules
+    assert student.policy.pi_features_extractor not in modules and student.policy.action_net not in modules
+
+
+def test_critic_reset_of_a_policy_without_sb3s_extractor_names_the_option():
+    teacher = load_teacher(BUNDLED, env_id="CartPole-v1")
+    student = StudentDistill("MlpPolicy", "CartPole-v1", teacher=teacher, n_steps=32, seed=0)
+    student.policy.mlp_extractor = th.nn.Identity()
+    with pytest.raises(PPDistillError, match="use finetune_critic_reset=false"):
+        reset_critic(student.policy, seed=0)
 
 
 def test_critic_reset_without_orthogonal_initialization_uses_torchs():
@@ -361,13 +387,15 @@ def test_anchored_pipeline_through_the_cli_records_its_anchor(tmp_path):
     )
 
 
-@pytest.mark.parametrize("phase", ["distill", "finetune", "anchored"])
+@pytest.mark.parametrize("phase", ["distill", "finetune", "anchored", "critic-reset"])
 def test_pipeline_resumes_bit_identically_from_either_phase(tmp_path, phase):
     anchor = {"finetune_anchor": 1.0} if phase == "anchored" else {}  # λ > 0 until the end
+    # resumed in fine-tuning, the reset critic must be the checkpoint's, not reset again
+    reset = {"finetune_critic_reset": True} if phase == "critic-reset" else {}
     hp = run_hyperparameters(
         "CartPole-v1",
         "student-distill",
-        {"n_envs": 2, "then_finetune": 512, "critic_warmup": 128, **anchor,
+        {"n_envs": 2, "then_finetune": 512, "critic_warmup": 128, **anchor, **reset,
          "finetune_hp": {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2}},
     )  # fmt: skip
     spec = RunSpec(
@@ -463,6 +491,7 @@ def test_pipeline_keys_in_suites_and_configs_are_checked():
         run_spec_with("ppd", finetune_critic_reset=True)
     with pytest.raises(ConfigError, match="finetune_critic_reset must be true or false, got 'yes'"):
         run_spec_with("ppd", then_finetune=100, finetune_critic_reset="yes")
+    assert run_spec_with("ppd", then_finetune=100, finetune_critic_reset=None).hp["then_finetune"] == 100
     with pytest.raises(ConfigError, match="unknown hyperparameter 'bogus' for ppo in finetune_hp"):
         run_spec_with("student-distill", then_finetune=100, finetune_hp={"bogus": 1})
     with pytest.raises(ConfigError, match="lambda_schedule applies to ppd only"):
@@ -503,6 +532,7 @@ ANCHOR = ["--finetune-anchor", "1"]
         (["--method", "ppo", "--hp", "then_finetune=100"], "then_finetune applies to"),
         (["--method", "student-distill", "--finetune-anchor", "1"], "need --then-finetune"),
         (["--method", "student-distill", "--finetune-keep-better", "5"], "need --then-finetune"),
+        (["--method", "student-distill", "--finetune-critic-reset"], "need --then-finetune"),
         ([*SD_FT, "100", "--finetune-keep-better", "1"], "whole number of validation episodes >= 2"),
         ([*SD_FT, "100", "--finetune-anchor-steps", "50"], "finetune_anchor_steps needs finetune_anchor"),
         ([*SD_FT, "100", *ANCHOR, "--finetune-anchor-steps", "500"], r"(500) exceeds then_finetune (100)"),

@@ -840,8 +840,8 @@ def check_runner_keys(method: str, hp: dict[str, Any]) -> None:
     warmup = _count(hp.get("critic_warmup") or 0, "critic_warmup")
     if warmup > finetune:
         raise ConfigError(f"critic_warmup ({warmup}) exceeds then_finetune ({finetune})")
-    reset = hp.get("finetune_critic_reset", False)
-    if not isinstance(reset, bool):
+    reset = hp.get("finetune_critic_reset")
+    if reset is not None and not isinstance(reset, bool):
         raise ConfigError(f"finetune_critic_reset must be true or false, got {reset!r}")
     anchor = hp.get("finetune_anchor") or 0.0
     if isinstance(anchor, bool) or not isinstance(anchor, int | float) or not 0.0 <= anchor < float("inf"):

@@ -209,7 +209,7 @@ def pipeline_phases(spec: RunSpec, model: BaseAlgorithm, finetune: dict[str, Any
             "end_step": int(model.num_timesteps),
             "critic_warmup": warmup,
             # the critic initialized again at the switch (finetune_critic_reset)
-            "critic_reset": bool(spec.hp.get("finetune_critic_reset", False)),
+            "critic_reset": bool(spec.hp.get("finetune_critic_reset")),
             "actor_frozen_until_step": warmup_end(start, warmup, rollout) if warmup else start,
             # the KL anchor to the distilled student (0: none), and the step where its λ is 0
             "anchor": anchor,

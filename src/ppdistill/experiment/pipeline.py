@@ -105,9 +105,14 @@ def critic_modules(policy: ActorCriticPolicy) -> list[tuple[th.nn.Module, float]
 
     :param policy: an SB3 actor-critic policy
     """
-    critic_parameters(policy)  # refuses a policy without SB3's MlpExtractor
+    value_layers = getattr(policy.mlp_extractor, "value_net", None)
+    if not isinstance(value_layers, th.nn.Module):
+        raise PPDistillError(
+            "a critic reset needs SB3's MlpExtractor (with value_net); "
+            f"{type(policy.mlp_extractor).__name__} has none: use finetune_critic_reset=false"
+        )
     modules: list[tuple[th.nn.Module, float]] = [
-        (policy.mlp_extractor.value_net, float(np.sqrt(2))),
+        (value_layers, float(np.sqrt(2))),
         (policy.value_net, 1.0),
     ]
     if not policy.share_features_extractor:
@@ -120,11 +125,11 @@ def reset_critic(policy: ActorCriticPolicy, seed: int) -> None:
     the actor (and a features extractor it shares with the critic) is left exactly as it is.
 
     :param policy: an SB3 actor-critic policy
-    :param seed: seed of the new weights (torch's global generator is left as it was)
+    :param seed: seed of the new weights (torch's global generators are left as they were)
     """
     modules = critic_modules(policy)
-    devices = [policy.device] if policy.device.type == "cuda" else []
-    with th.random.fork_rng(devices=devices):
+    # manual_seed seeds every CUDA device too: fork them all, not only the policy's
+    with th.random.fork_rng(devices=range(th.cuda.device_count())):
         th.manual_seed(seed)
         for module, gain in modules:
             if policy.ortho_init:

@@ -425,7 +425,7 @@ class Run:
                 tensorboard_log=self.spec.tensorboard,
                 anchor=self._anchor(distilled, hp),
                 share=self._finetuning_share(),
-                critic_reset=bool(self.spec.hp.get("finetune_critic_reset", False)),
+                critic_reset=bool(self.spec.hp.get("finetune_critic_reset")),
             )
         except TypeError as exc:  # a key PPO does not take
             raise PPDistillError(f"bad fine-tuning hyperparameter: {exc}") from exc
