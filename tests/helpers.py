@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import os
@@ -10,6 +11,8 @@ import pickle
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
+from types import ModuleType
 
 import torch as th
 
@@ -213,3 +216,17 @@ def save_student_of_view(recipe, path, env=None):
     student.save(path)
     env.close()
     return student
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` (not a package) imported as a module, for its tests.
+
+    :param name: the script's file name without ``.py``
+    """
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in it looks its module up there
+    spec.loader.exec_module(module)
+    return module

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..helpers import benchmark_script
 
 
 def chooser() -> ModuleType:
-    path = ROOT / "benchmarks" / "choose_teachers.py"
-    spec = importlib.util.spec_from_file_location("choose_teachers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("choose_teachers")
 
 
 def record(task: str, label: str, final: float, auc: float | None = None, seed: int = 0) -> dict:

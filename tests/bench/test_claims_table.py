@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from ..helpers import benchmark_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("README.md", "docs/benchmarks.md")
 
 
 def claims_table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("claims_table", ROOT / "benchmarks" / "claims_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("claims_table")
 
 
 def sources(page: str) -> list[Path]:

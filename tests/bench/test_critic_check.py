@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -11,15 +10,11 @@ import pytest
 import torch as th
 from stable_baselines3 import PPO
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..helpers import benchmark_script
 
 
 def script():
-    spec = importlib.util.spec_from_file_location("critic_check", ROOT / "benchmarks" / "critic_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("critic_check")
 
 
 def _measure(capsys, path: Path) -> tuple[float, list[float]]:

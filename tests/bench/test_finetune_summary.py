@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,17 +10,14 @@ import pytest
 
 from ppdistill.bench.execute import read_records
 
+from ..helpers import benchmark_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARIES = sorted((ROOT / "benchmarks" / "results").glob("*/finetune-summary.md"))
 
 
 def finetune_summary() -> ModuleType:
-    path = ROOT / "benchmarks" / "finetune_summary.py"
-    spec = importlib.util.spec_from_file_location("finetune_summary", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("finetune_summary")
 
 
 @pytest.mark.parametrize("summary", SUMMARIES, ids=[p.parent.name for p in SUMMARIES])

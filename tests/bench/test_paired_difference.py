@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ..helpers import benchmark_script
 from .test_report import records
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "paired_difference", ROOT / "benchmarks" / "paired_difference.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("paired_difference")
 
 
 def test_a_larger_student_ahead_and_equal_ones_tied():

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
 from ppdistill.bench.report import build_report
 from ppdistill.bench.stats import task_of
 
+from ..helpers import benchmark_script
 from .test_report import records
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def verify_bar():
-    spec = importlib.util.spec_from_file_location("verify_bar", ROOT / "benchmarks" / "verify_bar.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("verify_bar")
 
 
 def test_a_dropped_entry_leaves_the_report_and_the_bar_is_checked_on_the_rest(tmp_path, capsys):

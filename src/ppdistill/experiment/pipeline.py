@@ -78,16 +78,8 @@ def critic_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
 
     :param policy: an SB3 actor-critic policy
     """
-    value_layers = getattr(policy.mlp_extractor, "value_net", None)
-    if not isinstance(value_layers, th.nn.Module):
-        raise PPDistillError(
-            "critic warm-up needs SB3's MlpExtractor (with value_net); "
-            f"{type(policy.mlp_extractor).__name__} has none: use critic_warmup=0"
-        )
-    modules = [value_layers, policy.value_net]
-    if not policy.share_features_extractor:
-        modules.append(policy.vf_features_extractor)
-    return [p for m in modules for p in m.parameters()]
+    modules = critic_modules(policy, purpose="critic warm-up", off="critic_warmup=0")
+    return [p for module, _ in modules for p in module.parameters()]
 
 
 def actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
@@ -99,17 +91,21 @@ def actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
     return [p for p in policy.parameters() if id(p) not in critic]
 
 
-def critic_modules(policy: ActorCriticPolicy) -> list[tuple[th.nn.Module, float]]:
+def critic_modules(
+    policy: ActorCriticPolicy, purpose: str = "a critic reset", off: str = "finetune_critic_reset=false"
+) -> list[tuple[th.nn.Module, float]]:
     """The modules only the critic uses, each with the gain SB3's orthogonal initialization
     gives it (:meth:`ActorCriticPolicy._build`): its layers, its head, its own extractor.
 
     :param policy: an SB3 actor-critic policy
+    :param purpose: what needs them, for the error a policy without SB3's MlpExtractor gets
+    :param off: the setting that does without, named in that error
     """
     value_layers = getattr(policy.mlp_extractor, "value_net", None)
     if not isinstance(value_layers, th.nn.Module):
         raise PPDistillError(
-            "a critic reset needs SB3's MlpExtractor (with value_net); "
-            f"{type(policy.mlp_extractor).__name__} has none: use finetune_critic_reset=false"
+            f"{purpose} needs SB3's MlpExtractor (with value_net); "
+            f"{type(policy.mlp_extractor).__name__} has none: use {off}"
         )
     modules: list[tuple[th.nn.Module, float]] = [
         (value_layers, float(np.sqrt(2))),
