@@ -36,7 +36,8 @@ jobs=(
   # blind6: started 2026-12-03 15:35 for the next verify round of the width choice on a locomotion
   # teacher (TQC had never met HalfCheetah here); unread
   "blind6  tqc    HalfCheetah-v5            100000  6"
-  # blind7 (not kept): "blind7 tqc Walker2d-v5 120000 7", started 2026-12-03 17:20 for
+  # blind7 (not kept): "blind7 tqc Walker2d-v5 120000 7", started 2026-12-03 about 17:20 (a
+  # "17:25" first written here was wrong; the line's commit is 17:20:45) for
   # teachers-blind7 (a locomotion teacher that falls); it did not learn (258.0 ± 153.6 over its
   # log's 20 episodes, below that rule's 1,000; 2,890 s), so by that rule nothing ran
 )
