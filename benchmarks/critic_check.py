@@ -25,6 +25,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.utils import explained_variance
 
 from ppdistill.teachers.loading import load_agent
 
@@ -40,16 +41,6 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
         total = reward + gamma * total
         backwards.append(total)
     return list(reversed(backwards))
-
-
-def explained_variance(returns: np.ndarray, values: np.ndarray) -> float:
-    """``1 − Var(R − V) / Var(R)`` (nan where the returns do not vary).
-
-    :param returns: the targets
-    :param values: the critic's predictions
-    """
-    spread = float(np.var(returns))
-    return 1.0 - float(np.var(returns - values)) / spread if spread > 0 else float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(layer, th.nn.Tanh):
                 saturation.append(float((hidden.abs() > 0.99).float().mean()))
     r = np.asarray(returns)
-    explained = explained_variance(r, values)
+    explained = explained_variance(values, r)  # SB3's, as PPO logs it
     corr = float(np.corrcoef(r, values)[0, 1]) if values.std() > 0 and r.std() > 0 else float("nan")
     print(f"  states: {len(states)} (left out near a time-limit cut: {left_out})")
     print(f"  return (gamma {args.gamma}): mean {r.mean():.2f}, std {r.std():.3f}")

@@ -80,10 +80,6 @@ def recommended_n_envs(
     return int(_section(method, env_id, config, teacher).get("n_envs", 1))
 
 
-TEACHER_KEYS = TARGET_KEYWORDS
-"""The config's keys that are :func:`~ppdistill.load_teacher`'s keywords, not the class's."""
-
-
 def recommended_teacher_kwargs(
     method: str = "ppd", env_id: str | None = None, config: Path | None = None, *, teacher: object = None
 ) -> dict[str, Any]:
@@ -97,4 +93,5 @@ def recommended_teacher_kwargs(
     :param teacher: as in :func:`recommended` (a path here: the keywords are for loading it)
     """
     section = _section(method, env_id, config, teacher)
-    return {k: section[k] for k in TEACHER_KEYS if k in section}
+    # the config's keys that are load_teacher's keywords, not the class's
+    return {k: section[k] for k in TARGET_KEYWORDS if k in section}
