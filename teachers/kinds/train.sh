@@ -40,6 +40,9 @@ jobs=(
   # "17:25" first written here was wrong; the line's commit is 17:20:45) for
   # teachers-blind7 (a locomotion teacher that falls); it did not learn (258.0 ± 153.6 over its
   # log's 20 episodes, below that rule's 1,000; 2,890 s), so by that rule nothing ran
+  # blind8: started 2026-12-03 19:27 for the verify round of teachers-ablation-nrew's choice (a
+  # locomotion teacher that falls; TQC never met Hopper here without a time feature); unread
+  "blind8  tqc    Hopper-v5                 150000  8"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
