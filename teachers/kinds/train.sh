@@ -43,6 +43,9 @@ jobs=(
   # blind8: started 2026-12-03 19:27 for the verify round of teachers-ablation-nrew's choice (a
   # locomotion teacher that falls; TQC never met Hopper here without a time feature); unread
   "blind8  tqc    Hopper-v5                 150000  8"
+  # blind9: started 2026-12-03 19:53 for a second blind round of the frozen config on a locomotion
+  # teacher that falls (SAC met Hopper here only without a time feature); unread
+  "blind9  sac    Hopper-v5                 150000  9    $TF"
 )
 train() {
   read -r half algo env steps seed extra <<<"$1"
