@@ -41,10 +41,12 @@ jobs=(
   # teachers-blind7 (a locomotion teacher that falls); it did not learn (258.0 ± 153.6 over its
   # log's 20 episodes, below that rule's 1,000; 2,890 s), so by that rule nothing ran
   # blind8: started 2026-12-03 19:27 for the verify round of teachers-ablation-nrew's choice (a
-  # locomotion teacher that falls; TQC never met Hopper here without a time feature); unread
+  # locomotion teacher that falls; TQC never met Hopper here without a time feature); it ended at
+  # 993.8 ± 21.3 (3,291 s), below that rule's 1,000, so that round did not run (kept: it hops)
   "blind8  tqc    Hopper-v5                 150000  8"
   # blind9: started 2026-12-03 19:53 for a second blind round of the frozen config on a locomotion
-  # teacher that falls (SAC met Hopper here only without a time feature); unread
+  # teacher that falls (SAC met Hopper here only without a time feature); 1,736.5 ± 551.3 (1,970 s),
+  # read by teachers-blind9 only
   "blind9  sac    Hopper-v5                 150000  9    $TF"
 )
 train() {
