@@ -17,7 +17,9 @@ the start of its value (eight characters of a ``defaults_sha256``):
     python benchmarks/paired_difference.py benchmarks/results/teachers-value-norm \
         --with benchmarks/results/teachers-value --by defaults_sha256 --a 0acd9809 --b 228508cb --label ppd
 
-or two methods run into two folders (``--by label --a rppd --b rppo``).
+or two methods run into two folders (``--by label --a rppd --b rppo``). ``--task`` keeps one
+entry's runs (as the report names it, ``Walker2d-v5 [sac]``; repeatable), for a rule that asks
+for the difference per entry.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def main() -> int:
     parser.add_argument("--label", default=None, help="the method label, when the folder has several")
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument(
+        "--task", dest="tasks", action="append", default=[],
+        help="keep only this entry's runs, as the report names it (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--with", dest="others", type=Path, action="append", default=[],
         help="another results folder whose runs join these (repeatable)",
     )  # fmt: skip
@@ -92,6 +98,12 @@ def main() -> int:
         # paths: a unit's teacher is then its task (env and tag); a task whose teachers differ
         # still cannot pair, for their references differ (the bootstrap refuses that)
         records = [{**r, "spec": {**r["spec"], "teacher": task_of(r)}} for r in records]
+    if args.tasks:
+        tasks = {task_of(r) for r in records}
+        unknown = [t for t in args.tasks if t not in tasks]
+        if unknown:
+            raise SystemExit(f"no task {unknown[0]!r} in these runs; their tasks: {', '.join(sorted(tasks))}")
+        records = [r for r in records if task_of(r) in args.tasks]
     out = differences(records, args.by, args.a, args.b, args.label, args.reps)
     for what, interval in out.items():
         point, low, high = interval
