@@ -100,9 +100,7 @@ def test_a_task_keeps_one_entrys_runs(tmp_path, capsys, monkeypatch):
     runs = records(np.random.default_rng(6), {("ppd", "same"): (0.9, 1), ("ppd", "smaller"): (0.7, 1)})
     for r in runs:  # env B: the two sizes level, so only A's runs show a difference
         if r["spec"]["env_id"] == "B" and r["spec"]["student"] == "same":
-            r["returns"] = next(
-                o["returns"] for o in runs if o["id"] == r["id"].replace("same", "smaller")
-            )
+            r["returns"] = next(o["returns"] for o in runs if o["id"] == r["id"].replace("same", "smaller"))
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
     argv = ["x", str(tmp_path), "--a", "same", "--b", "smaller", "--reps", "200"]
     for task, expected in (("A", "final: +0.2"), ("B", "final: +0.00"), (None, "final: +0.1")):
