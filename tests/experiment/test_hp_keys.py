@@ -254,7 +254,7 @@ def test_rl_zoo_linear_schedules_become_linear_schedules(cartpole_teacher):
     assert model.learning_rate == Linear(0.001, 0.0) and model.clip_range(0.5) == pytest.approx(0.1)
 
 
-def test_every_target_setting_is_refused_where_it_does_not_apply():
+def test_the_runner_checks_every_target_keyword_of_the_loader():
     from ppdistill.experiment.runner import TARGET_SETTINGS
     from ppdistill.teachers.loading import TARGET_KEYWORDS
 
